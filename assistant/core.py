@@ -1,0 +1,244 @@
+"""The Assistant: one object that owns the model, the skills, the router and the
+graph, and runs chat turns. The server, the CLI and the benchmarks all use it.
+
+A turn is validated completely before the graph runs (known skill, known
+conversation, well-formed messages), so bad input never reaches the store. Turns
+of the same conversation run one after another.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+import weakref
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator
+
+from langgraph.checkpoint.sqlite import SqliteSaver
+
+from retrieval import load_encoder
+from skills import LoadedSkills, Skill, load_skills
+
+from .errors import ConversationNotFound, InvalidRequest, UnknownSkill
+from .graph import build_graph
+from .llm import ChatModel, GenerationParams, Message, create_chat_model
+from .router import EmbeddingRouter
+from .settings import Settings
+from .state import TurnContext
+from .store import Store, connect
+
+__all__ = ["Assistant", "Turn", "AUTO_MODEL", "ROLES"]
+
+log = logging.getLogger(__name__)
+
+#: The ``model`` name that asks for automatic routing.
+AUTO_MODEL = "assistant"
+ROLES = ("system", "user", "assistant")
+
+
+@dataclass
+class Turn:
+    """One running chat turn. Iterate ``events()`` for ("delta", text) pieces;
+    the other fields are filled as the turn progresses and complete at the end."""
+
+    conversation_id: str
+    tenant_id: str
+    skill: str | None = None
+    reply: str = ""
+    extras: dict[str, Any] = field(default_factory=dict)
+    route_scores: dict[str, float] = field(default_factory=dict)
+    context: TurnContext | None = None
+    started: float = field(default_factory=time.perf_counter)
+    finished: float | None = None
+    _events: Iterator[tuple[str, Any]] | None = None
+
+    def events(self) -> Iterator[tuple[str, Any]]:
+        assert self._events is not None
+        return self._events
+
+    def run(self) -> "Turn":
+        """Consume the turn to the end (non-streaming use)."""
+        for _ in self.events():
+            pass
+        return self
+
+    def cancel(self) -> None:
+        if self.context is not None:
+            self.context.cancelled.set()
+        if self._events is not None:
+            self._events.close()
+
+    @property
+    def usage(self) -> dict[str, int]:
+        return dict(self.context.usage) if self.context else {"prompt_tokens": 0, "completion_tokens": 0}
+
+    @property
+    def finish_reason(self) -> str:
+        return self.context.finish_reason if self.context else "stop"
+
+
+class Assistant:
+    def __init__(
+        self,
+        settings: Settings,
+        llm: ChatModel,
+        skills: LoadedSkills,
+        router: EmbeddingRouter,
+    ):
+        self.settings = settings
+        self.llm = llm
+        self.loaded = skills
+        self.skills: dict[str, Skill] = skills.skills
+        self.router = router
+        self._conn = connect(settings.db_path)
+        self.store = Store(self._conn)
+        self.graph = build_graph(self.skills, router, SqliteSaver(self._conn))
+        self._locks: "weakref.WeakValueDictionary[str, threading.Lock]" = weakref.WeakValueDictionary()
+        self._locks_guard = threading.Lock()
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, llm: ChatModel | None = None, progress: Callable[[str], None] = print
+    ) -> "Assistant":
+        loaded = load_skills(settings.skills)
+        if not loaded.skills:
+            raise UnknownSkill("no skills could be loaded: " + "; ".join(f"{k}: {v}" for k, v in loaded.failures.items()))
+        encoder = load_encoder(settings.embedding_model)
+        router = EmbeddingRouter(
+            encoder, {name: s.examples for name, s in loaded.skills.items()}, threshold=settings.router_threshold
+        )
+        if llm is None:
+            llm = create_chat_model(settings, progress)
+        return cls(settings, llm, loaded, router)
+
+    def close(self) -> None:
+        self._conn.close()
+
+    # -- public API -----------------------------------------------------------
+    def model_names(self) -> list[str]:
+        return [AUTO_MODEL, *self.skills]
+
+    def history(self, tenant_id: str, conversation_id: str) -> list[Message]:
+        if not self.store.conversation_exists(tenant_id, conversation_id):
+            raise ConversationNotFound(f"conversation {conversation_id!r} not found")
+        state = self.graph.get_state(self._config(tenant_id, conversation_id))
+        return list(state.values.get("messages", []))
+
+    def start_turn(
+        self,
+        messages: list[Message],
+        *,
+        model: str = AUTO_MODEL,
+        conversation_id: str | None = None,
+        tenant_id: str | None = None,
+        params: GenerationParams | None = None,
+    ) -> Turn:
+        """Validate a turn and return it, ready to run. Raises before anything is stored."""
+        tenant_id = tenant_id or self.settings.default_tenant
+        if model != AUTO_MODEL and model not in self.skills:
+            raise UnknownSkill(f"model {model!r} does not exist; available: {', '.join(self.model_names())}")
+        incoming = self._validate_messages(messages)
+        if conversation_id is None:
+            conversation_id = "conv_" + uuid.uuid4().hex
+        elif not self.store.conversation_exists(tenant_id, conversation_id):
+            raise ConversationNotFound(f"conversation {conversation_id!r} not found")
+        else:
+            # The stored history is authoritative: of a continued conversation only
+            # the newest user message is new (OpenAI clients resend the whole list).
+            incoming = incoming[-1:]
+        context = TurnContext(
+            tenant_id=tenant_id,
+            llm=self.llm,
+            params=params or GenerationParams(max_tokens=self.settings.max_tokens),
+            max_history=self.settings.max_history_messages,
+        )
+        turn = Turn(conversation_id=conversation_id, tenant_id=tenant_id, context=context)
+        requested = None if model == AUTO_MODEL else model
+        turn._events = self._run(turn, incoming, requested)
+        return turn
+
+    # -- internals --------------------------------------------------------------
+    def _validate_messages(self, messages: list[Message]) -> list[Message]:
+        if not messages:
+            raise InvalidRequest("messages must contain at least one message", "messages")
+        cleaned = []
+        for i, message in enumerate(messages):
+            role, content = message.get("role"), message.get("content")
+            if role not in ROLES:
+                raise InvalidRequest(
+                    f"messages[{i}].role {role!r} is not supported; use one of {', '.join(ROLES)}",
+                    f"messages.{i}.role",
+                )
+            if not isinstance(content, str):
+                raise InvalidRequest(f"messages[{i}].content must be a string", f"messages.{i}.content")
+            if len(content) > self.settings.max_message_chars:
+                raise InvalidRequest(
+                    f"messages[{i}].content is {len(content)} characters; the limit is "
+                    f"{self.settings.max_message_chars}",
+                    f"messages.{i}.content",
+                )
+            cleaned.append({"role": role, "content": content})
+        if cleaned[-1]["role"] != "user":
+            raise InvalidRequest("the last message must have role 'user'", f"messages.{len(cleaned) - 1}.role")
+        if not cleaned[-1]["content"].strip():
+            raise InvalidRequest("the last user message is empty", f"messages.{len(cleaned) - 1}.content")
+        return cleaned
+
+    def _config(self, tenant_id: str, conversation_id: str) -> dict:
+        # The tenant is part of the thread id: one tenant can never load another's thread.
+        return {"configurable": {"thread_id": f"{tenant_id}:{conversation_id}"}}
+
+    def _lock_for(self, key: str) -> threading.Lock:
+        with self._locks_guard:
+            lock = self._locks.get(key)
+            if lock is None:
+                lock = threading.Lock()
+                self._locks[key] = lock
+            return lock
+
+    def _run(self, turn: Turn, incoming: list[Message], requested: str | None) -> Iterator[tuple[str, Any]]:
+        config = self._config(turn.tenant_id, turn.conversation_id)
+        lock = self._lock_for(config["configurable"]["thread_id"])
+        with lock:
+            stream = self.graph.stream(
+                {"incoming": incoming, "requested_skill": requested},
+                config,
+                context=turn.context,
+                stream_mode=["updates", "custom"],
+                # One checkpoint write when the turn ends: intermediate states are
+                # worthless here, and history only changes in guard_out anyway.
+                durability="exit",
+            )
+            try:
+                for mode, chunk in stream:
+                    if mode == "custom":
+                        yield "delta", chunk["delta"]
+                        continue
+                    for node, update in chunk.items():
+                        if not update:
+                            continue
+                        if node == "route":
+                            turn.skill = update["skill"]
+                            turn.route_scores = update.get("route_scores", {})
+                            yield "route", turn.skill
+                        if "extras" in update:
+                            turn.extras = update["extras"]
+                        if node == "guard_out":
+                            turn.reply = update["reply"]
+            finally:
+                turn.context.cancelled.set()
+                stream.close()
+            if turn.skill is None:
+                return
+            self.store.record_turn(turn.tenant_id, turn.conversation_id, turn.skill)
+            turn.finished = time.perf_counter()
+            log.info(
+                "turn %s skill=%s tokens=%s llm=%.3fs",
+                turn.conversation_id,
+                turn.skill,
+                turn.usage,
+                turn.context.llm_seconds,
+            )
+

@@ -1,0 +1,60 @@
+"""Lepton's error tree. Every error a user can cause or meet derives from LeptonError.
+
+    LeptonError
+    ├── ConfigError            a setting or path is wrong (CLI: one line, exit 2)
+    ├── ModelError             a model cannot be found, converted or loaded
+    ├── BackendError           the LLM backend failed while answering
+    │   └── BackendBusy        the local queue is full; retry later (HTTP 503)
+    ├── InvalidRequest         a request is malformed (HTTP 400)
+    ├── UnknownSkill           a request names a skill that is not loaded (HTTP 404)
+    └── ConversationNotFound   a conversation id unknown for this tenant (HTTP 404)
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "LeptonError",
+    "ConfigError",
+    "ModelError",
+    "BackendError",
+    "BackendBusy",
+    "InvalidRequest",
+    "UnknownSkill",
+    "ConversationNotFound",
+]
+
+
+class LeptonError(Exception):
+    """Base of every error Lepton raises on purpose."""
+
+
+class ConfigError(LeptonError):
+    pass
+
+
+class ModelError(LeptonError):
+    pass
+
+
+class BackendError(LeptonError):
+    pass
+
+
+class BackendBusy(BackendError):
+    def __init__(self, message: str, retry_after: int = 2):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class InvalidRequest(LeptonError):
+    def __init__(self, message: str, param: str | None = None):
+        super().__init__(message)
+        self.param = param
+
+
+class UnknownSkill(LeptonError):
+    pass
+
+
+class ConversationNotFound(LeptonError):
+    pass

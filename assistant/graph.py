@@ -1,0 +1,156 @@
+"""The agent graph: guard_in → route → <skill> → guard_out.
+
+Nodes come first, then the builder, then the edges, then ``compile()``. Tokens
+reach the caller through LangGraph's custom stream (``{"delta": text}``) while a
+skill generates; the committed history changes only in guard_out, the last node.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+from langgraph.config import get_stream_writer
+from langgraph.graph import END, START, StateGraph
+from langgraph.runtime import Runtime
+
+from skills import Skill, SkillContext
+
+from .guards import clean_text, mask_card_numbers
+from .prompts import EMPTY_REPLY, OUT_OF_SCOPE_REPLY
+from .router import OUT_OF_SCOPE, EmbeddingRouter
+from .state import ConversationState, TurnContext
+
+__all__ = ["build_graph"]
+
+
+# -- nodes --------------------------------------------------------------------
+
+
+def guard_in(state: ConversationState) -> dict:
+    """Clean the turn's new messages and mask card numbers before anything stores them."""
+    incoming = []
+    masked = 0
+    for message in state["incoming"]:
+        text, n = mask_card_numbers(clean_text(message["content"]))
+        masked += n
+        incoming.append({"role": message["role"], "content": text})
+    extras = {"masked_card_numbers": masked} if masked else {}
+    return {"incoming": incoming, "reply": "", "extras": extras}
+
+
+def make_route(router: EmbeddingRouter) -> Callable[[ConversationState], dict]:
+    def route(state: ConversationState) -> dict:
+        """An explicitly requested skill wins; otherwise the embedding router decides."""
+        if state.get("requested_skill"):
+            return {"skill": state["requested_skill"], "route_scores": {}}
+        last_user = next(m["content"] for m in reversed(state["incoming"]) if m["role"] == "user")
+        decision = router.route(last_user)
+        return {"skill": decision.skill, "route_scores": decision.scores}
+
+    return route
+
+
+def _emitter():
+    """A ``say`` function that streams text and remembers everything said."""
+    writer = get_stream_writer()
+    said: list[str] = []
+
+    def say(text: str) -> None:
+        if text:
+            said.append(text)
+            writer({"delta": text})
+
+    return say, said
+
+
+def make_skill_node(skill: Skill) -> Callable[..., dict]:
+    def run_skill(state: ConversationState, runtime: Runtime[TurnContext]) -> dict:
+        turn = runtime.context
+        say, said = _emitter()
+
+        def generate(messages, adapter=None) -> str:
+            started = time.perf_counter()
+            generation = turn.llm.stream(messages, turn.params, adapter=adapter)
+            pieces: list[str] = []
+            try:
+                for piece in generation:
+                    if turn.cancelled.is_set():
+                        break
+                    pieces.append(piece)
+                    say(piece)
+            finally:
+                generation.close()
+                turn.llm_seconds += time.perf_counter() - started
+            turn.usage["prompt_tokens"] += generation.prompt_tokens
+            turn.usage["completion_tokens"] += generation.completion_tokens
+            turn.finish_reason = generation.finish_reason or "stop"
+            return "".join(pieces)
+
+        ctx = SkillContext(
+            messages=state.get("messages", []) + state["incoming"],
+            tenant_id=turn.tenant_id,
+            generate=generate,
+            say=say,
+            max_history=turn.max_history,
+        )
+        reply = skill.respond(ctx)
+        if not said:  # a skill that returned its text instead of streaming it
+            say(reply.text)
+        return {"reply": "".join(said), "extras": {**state.get("extras", {}), **reply.extras}}
+
+    run_skill.__name__ = skill.name
+    return run_skill
+
+
+def make_out_of_scope(skills: dict[str, Skill]) -> Callable[..., dict]:
+    capabilities = "\n".join(f"- {s.description}" for s in skills.values())
+
+    def out_of_scope(state: ConversationState, runtime: Runtime[TurnContext]) -> dict:
+        """Say what the assistant can help with instead of guessing."""
+        say, said = _emitter()
+        say(OUT_OF_SCOPE_REPLY.format(capabilities=capabilities))
+        return {"reply": "".join(said)}
+
+    return out_of_scope
+
+
+def guard_out(state: ConversationState, runtime: Runtime[TurnContext]) -> dict:
+    """Commit the turn: history gains the new messages and the answer, in one write."""
+    reply = state.get("reply", "")
+    if not reply.strip():
+        say, _ = _emitter()
+        say(EMPTY_REPLY)
+        reply = EMPTY_REPLY
+    history = state.get("messages", []) + state["incoming"] + [{"role": "assistant", "content": reply}]
+    return {"messages": history, "incoming": [], "reply": reply}
+
+
+# -- builder ------------------------------------------------------------------
+
+
+def build_graph(skills: dict[str, Skill], router: EmbeddingRouter, checkpointer=None):
+    builder = StateGraph(ConversationState, context_schema=TurnContext)
+    builder.add_node("guard_in", guard_in)
+    builder.add_node("route", make_route(router))
+    for name, skill in skills.items():
+        builder.add_node(name, make_skill_node(skill))
+    builder.add_node(OUT_OF_SCOPE, make_out_of_scope(skills))
+    builder.add_node("guard_out", guard_out)
+
+    # Every turn starts by cleaning its input.
+    builder.add_edge(START, "guard_in")
+    builder.add_edge("guard_in", "route")
+
+    # route stored its decision in state["skill"]: a skill name or out_of_scope.
+    def pick_skill(state: ConversationState) -> str:
+        return state["skill"]
+
+    builder.add_conditional_edges("route", pick_skill, [*skills, OUT_OF_SCOPE])
+
+    # Whatever answered, guard_out commits the turn and the graph ends.
+    for name in [*skills, OUT_OF_SCOPE]:
+        builder.add_edge(name, "guard_out")
+    builder.add_edge("guard_out", END)
+
+    return builder.compile(checkpointer=checkpointer)

