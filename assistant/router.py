@@ -1,11 +1,12 @@
-"""Picks the skill for a message without the LLM: nearest examples in embedding space.
+"""Picks the skill for a message without the LLM: a small classifier over embeddings.
 
 Each skill's routing examples, plus a list of out-of-scope examples, are
-embedded once. A message is scored against every class as the mean cosine
-similarity of its ``k`` nearest examples of that class. The best skill wins if
-it also beats the out-of-scope class and clears the confidence threshold;
-otherwise the decision is ``out_of_scope`` and the assistant says what it can
-help with. The decision is deterministic and its scores are returned for audit.
+embedded with the sentence encoder and a logistic regression is fitted on them
+at start-up. A message goes to the most probable skill if that probability
+clears the confidence threshold; otherwise, or if out-of-scope is the most
+probable class, the decision is ``out_of_scope`` and the assistant says what it
+can help with. The decision is deterministic and its class probabilities are
+returned for audit.
 """
 
 from __future__ import annotations
@@ -62,6 +63,31 @@ OUT_OF_SCOPE_EXAMPLES = [
     "give me a fun fact",
     "how do I get to the airport",
     "what should I cook for dinner tonight",
+    "hi there",
+    "thanks, bye",
+    "are you a real person or a bot",
+    "what can you do",
+    "start a timer for ten minutes",
+    "convert 5 miles to kilometres",
+    "how do you spell necessary",
+    "flip a coin for me",
+    "what's today's date",
+    "add milk to my shopping list",
+    "what's on my calendar tomorrow",
+    "when is my next day off",
+    "how many vacation days do I have left",
+    "change your voice to a British accent",
+    "call my wife",
+    "where am I right now",
+    "what's the definition of serendipity",
+    "how long will it take to drive to Manchester",
+    "do I need a visa to visit Japan",
+    "what plug do they use in Italy",
+    "speak more slowly please",
+    "yes",
+    "no thanks",
+    "can you repeat that",
+    "what is the boiling point of water",
 ]
 
 
@@ -74,33 +100,41 @@ class Encoder(Protocol):
 @dataclass(frozen=True)
 class Route:
     skill: str  # a skill name or OUT_OF_SCOPE
-    confidence: float  # score of the chosen skill (or of the best skill when out of scope)
+    confidence: float  # probability of the chosen skill (or of the best skill when out of scope)
     scores: dict[str, float]
 
 
 class EmbeddingRouter:
+    """Logistic regression over sentence embeddings of the routing examples.
+
+    Small, deterministic (fixed solver, no randomness) and trained in well under
+    a second at start-up, so third-party skills join the router simply by
+    shipping examples.
+    """
+
     def __init__(
         self,
         encoder: Encoder,
         examples: dict[str, list[str]],
         *,
-        threshold: float = 0.42,
+        threshold: float = 0.5,
         out_of_scope_examples: list[str] = OUT_OF_SCOPE_EXAMPLES,
-        k: int = 3,
+        regularization: float = 10.0,
     ):
+        from sklearn.linear_model import LogisticRegression
+
         if not examples:
             raise ValueError("the router needs at least one skill with examples")
         self._encoder = encoder
         self.threshold = threshold
-        self._k = k
-        self._labels: list[str] = []
+        labels: list[str] = []
         texts: list[str] = []
         for name, items in {**examples, OUT_OF_SCOPE: out_of_scope_examples}.items():
-            self._labels += [name] * len(items)
+            labels += [name] * len(items)
             texts += items
-        self._classes = list(dict.fromkeys(self._labels))
-        self._label_ids = np.array([self._classes.index(label) for label in self._labels])
-        self._matrix = self._embed(texts)
+        self._model = LogisticRegression(C=regularization, class_weight="balanced", max_iter=2000)
+        self._model.fit(self._embed(texts), labels)
+        self._classes = [str(c) for c in self._model.classes_]
 
     def _embed(self, texts: list[str]) -> np.ndarray:
         vectors = np.asarray(self._encoder.encode(texts, normalize_embeddings=True, show_progress_bar=False))
@@ -110,17 +144,14 @@ class EmbeddingRouter:
         return self.route_many([text])[0]
 
     def route_many(self, texts: list[str]) -> list[Route]:
-        sims = self._embed(texts) @ self._matrix.T  # (n_texts, n_examples)
+        probabilities = self._model.predict_proba(self._embed(texts))
         routes = []
-        for row in sims:
-            scores = {}
-            for i, name in enumerate(self._classes):
-                class_sims = np.sort(row[self._label_ids == i])[::-1][: self._k]
-                scores[name] = float(class_sims.mean())
+        for row in probabilities:
+            scores = {name: float(p) for name, p in zip(self._classes, row)}
+            best = max(scores, key=scores.__getitem__)
             best_skill = max((n for n in self._classes if n != OUT_OF_SCOPE), key=scores.__getitem__)
-            confidence = scores[best_skill]
-            if confidence < self.threshold or scores[OUT_OF_SCOPE] >= confidence:
-                routes.append(Route(OUT_OF_SCOPE, confidence, scores))
+            if best == OUT_OF_SCOPE or scores[best] < self.threshold:
+                routes.append(Route(OUT_OF_SCOPE, scores[best_skill], scores))
             else:
-                routes.append(Route(best_skill, confidence, scores))
+                routes.append(Route(best, scores[best], scores))
         return routes

@@ -56,11 +56,11 @@ class Settings(BaseSettings):
     host: str = Field(default="127.0.0.1", description="Address `lepton serve` binds.")
     port: int = Field(default=8000, ge=0, le=65535, description="Port `lepton serve` binds.")
     router_threshold: float = Field(
-        default=0.42,
-        ge=-1.0,
+        default=0.5,
+        ge=0.0,
         le=1.0,
-        description="Minimum cosine similarity between a message and a skill's examples "
-        "for the router to pick that skill; below it the assistant says what it can do.",
+        description="Minimum probability the router must give a skill "
+        "to pick it; below it the assistant says what it can do.",
     )
     embedding_model: str | None = Field(
         default=None,

@@ -1,10 +1,18 @@
-"""Build the held-out routing evaluation set for the Lepton Assistant router.
+"""Build the routing evaluation sets (test and dev) for the Lepton Assistant router.
 
 The router sends each chat message to one of four skills (customer_service,
 medical_triage, credit_scoring, recommendation) or to out_of_scope. This script
 writes a JSONL file with one object per line: {"text", "skill", "source"}.
 
-Composition (with the default arguments):
+There are two splits, chosen with ``--split``:
+
+* ``test`` (the default) -- the held-out evaluation set, built only from
+  held-out splits of the public data sets. Never tune the router on it.
+* ``dev`` -- a development set for tuning the router, built only from train
+  and validation splits and a separate hand-written file. It never reads
+  Banking77 test.csv or CLINC150 ``test`` / ``oos_test``.
+
+Composition of the test split (with the default arguments):
 
 * customer_service -- 100 texts sampled from the Banking77 *test* split
   (test.csv, columns text,category), source "banking77".
@@ -28,13 +36,32 @@ Composition (with the default arguments):
   out_of_scope label stays correct.
 * every line of the hand-written file (source "handwritten"): messages written
   for this project for medical_triage, credit_scoring, recommendation and
-  shop-style customer_service.
+  shop-style customer_service (benchmarks/data/routing_handwritten.jsonl).
 
-Only held-out splits are read (Banking77 test.csv, CLINC150 test and
-oos_test); train and validation splits are never used. Sampling uses
-``random.Random(seed)`` over pools in file order, with exact duplicates
-(case-insensitive) removed, so the output is identical for the same inputs
-and seed. A per-skill count summary is printed to stderr.
+Only held-out splits are read for the test split (Banking77 test.csv, CLINC150
+test and oos_test); train and validation splits are never used there.
+
+Composition of the dev split (``--split dev``):
+
+* customer_service -- 100 texts sampled from the Banking77 *train* split
+  (train.csv), source "banking77_train".
+* out_of_scope -- 100 CLINC150 out-of-scope queries plus 60 texts sampled
+  from the in-scope ``val`` split (source "clinc150_val"), restricted to the
+  same intents as the test split (``CLINC_OOS_DOMAINS`` minus
+  ``CLINC_EXCLUDED_INTENTS``). CLINC's ``oos_val`` has only 100 queries, and
+  those that belong to one of this assistant's skills are removed first
+  (``OOS_VAL_OVERLAPS``), so every remaining ``oos_val`` query is used
+  (source "clinc150_oos_val") and the shortfall is sampled from
+  ``oos_train`` (source "clinc150_oos_train"), after removing its own
+  overlaps (``OOS_TRAIN_OVERLAPS``).
+* every line of the dev hand-written file (source "handwritten"),
+  benchmarks/data/routing_dev_handwritten.jsonl, written separately from the
+  test file and from the router's training examples.
+
+In both splits, sampling uses ``random.Random(seed)`` over pools in file
+order, with exact duplicates (case-insensitive) removed, so the output is
+identical for the same inputs and seed. Duplicate texts across sources are an
+error. A per-skill count summary is printed to stderr.
 
 Licences and attribution:
 
@@ -53,6 +80,12 @@ Usage:
         --clinc /work/shared/data/clinc150 \\
         --handwritten benchmarks/data/routing_handwritten.jsonl \\
         --out /tmp/routing_eval.jsonl
+
+    python3 benchmarks/make_routing_eval.py --split dev \\
+        --banking77 /work/shared/data/banking77 \\
+        --clinc /work/shared/data/clinc150 \\
+        --handwritten benchmarks/data/routing_dev_handwritten.jsonl \\
+        --out /tmp/routing_dev.jsonl
 """
 
 from __future__ import annotations
@@ -272,6 +305,44 @@ OOS_TEST_OVERLAPS = frozenset({
     'order the new book titled "ghost work"',
 })
 
+# CLINC150 oos_val queries that belong to one of this assistant's skills (dev
+# split). Exact texts from data_full.json, grouped by the skill they overlap.
+OOS_VAL_OVERLAPS = frozenset({
+    # medical_triage
+    "is flu contagious",
+    # credit_scoring: card debt repayment, cash advances
+    "how long will it take me to pay off my card if i pay an extra $50 a month over the minimum",
+    "what is the purpose or benefit of a cash advance",
+    # customer_service: bank account alerts and bank services
+    "set a warning for when my bank account starts running low",
+    "does our bank have free notary",
+    "is the pnc bank open",
+    # recommendation: which product to buy, product comparisons and prices
+    "is android better than iphone",
+    "are androids expensive",
+    "are over the ear headphones better than in ear headphones",
+    "what brand of earphones is the best reviewed of 2019",
+    "what is the cheapest electric guitar",
+    "what's the best dog food to feed my puppy",
+})
+
+# CLINC150 oos_train queries that belong to one of this assistant's skills
+# (dev split top-up; see module docstring).
+OOS_TRAIN_OVERLAPS = frozenset({
+    # credit_scoring
+    "how do i open an online line of credit",
+    # customer_service: fees, billing address, transfers, customer service
+    "how much is an overdraft fee for bank",
+    "how do i change my billing address",
+    "how long do wire transfers take",
+    "i need to speak to customer service regarding my flight",
+    # recommendation: deals, prices, which product to buy
+    "what are some deals on amazon",
+    "what's the best price on super smash bros ultimate right now",
+    "which piano is best for classical",
+    "what's the average battery life of an android phone",
+})
+
 
 def unique(texts_and_labels):
     """Drop exact (case-insensitive) duplicate texts, keeping the first in file order."""
@@ -284,24 +355,46 @@ def unique(texts_and_labels):
     return out
 
 
-def load_banking77_test(folder: Path):
-    with open(folder / "test.csv", newline="", encoding="utf-8") as f:
+def load_banking77(folder: Path, filename: str = "test.csv"):
+    with open(folder / filename, newline="", encoding="utf-8") as f:
         return unique((row["text"], row["category"]) for row in csv.DictReader(f))
 
 
-def load_clinc(folder: Path):
-    with open(folder / "data_full.json", encoding="utf-8") as f:
-        data = json.load(f)
-    stale = OOS_TEST_OVERLAPS - {t.strip().lower() for t, _ in data["oos_test"]}
+def filter_oos(data, split: str, overlaps: frozenset, name: str):
+    """CLINC out-of-scope queries of ``split`` minus ``overlaps`` (which must all occur there)."""
+    stale = overlaps - {t.strip().lower() for t, _ in data[split]}
     if stale:
-        sys.exit(f"OOS_TEST_OVERLAPS entries not found in oos_test: {sorted(stale)[:5]}")
-    oos = unique((t, i) for t, i in data["oos_test"] if t.strip().lower() not in OOS_TEST_OVERLAPS)
+        sys.exit(f"{name} entries not found in {split}: {sorted(stale)[:5]}")
+    return unique((t, i) for t, i in data[split] if t.strip().lower() not in overlaps)
+
+
+def filter_inscope(data, split: str):
+    """CLINC in-scope queries of ``split`` whose intent is used as out_of_scope."""
     kept_intents = {i for intents in CLINC_OOS_DOMAINS.values() for i in intents} - CLINC_EXCLUDED_INTENTS
-    missing = kept_intents - {i for _, i in data["test"]}
+    missing = kept_intents - {i for _, i in data[split]}
     if missing:
-        sys.exit(f"intents not found in CLINC150 test split: {sorted(missing)}")
-    inscope = unique((t, i) for t, i in data["test"] if i in kept_intents)
-    return oos, inscope
+        sys.exit(f"intents not found in CLINC150 {split} split: {sorted(missing)}")
+    return unique((t, i) for t, i in data[split] if i in kept_intents)
+
+
+def load_clinc_data(folder: Path):
+    with open(folder / "data_full.json", encoding="utf-8") as f:
+        return json.load(f)
+
+
+def load_clinc(folder: Path):
+    """Test-split pools: (oos_test minus overlaps, in-scope test of the kept intents)."""
+    data = load_clinc_data(folder)
+    oos = filter_oos(data, "oos_test", OOS_TEST_OVERLAPS, "OOS_TEST_OVERLAPS")
+    return oos, filter_inscope(data, "test")
+
+
+def load_clinc_dev(folder: Path):
+    """Dev-split pools: (oos_val minus overlaps, oos_train minus overlaps, in-scope val)."""
+    data = load_clinc_data(folder)
+    oos_val = filter_oos(data, "oos_val", OOS_VAL_OVERLAPS, "OOS_VAL_OVERLAPS")
+    oos_train = filter_oos(data, "oos_train", OOS_TRAIN_OVERLAPS, "OOS_TRAIN_OVERLAPS")
+    return oos_val, oos_train, filter_inscope(data, "val")
 
 
 def load_handwritten(path: Path):
@@ -323,9 +416,38 @@ def sample(rng: random.Random, pool, n: int, what: str):
     return rng.sample(pool, n)
 
 
+def build_test(rng: random.Random, args):
+    rows = []
+    for text, _ in sample(rng, load_banking77(args.banking77, "test.csv"), N_BANKING77, "banking77 test"):
+        rows.append({"text": text, "skill": "customer_service", "source": "banking77"})
+    clinc_oos, clinc_inscope = load_clinc(args.clinc)
+    for text, _ in sample(rng, clinc_oos, N_CLINC_OOS, "clinc150 oos_test"):
+        rows.append({"text": text, "skill": "out_of_scope", "source": "clinc150_oos"})
+    for text, _ in sample(rng, clinc_inscope, N_CLINC_INSCOPE, "clinc150 test"):
+        rows.append({"text": text, "skill": "out_of_scope", "source": "clinc150_test"})
+    return rows
+
+
+def build_dev(rng: random.Random, args):
+    rows = []
+    for text, _ in sample(rng, load_banking77(args.banking77, "train.csv"), N_BANKING77, "banking77 train"):
+        rows.append({"text": text, "skill": "customer_service", "source": "banking77_train"})
+    oos_val, oos_train, clinc_inscope = load_clinc_dev(args.clinc)
+    n_val = min(N_CLINC_OOS, len(oos_val))
+    for text, _ in sample(rng, oos_val, n_val, "clinc150 oos_val"):
+        rows.append({"text": text, "skill": "out_of_scope", "source": "clinc150_oos_val"})
+    for text, _ in sample(rng, oos_train, N_CLINC_OOS - n_val, "clinc150 oos_train"):
+        rows.append({"text": text, "skill": "out_of_scope", "source": "clinc150_oos_train"})
+    for text, _ in sample(rng, clinc_inscope, N_CLINC_INSCOPE, "clinc150 val"):
+        rows.append({"text": text, "skill": "out_of_scope", "source": "clinc150_val"})
+    return rows
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--banking77", type=Path, required=True, help="folder with Banking77 test.csv")
+    ap.add_argument("--split", choices=("test", "dev"), default="test",
+                    help="test: held-out splits only (default); dev: train/validation splits only")
+    ap.add_argument("--banking77", type=Path, required=True, help="folder with Banking77 test.csv / train.csv")
     ap.add_argument("--clinc", type=Path, required=True, help="folder with CLINC150 data_full.json")
     ap.add_argument("--handwritten", type=Path, required=True, help="hand-written JSONL {text, skill}")
     ap.add_argument("--out", type=Path, required=True, help="output JSONL {text, skill, source}")
@@ -333,14 +455,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     rng = random.Random(args.seed)
-    rows = []
-    for text, _ in sample(rng, load_banking77_test(args.banking77), N_BANKING77, "banking77 test"):
-        rows.append({"text": text, "skill": "customer_service", "source": "banking77"})
-    clinc_oos, clinc_inscope = load_clinc(args.clinc)
-    for text, _ in sample(rng, clinc_oos, N_CLINC_OOS, "clinc150 oos_test"):
-        rows.append({"text": text, "skill": "out_of_scope", "source": "clinc150_oos"})
-    for text, _ in sample(rng, clinc_inscope, N_CLINC_INSCOPE, "clinc150 test"):
-        rows.append({"text": text, "skill": "out_of_scope", "source": "clinc150_test"})
+    rows = build_dev(rng, args) if args.split == "dev" else build_test(rng, args)
     rows.extend(load_handwritten(args.handwritten))
 
     seen = Counter(r["text"].lower() for r in rows)

@@ -55,6 +55,21 @@ EXAMPLES = [
     "I want to complain about the service I received",
     "Is my order eligible for free shipping?",
     "How do I track my parcel?",
+    "my new card still hasn't arrived",
+    "the cash machine gave me less money than I asked for",
+    "contactless isn't working on my card",
+    "can I add my card to Apple Pay or Google Pay?",
+    "a merchant refunded me but I can't see the money",
+    "why was my identity verification rejected?",
+    "I need to change my home address on my account",
+    "is there a limit on how much I can top up?",
+    "how do I activate my card?",
+    "I paid the wrong person by mistake",
+    "my salary payment hasn't come in",
+    "someone used my card without permission",
+    "the app says my transfer was declined",
+    "can I order a physical card as well as a virtual one?",
+    "I got the wrong size, can I exchange it?",
 ]
 
 skill = Skill(

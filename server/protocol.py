@@ -1,0 +1,169 @@
+"""Wire models of the OpenAI-compatible API, in the order of the OpenAI reference.
+
+Our own additions are fenced off in ``lepton`` objects so plain OpenAI clients
+ignore them:
+
+- request ``lepton.conversation_id`` (or header ``X-Conversation-Id``): continue
+  a stored conversation; without it a new one is created.
+- response ``lepton``: ``skill`` that answered (or ``out_of_scope``),
+  ``conversation_id`` to send next time, and skill-specific fields (citations, ...).
+  In streams it rides on the first chunk; skill fields that are only known at the
+  end ride on the last chunk.
+
+Unknown request fields are accepted and ignored, as OpenAI clients send options
+this server does not implement. Types are strict: ``"stream": "yes"`` is an error,
+not a truthy string.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+__all__ = [
+    "TextPart",
+    "ChatMessage",
+    "StreamOptions",
+    "LeptonRequest",
+    "ChatCompletionRequest",
+    "completion_id",
+    "chat_completion",
+    "chat_chunk",
+    "model_list",
+    "error_body",
+]
+
+
+# -- request --------------------------------------------------------------------
+
+
+class TextPart(BaseModel):
+    model_config = ConfigDict(extra="allow", strict=True)
+    type: Literal["text"]
+    text: str
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="allow", strict=True)
+    # "developer" is the newer OpenAI name for "system" and is treated as such.
+    role: Literal["system", "developer", "user", "assistant"]
+    content: str | list[TextPart]
+    name: str | None = None
+
+    def text(self) -> str:
+        if isinstance(self.content, str):
+            return self.content
+        return "".join(part.text for part in self.content)
+
+
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="allow", strict=True)
+    include_usage: bool = False
+
+
+class LeptonRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    conversation_id: str | None = Field(default=None, min_length=1, max_length=128)
+
+
+class ChatCompletionRequest(BaseModel):
+    model_config = ConfigDict(extra="allow", strict=True)
+
+    messages: list[ChatMessage] = Field(min_length=1, max_length=500)
+    model: str = Field(default="assistant", description="A skill name, or 'assistant' to route automatically.")
+    max_completion_tokens: int | None = Field(default=None, ge=1, le=8192)
+    max_tokens: int | None = Field(default=None, ge=1, le=8192, description="Older name of max_completion_tokens.")
+    n: int | None = Field(default=None, ge=1, le=1, description="Only one choice is supported.")
+    stop: str | list[str] | None = None
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
+    top_p: float | None = Field(default=None, gt=0.0, le=1.0)
+    user: str | None = None
+    lepton: LeptonRequest | None = None
+
+    @field_validator("stop")
+    @classmethod
+    def _stop_list(cls, value: str | list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
+        stops = [value] if isinstance(value, str) else value
+        if len(stops) > 4 or any(not s for s in stops):
+            raise ValueError("stop takes up to 4 non-empty strings")
+        return stops
+
+
+# -- responses -------------------------------------------------------------------
+
+
+def completion_id() -> str:
+    return "chatcmpl-" + uuid.uuid4().hex
+
+
+def _usage(usage: dict[str, int]) -> dict[str, int]:
+    return {
+        "prompt_tokens": usage["prompt_tokens"],
+        "completion_tokens": usage["completion_tokens"],
+        "total_tokens": usage["prompt_tokens"] + usage["completion_tokens"],
+    }
+
+
+def chat_completion(
+    cid: str, model: str, text: str, finish_reason: str, usage: dict[str, int], lepton: dict[str, Any]
+) -> dict[str, Any]:
+    return {
+        "id": cid,
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": text},
+                "logprobs": None,
+                "finish_reason": finish_reason,
+            }
+        ],
+        "usage": _usage(usage),
+        "lepton": lepton,
+    }
+
+
+def chat_chunk(
+    cid: str,
+    model: str,
+    created: int,
+    delta: dict[str, str],
+    finish_reason: str | None = None,
+    usage: dict[str, int] | None = None,
+    lepton: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    chunk: dict[str, Any] = {
+        "id": cid,
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": model,
+        "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}],
+    }
+    if usage is not None:
+        chunk["usage"] = _usage(usage)
+    if lepton is not None:
+        chunk["lepton"] = lepton
+    return chunk
+
+
+def model_list(models: list[tuple[str, str]], created: int) -> dict[str, Any]:
+    return {
+        "object": "list",
+        "data": [
+            {"id": name, "object": "model", "created": created, "owned_by": "lepton", "lepton": {"description": desc}}
+            for name, desc in models
+        ],
+    }
+
+
+def error_body(message: str, type_: str, param: str | None = None, code: str | None = None) -> dict[str, Any]:
+    return {"error": {"message": message, "type": type_, "param": param, "code": code}}
