@@ -117,7 +117,7 @@ class EmbeddingRouter:
         encoder: Encoder,
         examples: dict[str, list[str]],
         *,
-        threshold: float = 0.5,
+        threshold: float = 0.55,
         out_of_scope_examples: list[str] = OUT_OF_SCOPE_EXAMPLES,
         regularization: float = 10.0,
     ):

