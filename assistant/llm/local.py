@@ -81,13 +81,15 @@ class LocalChatModel:
     ) -> Generation:
         if adapter is not None and adapter not in self._adapters:
             raise BackendError(f"adapter {adapter!r} is not loaded")
-        with self._waiting_lock:
-            if self._waiting >= self._max_queue:
-                raise BackendBusy(f"{self._waiting} requests are already waiting for the model")
-            self._waiting += 1
+        ticket = _Ticket(self)
         cancel = threading.Event()
+
+        def close() -> None:
+            cancel.set()
+            ticket.release()  # a generation closed before it started frees its place
+
         holder: dict[str, Generation] = {}
-        generation = Generation(self._produce(messages, params, adapter, cancel, holder), cancel.set)
+        generation = Generation(self._produce(messages, params, adapter, cancel, ticket, holder), close)
         holder["g"] = generation
         return generation
 
@@ -102,12 +104,12 @@ class LocalChatModel:
         params: GenerationParams,
         adapter: str | None,
         cancel: threading.Event,
+        ticket: "_Ticket",
         holder: dict[str, Generation],
     ) -> Iterator[str]:
         try:
             with self._lock:
-                with self._waiting_lock:
-                    self._waiting -= 1
+                ticket.release()
                 yield from self._generate_locked(messages, params, adapter, cancel, holder["g"])
         finally:
             cancel.set()
@@ -222,6 +224,24 @@ class LocalChatModel:
             if len(text) > emitted:
                 yield text[emitted:]
         out.finish_reason = finished or "length"
+
+
+class _Ticket:
+    """A place in the local model's queue, given back exactly once."""
+
+    def __init__(self, model: LocalChatModel):
+        self._model = model
+        with model._waiting_lock:
+            if model._waiting >= model._max_queue:
+                raise BackendBusy(f"{model._waiting} requests are already waiting for the model")
+            model._waiting += 1
+        self._held = True
+
+    def release(self) -> None:
+        with self._model._waiting_lock:
+            if self._held:
+                self._held = False
+                self._model._waiting -= 1
 
 
 def _as_list(value) -> list[int]:

