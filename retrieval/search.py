@@ -1,0 +1,255 @@
+"""Search a knowledge base: dense (Chroma), lexical (BM25) or both fused.
+
+Hybrid search runs both and merges the rankings by reciprocal rank fusion
+(score = sum over rankings of 1 / (60 + rank)), which needs no score calibration
+between cosine similarities and BM25 scores. Dense retrieval finds paraphrases;
+BM25 finds exact product names, error codes and rare words the small embedding
+model blurs.
+
+The BM25 index of a collection is built on its first lexical search and kept in
+memory until the collection's revision changes (any ingestion or deletion, in any
+process, changes it).
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from ._bm25 import BM25Index
+from .errors import InvalidQueryError
+from .store import KnowledgeStore
+
+__all__ = ["Retriever", "Hit", "Citation", "SearchMode", "MODES", "RRF_K", "MAX_K"]
+
+SearchMode = Literal["hybrid", "dense", "bm25"]
+MODES: tuple[str, ...] = ("hybrid", "dense", "bm25")
+#: The constant of reciprocal rank fusion (Cormack et al. 2009).
+RRF_K = 60
+MAX_K = 100
+MAX_QUERY_CHARS = 4000
+
+
+@dataclass(frozen=True)
+class Citation:
+    """Where a hit comes from, enough to show and link a reference."""
+
+    source: str
+    title: str
+    chunk_id: str
+    chunk_index: int
+    score: float
+    heading: str = ""
+    page: int | None = None
+
+    def label(self) -> str:
+        """Short human-readable reference, e.g. ``Refund policy > Fees (faq.md)``."""
+        name = self.source.rsplit("/", 1)[-1]
+        where = f"{self.title} > {self.heading}" if self.heading else self.title
+        page = f", p. {self.page}" if self.page else ""
+        return f"{where} ({name}{page})"
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One retrieved chunk with its citation.
+
+    ``score`` is the mode's own: cosine similarity (dense), BM25 score (bm25) or the
+    fused RRF score (hybrid). ``ranks`` gives the 1-based rank in each ranking that
+    found it.
+    """
+
+    text: str
+    score: float
+    citation: Citation
+    metadata: dict[str, Any] = field(default_factory=dict)
+    ranks: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def chunk_id(self) -> str:
+        return self.citation.chunk_id
+
+    @property
+    def source(self) -> str:
+        return self.citation.source
+
+    @property
+    def title(self) -> str:
+        return self.citation.title
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"text": self.text, "score": self.score, "citation": asdict(self.citation),
+                "metadata": dict(self.metadata), "ranks": dict(self.ranks)}
+
+
+@dataclass
+class _LexicalIndex:
+    revision: str
+    ids: list[str]
+    texts: list[str]
+    metadatas: list[dict]
+    bm25: BM25Index
+    row_of: dict[str, int]
+
+
+def _hit(cid: str, text: str, meta: dict, score: float, ranks: dict[str, int]) -> Hit:
+    page = meta.get("page")
+    citation = Citation(
+        source=str(meta.get("source", "")),
+        title=str(meta.get("title", "")),
+        chunk_id=cid,
+        chunk_index=int(meta.get("chunk", 0)),
+        score=score,
+        heading=str(meta.get("heading", "") or ""),
+        page=int(page) if isinstance(page, (int, float)) and not isinstance(page, bool) else None,
+    )
+    return Hit(text=text or "", score=score, citation=citation, metadata=meta, ranks=ranks)
+
+
+class Retriever:
+    """Searches the knowledge bases of a :class:`KnowledgeStore`. Thread-safe; keep one per process."""
+
+    def __init__(self, store: KnowledgeStore, *, candidates: int = 50):
+        self.store = store
+        #: How many results each ranking contributes to the fusion (at least k).
+        self.candidates = candidates
+        self._indexes: dict[str, _LexicalIndex] = {}
+        self._lock = threading.Lock()
+        store.add_listener(self._invalidate)
+
+    def _invalidate(self, name: str) -> None:
+        self._indexes.pop(name, None)
+
+    # -- validation ----------------------------------------------------------
+
+    @staticmethod
+    def _check(query: str, k: int, mode: str) -> str:
+        if not isinstance(query, str) or not query.strip():
+            raise InvalidQueryError("query is empty: ask something")
+        if len(query) > MAX_QUERY_CHARS:
+            raise InvalidQueryError(f"query is {len(query)} characters long; the limit is {MAX_QUERY_CHARS}")
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= MAX_K:
+            raise InvalidQueryError(f"k must be an integer from 1 to {MAX_K}, got {k!r}")
+        if mode not in MODES:
+            raise InvalidQueryError(f"unknown search mode {mode!r}; use one of {', '.join(MODES)}")
+        return query.strip()
+
+    # -- public ----------------------------------------------------------------
+
+    def search(
+        self,
+        query: str,
+        collection: str,
+        tenant: str | None = None,
+        k: int = 5,
+        mode: SearchMode = "hybrid",
+        where: dict[str, Any] | None = None,
+    ) -> list[Hit]:
+        """The ``k`` best chunks of knowledge base ``collection`` for ``query``, best first.
+
+        ``where`` is a Chroma metadata filter (e.g. ``{"source": "faq.md"}``) applied
+        to both rankings. Raises :class:`InvalidQueryError` for an empty query, k outside
+        1..100 or an unknown mode, :class:`CollectionNotFoundError` for a knowledge base
+        that does not exist; nothing is written either way.
+        """
+        query = self._check(query, k, mode)
+        if where is not None and not isinstance(where, dict):
+            raise InvalidQueryError("where must be a dict, e.g. {'source': 'faq.md'}")
+        col = self.store.collection(collection, tenant)
+        tenant = self.store.tenant(tenant)
+        pool = max(k, self.candidates) if mode == "hybrid" else k
+
+        dense: list[Hit] = []
+        lexical: list[Hit] = []
+        if mode in ("dense", "hybrid"):
+            dense = self._dense(col, query, pool, where)
+        if mode in ("bm25", "hybrid"):
+            lexical = self._bm25(col, collection, tenant, query, pool, where)
+        if mode == "dense":
+            return dense[:k]
+        if mode == "bm25":
+            return lexical[:k]
+        return self._fuse(dense, lexical, k)
+
+    def warm(self, collection: str, tenant: str | None = None) -> None:
+        """Build the BM25 index and load the encoder now rather than on the first query."""
+        col = self.store.collection(collection, tenant)
+        self._index(col, collection, self.store.tenant(tenant))
+        self.store.embedding.encode(["warm-up"])
+
+    # -- rankings ---------------------------------------------------------------
+
+    def _dense(self, col, query: str, n: int, where: dict | None) -> list[Hit]:  # noqa: ANN001
+        vector = self.store.embedding.encode([query])
+        try:
+            result = col.query(
+                query_embeddings=vector,
+                n_results=n,
+                where=where or None,
+                include=["documents", "metadatas", "distances"],
+            )
+        except ValueError as exc:  # Chroma's message for a malformed filter
+            raise InvalidQueryError(f"invalid filter {where!r}: {exc}") from None
+        hits = []
+        for rank, (cid, text, meta, dist) in enumerate(
+            zip(result["ids"][0], result["documents"][0], result["metadatas"][0], result["distances"][0]), start=1
+        ):
+            hits.append(_hit(cid, text, dict(meta or {}), 1.0 - float(dist), {"dense": rank}))
+        return hits
+
+    def _index(self, col, collection: str, tenant: str) -> _LexicalIndex:  # noqa: ANN001
+        revision = str((col.metadata or {}).get("lepton_revision", ""))
+        cached = self._indexes.get(col.name)
+        if cached is not None and cached.revision == revision:
+            return cached
+        with self._lock:
+            cached = self._indexes.get(col.name)
+            if cached is not None and cached.revision == revision:
+                return cached
+            ids, texts, metas = [], [], []
+            for cid, text, meta in self.store.iter_chunks(collection, tenant):
+                ids.append(cid)
+                texts.append(text or "")
+                metas.append(meta)
+            index = _LexicalIndex(revision, ids, texts, metas, BM25Index(texts), {c: i for i, c in enumerate(ids)})
+            self._indexes[col.name] = index
+            return index
+
+    def _bm25(self, col, collection: str, tenant: str, query: str, n: int, where: dict | None) -> list[Hit]:  # noqa: ANN001
+        index = self._index(col, collection, tenant)
+        mask = None
+        if where:
+            # Chroma evaluates the filter, so both rankings obey exactly the same rules.
+            try:
+                allowed = col.get(where=where, include=[])["ids"]
+            except ValueError as exc:
+                raise InvalidQueryError(f"invalid filter {where!r}: {exc}") from None
+            mask = np.zeros(index.bm25.size, dtype=bool)
+            rows = [index.row_of[c] for c in allowed if c in index.row_of]
+            mask[rows] = True
+        hits = []
+        for rank, (row, score) in enumerate(index.bm25.top(query, n, mask), start=1):
+            hits.append(_hit(index.ids[row], index.texts[row], dict(index.metadatas[row]), score, {"bm25": rank}))
+        return hits
+
+    @staticmethod
+    def _fuse(dense: list[Hit], lexical: list[Hit], k: int) -> list[Hit]:
+        fused: dict[str, float] = {}
+        ranks: dict[str, dict[str, int]] = {}
+        first: dict[str, Hit] = {}
+        for ranking, name in ((dense, "dense"), (lexical, "bm25")):
+            for rank, hit in enumerate(ranking, start=1):
+                fused[hit.chunk_id] = fused.get(hit.chunk_id, 0.0) + 1.0 / (RRF_K + rank)
+                ranks.setdefault(hit.chunk_id, {})[name] = rank
+                first.setdefault(hit.chunk_id, hit)
+        # Ties (same fused score) keep the dense order, then BM25's: sorted() is stable.
+        best = sorted(fused, key=lambda cid: -fused[cid])[:k]
+        out = []
+        for cid in best:
+            hit = first[cid]
+            out.append(_hit(cid, hit.text, hit.metadata, fused[cid], ranks[cid]))
+        return out
+
