@@ -1,0 +1,5 @@
+"""``python -m assistant`` runs the ``lepton`` command line."""
+
+from .cli import main
+
+main()
