@@ -61,6 +61,12 @@ class RemoteSession:
         self._max_tokens = max_tokens
         self._conversation: str | None = None
         self.skill: str | None = None
+        try:  # fail at start, not on the first message, when the server is not there
+            self._client.models.list()
+        except openai.APIConnectionError:
+            raise LeptonError(f"cannot reach {url}") from None
+        except openai.APIStatusError as exc:
+            raise LeptonError(f"{url} answered {exc.status_code}: {exc.message}") from None
 
     def send(self, text: str) -> Iterator[str]:
         extra = {"lepton": {"conversation_id": self._conversation}} if self._conversation else None

@@ -65,7 +65,6 @@ class Chunk:
 _BLANK_LINES = re.compile(r"\n\s*\n")
 _SENTENCE_END = re.compile(r"(?<=[.!?;:])\s+(?=\S)")
 _LINE_BREAKS = re.compile(r"\n+")
-_SPACES = re.compile(r"\s+")
 
 
 def split_paragraphs(text: str) -> list[str]:
@@ -75,30 +74,35 @@ def split_paragraphs(text: str) -> list[str]:
     return [p for p in parts if p]
 
 
-def _pieces(paragraph: str, budget: int) -> list[str]:
-    """Split one paragraph into pieces no longer than ``budget``.
+def _units(paragraph: str, budget: int, sep: str = "\n\n") -> list[tuple[str, str]]:
+    """Split one paragraph into (separator, text) units no longer than ``budget``.
 
-    Prefers line breaks, then sentence ends, then spaces; only a single word longer
-    than the budget is cut mid-word.
+    A paragraph that fits is one unit; a longer one is split at line breaks, then at
+    sentence ends, then between words (packed to half the budget so an overlap still
+    fits); only a single word longer than the budget is cut mid-word. The separator
+    is what joins a unit to the one before it when both land in the same chunk.
     """
     if len(paragraph) <= budget:
-        return [paragraph]
-    for splitter, joiner in ((_LINE_BREAKS, "\n"), (_SENTENCE_END, " "), (_SPACES, " ")):
+        return [(sep, paragraph)]
+    for splitter, joiner in ((_LINE_BREAKS, "\n"), (_SENTENCE_END, " ")):
         parts = [p.strip() for p in splitter.split(paragraph) if p.strip()]
         if len(parts) > 1:
-            out: list[str] = []
-            current = ""
-            for part in parts:
-                if current and len(current) + 1 + len(part) <= budget:
-                    current = current + joiner + part
-                    continue
-                if current:
-                    out.append(current)
-                current = part
-            if current:
+            out: list[tuple[str, str]] = []
+            for i, part in enumerate(parts):
+                out.extend(_units(part, budget, sep if i == 0 else joiner))
+            return out
+    words = paragraph.split()
+    if len(words) > 1:
+        out, current = [], ""
+        for word in words:
+            if current and len(current) + 1 + len(word) > max(budget // 2, 1):
                 out.append(current)
-            return [q for p in out for q in _pieces(p, budget)]
-    return [paragraph[i : i + budget] for i in range(0, len(paragraph), budget)]
+                current = ""
+            current = f"{current} {word}" if current else word
+        out.append(current)
+        return [u for i, piece in enumerate(out) for u in _units(piece, budget, sep if i == 0 else " ")]
+    cuts = [paragraph[i : i + budget] for i in range(0, len(paragraph), budget)]
+    return [(sep if i == 0 else "", cut) for i, cut in enumerate(cuts)]
 
 
 def _tail(text: str, limit: int) -> str:
@@ -136,18 +140,18 @@ def chunk_document(doc: Document, chunk_chars: int = 1000, overlap_chars: int = 
             prefix = prefix[: chunk_chars // 2 - 3].rstrip() + "…\n\n"
         budget = chunk_chars - len(prefix)
         overlap = min(overlap_chars, budget // 3)
-        pieces = [p for para in section.paragraphs for p in _pieces(para, budget)]
+        units = [u for para in section.paragraphs for u in _units(para, budget)]
         bodies: list[str] = []
         current = ""
-        for piece in pieces:
+        for sep, text in units:
             if not current:
-                current = piece
-            elif len(current) + 2 + len(piece) <= budget:
-                current = f"{current}\n\n{piece}"
+                current = text
+            elif len(current) + len(sep) + len(text) <= budget:
+                current = current + sep + text
             else:
                 bodies.append(current)
-                carry = _tail(current, min(overlap, budget - len(piece) - 2))
-                current = f"{carry}\n\n{piece}" if carry else piece
+                carry = _tail(current, min(overlap, budget - len(text) - len(sep)))
+                current = carry + sep + text if carry else text
         if current:
             bodies.append(current)
         meta = {**doc.metadata, **section.metadata}

@@ -32,6 +32,13 @@ RRF_K = 60
 MAX_K = 100
 MAX_QUERY_CHARS = 4000
 
+try:  # Chroma 1.x reports a malformed `where` as InvalidArgumentError, older ones as ValueError
+    from chromadb.errors import InvalidArgumentError as _InvalidArgument
+
+    _FILTER_ERRORS: tuple[type[Exception], ...] = (ValueError, _InvalidArgument)
+except ImportError:  # pragma: no cover
+    _FILTER_ERRORS = (ValueError,)
+
 
 @dataclass(frozen=True)
 class Citation:
@@ -191,7 +198,7 @@ class Retriever:
                 where=where or None,
                 include=["documents", "metadatas", "distances"],
             )
-        except ValueError as exc:  # Chroma's message for a malformed filter
+        except _FILTER_ERRORS as exc:  # Chroma's message for a malformed filter
             raise InvalidQueryError(f"invalid filter {where!r}: {exc}") from None
         hits = []
         for rank, (cid, text, meta, dist) in enumerate(
@@ -225,7 +232,7 @@ class Retriever:
             # Chroma evaluates the filter, so both rankings obey exactly the same rules.
             try:
                 allowed = col.get(where=where, include=[])["ids"]
-            except ValueError as exc:
+            except _FILTER_ERRORS as exc:
                 raise InvalidQueryError(f"invalid filter {where!r}: {exc}") from None
             mask = np.zeros(index.bm25.size, dtype=bool)
             rows = [index.row_of[c] for c in allowed if c in index.row_of]

@@ -1,0 +1,65 @@
+"""The router on the real embedding model: deterministic, no LLM, threshold respected."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from assistant.cli import cli
+from assistant.router import OUT_OF_SCOPE, EmbeddingRouter
+from retrieval import load_encoder
+from skills import load_skills
+
+
+@pytest.fixture(scope="module")
+def router():
+    skills = load_skills().skills
+    return EmbeddingRouter(load_encoder(None), {n: s.examples for n, s in skills.items()})
+
+
+@pytest.mark.parametrize("text,skill", [
+    ("the parcel I ordered two weeks ago never arrived", "customer_service"),
+    ("my little boy has a temperature of 40 and is very drowsy", "medical_triage"),
+    ("could I borrow 8000 to buy a motorbike, I earn 28k a year", "credit_scoring"),
+    ("looking for a birthday present for my sister, she likes candles", "recommendation"),
+    ("what's the time difference between London and New York", OUT_OF_SCOPE),
+    ("sing me a song", OUT_OF_SCOPE),
+])
+def test_routes_plain_messages(router, text, skill):
+    assert router.route(text).skill == skill
+
+
+def test_decisions_are_deterministic_and_scores_are_probabilities(router):
+    a, b = router.route("I lost my wallet with my card in it"), router.route("I lost my wallet with my card in it")
+    assert a == b
+    assert sum(a.scores.values()) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_threshold_one_sends_everything_out_of_scope():
+    skills = load_skills().skills
+    strict = EmbeddingRouter(load_encoder(None), {n: s.examples for n, s in skills.items()}, threshold=1.0)
+    assert strict.route("I want to return my shoes").skill == OUT_OF_SCOPE
+
+
+def test_eval_routing_reports_accuracy_and_json(tmp_path):
+    data = tmp_path / "routing.jsonl"
+    rows = [
+        {"text": "I'd like a refund for the broken kettle", "skill": "customer_service"},
+        {"text": "I have a rash and a fever", "skill": "medical_triage"},
+        {"text": "can I get a loan for a car", "skill": "credit_scoring"},
+        {"text": "suggest a gift for my dad", "skill": "recommendation"},
+        {"text": "what's the weather in Oslo", "skill": "out_of_scope"},
+    ]
+    data.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    runner = CliRunner()
+    result = runner.invoke(cli, ["--data-dir", str(tmp_path / "d"), "eval", "routing", str(data), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["n"] == 5
+    assert report["accuracy"] == 1.0 and report["out_of_scope_recall"] == 1.0
+    assert set(report["per_class"]) == {r["skill"] for r in rows}
+
+    text = runner.invoke(cli, ["--data-dir", str(tmp_path / "d"), "eval", "routing", str(data)])
+    assert "accuracy: 1.000" in text.stdout

@@ -1,0 +1,131 @@
+"""Search over a real Chroma folder with the real encoder."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from retrieval import (
+    CollectionNotFoundError,
+    InvalidQueryError,
+    KnowledgeStore,
+    Retriever,
+    ingest_bytes,
+    ingest_paths,
+)
+
+KB = "help-centre"
+TENANT = "acme"
+
+
+@pytest.fixture
+def loaded(store, docs):
+    ingest_paths(store, [docs], KB, TENANT, text_field=None)
+    ingest_paths(store, [docs / "products.jsonl"], KB, TENANT, text_field="description", title_field="name",
+                 metadata_fields=("sku",))
+    return store
+
+
+@pytest.mark.parametrize(
+    "query, file, needle",
+    [
+        ("How many days of paid holiday do employees get?", "handbook.md", "28 days"),
+        ("I forgot my password, how do I get a new one?", "faq.csv", "Reset password"),
+        ("Is limescale covered by the guarantee on my kettle?", "warranty.html", "Limescale"),
+        ("When will my refund reach my card?", "returns.pdf", "original payment card"),
+        ("THERM-7 flask keeps coffee hot how long", "products.jsonl", "12 hours"),
+    ],
+)
+def test_hybrid_finds_the_right_chunk_with_a_citation(loaded, query, file, needle):
+    hits = Retriever(loaded).search(query, KB, TENANT, k=3)
+    top = hits[0]
+    assert os.path.basename(top.citation.source) == file
+    assert needle in top.text
+    citation = top.citation
+    assert citation.title and citation.chunk_id == top.chunk_id and citation.score == top.score > 0
+    assert set(top.ranks) <= {"dense", "bm25"} and top.ranks
+    assert top.to_dict()["citation"]["source"] == citation.source
+
+
+def test_heading_path_is_in_the_citation(loaded):
+    hit = Retriever(loaded).search("fit note from a doctor", KB, TENANT, k=1)[0]
+    assert hit.citation.title == "Employee Handbook"
+    assert hit.citation.heading == "Leave > Sick leave"
+    assert hit.citation.label() == "Employee Handbook > Leave > Sick leave (handbook.md)"
+
+
+def test_modes_scores_and_order(loaded):
+    retriever = Retriever(loaded)
+    dense = retriever.search("express next day delivery", KB, TENANT, k=4, mode="dense")
+    bm25 = retriever.search("express next day delivery", KB, TENANT, k=4, mode="bm25")
+    hybrid = retriever.search("express next day delivery", KB, TENANT, k=4, mode="hybrid")
+    for hits, key in ((dense, "dense"), (bm25, "bm25")):
+        assert [h.ranks[key] for h in hits] == list(range(1, len(hits) + 1))
+        assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+    assert all(-1 <= h.score <= 1 for h in dense)
+    assert hybrid[0].score <= 2 / 61 + 1e-9
+    assert os.path.basename(hybrid[0].source) == "shipping.txt"
+    assert len(retriever.search("delivery", KB, TENANT, k=100)) <= 100
+
+
+def test_where_filter_applies_to_both_rankings(loaded, docs):
+    source = str((docs / "handbook.md").resolve())
+    for mode in ("dense", "bm25", "hybrid"):
+        hits = Retriever(loaded).search("leave days delivery", KB, TENANT, k=5, mode=mode, where={"source": source})
+        assert hits and all(h.source == source for h in hits)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"query": ""}, "query is empty"),
+        ({"query": "   \n"}, "query is empty"),
+        ({"k": 0}, "k must be an integer from 1 to 100, got 0"),
+        ({"k": 101}, "k must be an integer from 1 to 100, got 101"),
+        ({"k": 10**9}, "k must be an integer from 1 to 100"),
+        ({"k": 2.5}, "k must be an integer"),
+        ({"k": True}, "k must be an integer"),
+        ({"mode": "fuzzy"}, "unknown search mode 'fuzzy'; use one of hybrid, dense, bm25"),
+        ({"query": "x" * 5000}, "the limit is 4000"),
+        ({"where": {"$bogus": 1}}, "invalid filter"),
+    ],
+)
+def test_bad_queries_raise_and_leave_the_store_unchanged(loaded, snapshot, kwargs, message):
+    before = snapshot(loaded, KB, TENANT)
+    args = {"query": "delivery", "collection": KB, "tenant": TENANT, **kwargs}
+    with pytest.raises(InvalidQueryError, match=message):
+        Retriever(loaded).search(**args)
+    assert snapshot(loaded, KB, TENANT) == before
+
+
+def test_unknown_collection_is_a_clear_error_and_creates_nothing(store):
+    with pytest.raises(CollectionNotFoundError, match=r"knowledge base 'nope' does not exist for tenant 'acme'"):
+        Retriever(store).search("anything", "nope", TENANT)
+    assert store.list_collections(TENANT) == []
+    # Another tenant's knowledge base is not visible either.
+    ingest_bytes(store, b"Opening hours are 9 to 5.", "hours.txt", KB, "globex")
+    with pytest.raises(CollectionNotFoundError):
+        Retriever(store).search("opening hours", KB, TENANT)
+
+
+def test_bm25_index_follows_ingest_and_delete(store):
+    retriever = Retriever(store)
+    ingest_bytes(store, b"Our office cat is called Biscuit.", "cat.txt", KB, TENANT)
+    assert retriever.search("Biscuit", KB, TENANT, mode="bm25")[0].source == "cat.txt"
+    assert retriever.search("zanzibar", KB, TENANT, mode="bm25") == []
+    ingest_bytes(store, b"We ship to Zanzibar twice a month.", "ship.txt", KB, TENANT)
+    assert retriever.search("zanzibar", KB, TENANT, mode="bm25")[0].source == "ship.txt"
+    store.delete_source(KB, "ship.txt", TENANT)
+    assert retriever.search("zanzibar", KB, TENANT, mode="bm25") == []
+
+
+def test_bm25_index_follows_writes_from_another_process(store, settings):
+    retriever = Retriever(store)
+    ingest_bytes(store, b"Our office cat is called Biscuit.", "cat.txt", KB, TENANT)
+    assert retriever.search("zanzibar", KB, TENANT, mode="bm25") == []
+    # A second store object stands in for `lepton ingest` running beside the server:
+    # it shares no in-process state with `retriever`, only the Chroma data.
+    other = KnowledgeStore(settings)
+    ingest_bytes(other, b"We ship to Zanzibar twice a month.", "ship.txt", KB, TENANT)
+    assert [h.source for h in retriever.search("zanzibar", KB, TENANT, mode="bm25")] == ["ship.txt"]

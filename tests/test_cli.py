@@ -1,0 +1,83 @@
+"""The `lepton` command as a user runs it: a real process, real model, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def lepton(*args, data_dir, stdin=None, timeout=300, **env):
+    full_env = {**os.environ, "LEPTON_DATA_DIR": str(data_dir), **env}
+    return subprocess.run([sys.executable, "-m", "assistant", *args], input=stdin, env=full_env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_help_lists_the_commands(tmp_path):
+    result = lepton("--help", data_dir=tmp_path)
+    assert result.returncode == 0
+    for command in ("serve", "chat", "skills", "models", "eval"):
+        assert command in result.stdout
+
+
+def test_models_prepare_converts_once_into_the_data_dir(tmp_path):
+    first = lepton("models", "prepare", data_dir=tmp_path)
+    assert first.returncode == 0, first.stderr
+    folder = tmp_path / "models" / "SmolLM2-135M-Instruct"
+    assert first.stdout.strip() == str(folder)
+    assert "one-time conversion" in first.stderr
+    assert (folder / "config.json").is_file() and (folder / "model.safetensors").is_file()
+    assert not [p for p in (tmp_path / "models").iterdir() if p.name.startswith(".convert-")]
+    again = lepton("models", "prepare", data_dir=tmp_path)
+    assert again.returncode == 0 and "one-time conversion" not in again.stderr
+
+
+def test_chat_in_the_terminal_keeps_the_conversation(tmp_path, model_path):
+    result = lepton("chat", "--max-tokens", "6", data_dir=tmp_path,
+                    stdin="I want to return a jumper\nAnd get my money back\n/quit\n", LEPTON_MODEL=model_path)
+    assert result.returncode == 0, result.stderr
+    answers = [line for line in result.stdout.splitlines() if line.startswith("assistant> ")]
+    assert len(answers) == 2
+    assert result.stdout.count("[customer_service]") == 2
+    db = tmp_path / "lepton.sqlite3"
+    import sqlite3
+
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT COUNT(*), MAX(turns) FROM conversations").fetchone() == (1, 2)
+
+
+def test_chat_against_a_running_server(live, tmp_path):
+    result = lepton("chat", "--url", live.base_url + "/v1", "--max-tokens", "5", data_dir=tmp_path,
+                    stdin="my card payment was declined\nwhy?\n")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("assistant> ") == 2
+    assert "[customer_service]" in result.stdout
+
+
+@pytest.mark.parametrize("args,env,message", [
+    (["eval", "routing", "missing.jsonl"], {}, "No such file"),
+    (["chat", "--url", "http://127.0.0.1:9/v1"], {}, "cannot reach"),
+    (["skills", "list"], {"LEPTON_ROUTER_THRESHOLD": "5"}, "router_threshold"),
+    (["serve", "--port", "70000"], {}, "port"),
+    (["serve", "--backend", "openai"], {}, "openai_base_url"),
+    (["nonsense"], {}, "No such command"),
+])
+def test_user_errors_print_one_line_and_exit_non_zero(tmp_path, args, env, message):
+    result = lepton(*args, data_dir=tmp_path, stdin="hello\n", **env)
+    assert result.returncode != 0
+    error_lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert "Traceback" not in result.stderr
+    assert any(line.startswith("Error:") and message in line for line in error_lines), result.stderr
+
+
+def test_bad_routing_file_names_the_line(tmp_path):
+    data = tmp_path / "bad.jsonl"
+    data.write_text(json.dumps({"text": "hi", "skill": "customer_service"}) + "\n{oops\n")
+    result = lepton("eval", "routing", str(data), data_dir=tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.strip() == f"Error: {data}:2: not valid JSON"
