@@ -97,6 +97,8 @@ class Assistant:
         self.graph = build_graph(self.skills, router, SqliteSaver(self._conn))
         self._locks: "weakref.WeakValueDictionary[str, threading.Lock]" = weakref.WeakValueDictionary()
         self._locks_guard = threading.Lock()
+        #: Called with every completed Turn (metrics, benchmarks); must not raise.
+        self.turn_observers: list[Callable[[Turn], None]] = []
 
     @classmethod
     def from_settings(
@@ -234,6 +236,8 @@ class Assistant:
                 return
             self.store.record_turn(turn.tenant_id, turn.conversation_id, turn.skill)
             turn.finished = time.perf_counter()
+            for observer in self.turn_observers:
+                observer(turn)
             log.info(
                 "turn %s skill=%s tokens=%s llm=%.3fs",
                 turn.conversation_id,

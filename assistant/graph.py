@@ -70,18 +70,21 @@ def make_skill_node(skill: Skill) -> Callable[..., dict]:
         say, said = _emitter()
 
         def generate(messages, adapter=None) -> str:
+            # Only time spent waiting on the model counts as LLM time (not streaming it on).
             started = time.perf_counter()
             generation = turn.llm.stream(messages, turn.params, adapter=adapter)
             pieces: list[str] = []
             try:
-                for piece in generation:
-                    if turn.cancelled.is_set():
+                while not turn.cancelled.is_set():
+                    piece = next(generation, None)
+                    turn.llm_seconds += time.perf_counter() - started
+                    if piece is None:
                         break
                     pieces.append(piece)
                     say(piece)
+                    started = time.perf_counter()
             finally:
                 generation.close()
-                turn.llm_seconds += time.perf_counter() - started
             turn.usage["prompt_tokens"] += generation.prompt_tokens
             turn.usage["completion_tokens"] += generation.completion_tokens
             turn.finish_reason = generation.finish_reason or "stop"
