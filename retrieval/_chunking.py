@@ -128,7 +128,7 @@ def _heading_line(title: str, heading: tuple[str, ...]) -> str:
     return " > ".join(h for h in path if h)
 
 
-def chunk_document(doc: Document, chunk_chars: int = 1000, overlap_chars: int = 150) -> list[Chunk]:
+def chunk_document(doc: Document, chunk_chars: int = 700, overlap_chars: int = 100) -> list[Chunk]:
     """Cut ``doc`` into chunks of at most ``chunk_chars`` characters (prefix included)."""
     chunks: list[Chunk] = []
     for section in doc.sections:

@@ -59,9 +59,12 @@ MB = 1024 * 1024
 class IngestConfig:
     """How files are cut and written. Defaults suit all-MiniLM-L6-v2 (256-token window)."""
 
-    chunk_chars: int = 1000
-    """Longest chunk in characters, title/heading prefix included (~250 tokens of English)."""
-    overlap_chars: int = 150
+    # 700/100 measured best among 500..1200 on WixQA (hybrid MRR 0.875 vs 0.866 at 1000,
+    # within noise); smaller chunks also give the small LLM tighter context to quote.
+    chunk_chars: int = 700
+    """Longest chunk in characters, title/heading prefix included (~170 tokens of English,
+    inside all-MiniLM-L6-v2's 256-token window)."""
+    overlap_chars: int = 100
     """Characters of the previous chunk repeated at the start of the next one in a section."""
     max_file_bytes: int = 50 * MB
     """Files larger than this are refused before being read."""

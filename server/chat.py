@@ -117,36 +117,36 @@ class ChatService:
             raise api_error_from(exc) from None
         pump = _TurnPump(turn)
         # Wait for the first piece of text (or the end) before choosing a status.
-        first: list[str] = []
-        try:
-            while True:
-                kind, value = await pump.get()
-                if kind == "delta":
-                    first.append(value)
-                    break
-                if kind == "end":
-                    break
-        except asyncio.CancelledError:
-            pump.stop()
-            raise
-        except Exception as exc:
-            raise api_error_from(exc) from None
+        first = await self._pull(pump, until_text=True)
         headers = {"X-Conversation-Id": turn.conversation_id}
         if req.stream:
             return StreamingResponse(
                 self._sse(req, turn, pump, first, done=not first), media_type="text/event-stream", headers=headers
             )
+        if first:
+            await self._pull(pump, until_text=False)
+        body = chat_completion(completion_id(), req.model, turn.reply, turn.finish_reason, turn.usage, self._lepton(turn))
+        return JSONResponse(body, headers=headers)
+
+    async def _pull(self, pump: _TurnPump, until_text: bool) -> list[str]:
+        """Take the turn's events up to its first text (``until_text``) or its end;
+        failures become API errors, and a client that left stops the turn."""
+        pieces: list[str] = []
         try:
-            if first:
-                while (event := await pump.get()) != _END:
-                    pass
+            while True:
+                kind, value = await pump.get()
+                if kind == "end":
+                    break
+                if kind == "delta":
+                    pieces.append(value)
+                    if until_text:
+                        break
         except asyncio.CancelledError:
             pump.stop()
             raise
         except Exception as exc:
             raise api_error_from(exc) from None
-        body = chat_completion(completion_id(), req.model, turn.reply, turn.finish_reason, turn.usage, self._lepton(turn))
-        return JSONResponse(body, headers=headers)
+        return pieces
 
     async def _sse(
         self, req: ChatCompletionRequest, turn: Turn, pump: _TurnPump, first: list[str], done: bool
