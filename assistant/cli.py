@@ -5,6 +5,7 @@
     lepton skills list           installed skills and plugins that failed to load
     lepton models prepare        convert the embedded model once, ahead of first use
     lepton eval routing FILE     measure the router on labelled messages
+    lepton keys create-widget    make a public widget key and print the snippet
 
 Every command honours --data-dir / LEPTON_DATA_DIR. A user error prints one
 line starting with "Error:" and exits non-zero; it never shows a traceback.
@@ -177,6 +178,16 @@ def eval_routing(ctx, file: Path, as_json: bool, threshold: float | None) -> Non
         click.echo(json.dumps(report))
     else:
         click.echo(format_report(report))
+
+
+def _attach_plugins() -> None:
+    """Command groups that live with the package they manage."""
+    from server.cli_keys import keys_group
+
+    cli.add_command(keys_group)
+
+
+_attach_plugins()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -96,6 +96,23 @@ class Settings(BaseSettings):
         "that the server answers 503 with Retry-After.",
     )
     default_tenant: str = Field(default=DEFAULT_TENANT, description="Tenant for keyless use.")
+    # Widget keys are public (they sit in page source), so requests that carry one
+    # are limited; keyless server-to-server calls are not limited here.
+    widget_rate_per_minute: int = Field(
+        default=10,
+        ge=1,
+        description="Chat messages one widget conversation may send per minute "
+        "(token bucket: bursts of up to this many, then refilled evenly).",
+    )
+    widget_ip_rate_per_minute: int = Field(
+        default=60,
+        ge=1,
+        description="Requests (chat, history, feedback, config) one client IP may make "
+        "per minute with a widget key.",
+    )
+    feedback_max_chars: int = Field(
+        default=4000, ge=1, description="Longest accepted feedback correction, in characters."
+    )
 
     @field_validator("data_dir")
     @classmethod

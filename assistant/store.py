@@ -7,10 +7,12 @@ everything belongs to the default tenant.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 __all__ = ["Store", "connect"]
 
@@ -40,6 +42,17 @@ CREATE TABLE IF NOT EXISTS audit_log (
     subject TEXT,
     payload TEXT NOT NULL,
     created_at REAL NOT NULL
+);
+-- Public widget keys. The key itself is stored as is: it is published in the
+-- customer's page source, so hashing it would protect nothing.
+CREATE TABLE IF NOT EXISTS widget_keys (
+    key TEXT PRIMARY KEY,
+    tenant_id TEXT NOT NULL,
+    label TEXT,
+    origins TEXT NOT NULL,
+    skills TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    revoked_at REAL
 );
 """
 
@@ -85,3 +98,93 @@ class Store:
                 (tenant_id, conversation_id),
             ).fetchone()
         return row[0] if row else 0
+
+    # -- feedback ----------------------------------------------------------------
+
+    def add_feedback(
+        self, tenant_id: str, conversation_id: str, message_index: int, rating: int, correction: str | None
+    ) -> int:
+        """Record a rating (+1/-1) of one message of a conversation; returns the row id."""
+        with self._lock, self._conn:
+            cursor = self._conn.execute(
+                "INSERT INTO feedback (tenant_id, conversation_id, message_index, rating, correction, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (tenant_id, conversation_id, message_index, rating, correction, time.time()),
+            )
+        return int(cursor.lastrowid)
+
+    def feedback(self, tenant_id: str, conversation_id: str | None = None) -> list[dict[str, Any]]:
+        """A tenant's feedback, oldest first (optionally of one conversation)."""
+        query = ("SELECT id, conversation_id, message_index, rating, correction, created_at"
+                 " FROM feedback WHERE tenant_id = ?")
+        args: tuple = (tenant_id,)
+        if conversation_id is not None:
+            query += " AND conversation_id = ?"
+            args += (conversation_id,)
+        with self._lock:
+            rows = self._conn.execute(query + " ORDER BY id", args).fetchall()
+        keys = ("id", "conversation_id", "message_index", "rating", "correction", "created_at")
+        return [dict(zip(keys, row)) for row in rows]
+
+    # -- widget keys ---------------------------------------------------------------
+
+    _KEY_COLUMNS = "key, tenant_id, label, origins, skills, created_at, revoked_at"
+
+    @staticmethod
+    def _key_row(row: tuple | None) -> dict[str, Any] | None:
+        if row is None:
+            return None
+        key, tenant_id, label, origins, skills, created_at, revoked_at = row
+        return {"key": key, "tenant_id": tenant_id, "label": label, "origins": json.loads(origins),
+                "skills": json.loads(skills), "created_at": created_at, "revoked_at": revoked_at}
+
+    def add_widget_key(
+        self, key: str, tenant_id: str, origins: list[str], skills: list[str], label: str | None = None
+    ) -> dict[str, Any]:
+        with self._lock, self._conn:
+            self._conn.execute(
+                f"INSERT INTO widget_keys ({self._KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, NULL)",
+                (key, tenant_id, label, json.dumps(origins), json.dumps(skills), time.time()),
+            )
+        return self.widget_key(key)  # type: ignore[return-value]
+
+    def ensure_widget_key(
+        self, key: str, tenant_id: str, origins: list[str], skills: list[str], label: str
+    ) -> dict[str, Any]:
+        """The tenant's active key with this label, created with the given values if there is none."""
+        with self._lock, self._conn:
+            row = self._conn.execute(
+                f"SELECT {self._KEY_COLUMNS} FROM widget_keys WHERE tenant_id = ? AND label = ?"
+                " AND revoked_at IS NULL ORDER BY created_at LIMIT 1",
+                (tenant_id, label),
+            ).fetchone()
+            if row is None:
+                row = (key, tenant_id, label, json.dumps(origins), json.dumps(skills), time.time(), None)
+                self._conn.execute(f"INSERT INTO widget_keys ({self._KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)", row)
+        return self._key_row(row)  # type: ignore[return-value]
+
+    def widget_key(self, key: str) -> dict[str, Any] | None:
+        """A key (revoked ones included: the caller decides what revocation means)."""
+        with self._lock:
+            row = self._conn.execute(f"SELECT {self._KEY_COLUMNS} FROM widget_keys WHERE key = ?", (key,)).fetchone()
+        return self._key_row(row)
+
+    def widget_keys(self, tenant_id: str | None = None, include_revoked: bool = False) -> list[dict[str, Any]]:
+        query = f"SELECT {self._KEY_COLUMNS} FROM widget_keys WHERE 1 = 1"
+        args: tuple = ()
+        if tenant_id is not None:
+            query += " AND tenant_id = ?"
+            args += (tenant_id,)
+        if not include_revoked:
+            query += " AND revoked_at IS NULL"
+        with self._lock:
+            rows = self._conn.execute(query + " ORDER BY created_at", args).fetchall()
+        return [self._key_row(row) for row in rows]  # type: ignore[misc]
+
+    def revoke_widget_key(self, key: str) -> bool:
+        """Revoke an active key; False if there is no such active key."""
+        with self._lock, self._conn:
+            cursor = self._conn.execute(
+                "UPDATE widget_keys SET revoked_at = ? WHERE key = ? AND revoked_at IS NULL", (time.time(), key)
+            )
+        return cursor.rowcount == 1

@@ -241,11 +241,14 @@ def _expand(paths: Iterable[str | os.PathLike]) -> tuple[list[Path], list[Proble
     for raw in paths:
         p = Path(raw).expanduser()
         if p.is_dir():
+            before = len(files)
             for root, dirs, names in os.walk(p):
                 dirs[:] = sorted(d for d in dirs if not d.startswith("."))
                 for name in sorted(names):
                     if not name.startswith(".") and Path(name).suffix.lower() in SUPPORTED_SUFFIXES:
                         add(Path(root) / name)
+            if len(files) == before:
+                problems.append(Problem(str(raw), f"no {', '.join(SUPPORTED_SUFFIXES)} files in this directory"))
         elif p.is_file():
             add(p)
         elif p.exists():

@@ -15,6 +15,7 @@ import hashlib
 import re
 import threading
 import uuid
+import weakref
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +32,6 @@ __all__ = [
     "StoreSettings",
     "SentenceEmbeddingFunction",
     "ChunkRecord",
-    "WriteResult",
     "collection_name",
     "validate_name",
     "chunk_id",
@@ -174,13 +174,6 @@ class ChunkRecord:
     metadata: dict[str, str | int | float | bool]
 
 
-@dataclass(frozen=True)
-class WriteResult:
-    added: int
-    removed: int
-    unchanged: int
-
-
 def _make_client(path: Path | None, url: str | None):  # noqa: ANN202 - chromadb ClientAPI
     import chromadb
     from chromadb.config import Settings as ChromaSettings
@@ -240,7 +233,7 @@ class KnowledgeStore:
         self._client = None
         self._lock = threading.Lock()
         #: Called with the collection name after every write (in-process listeners).
-        self._listeners: list[Callable[[str], None]] = []
+        self._listeners: list[weakref.ref] = []
 
     def __repr__(self) -> str:
         where = self.url or str(self.path)
@@ -362,37 +355,6 @@ class KnowledgeStore:
 
     # -- writing -------------------------------------------------------------
 
-    def write_source(
-        self,
-        kb: str,
-        tenant: str | None,
-        source: str,
-        records: Sequence[ChunkRecord],
-        *,
-        embeddings: np.ndarray | None = None,
-    ) -> WriteResult:
-        """Make ``source``'s chunks in ``kb`` exactly ``records``.
-
-        Chunks whose id is already stored are left alone (ids hash the content, so
-        an unchanged file costs no embedding); new ones are added first and stale
-        ones removed after, so a reader never sees the source missing.
-        ``embeddings`` (aligned with ``records``) skips encoding when given.
-        """
-        tenant = self.tenant(tenant)
-        col = self.collection(kb, tenant, create=True)
-        existing = set(col.get(where={"source": source}, include=[])["ids"])
-        wanted = {r.id for r in records}
-        new = [i for i, r in enumerate(records) if r.id not in existing]
-        stale = sorted(existing - wanted)
-        if new:
-            vectors = embeddings[new] if embeddings is not None else self.embedding.encode([records[i].text for i in new])
-            self._add(col, [records[i] for i in new], vectors)
-        if stale:
-            col.delete(ids=stale)
-        if new or stale:
-            self._bump(col, tenant, kb)
-        return WriteResult(added=len(new), removed=len(stale), unchanged=len(wanted) - len(new))
-
     def existing_ids(self, kb: str, tenant: str | None, source: str) -> set[str]:
         """Ids stored for ``source`` (empty when the knowledge base does not exist yet)."""
         try:
@@ -446,9 +408,17 @@ class KnowledgeStore:
         self._notify(col.name)
 
     def _notify(self, name: str) -> None:
-        for listener in list(self._listeners):
-            listener(name)
+        for ref in list(self._listeners):
+            listener = ref()
+            if listener is None:
+                self._listeners.remove(ref)
+            else:
+                listener(name)
 
     def add_listener(self, listener: Callable[[str], None]) -> None:
-        """Call ``listener(collection_name)`` after every write through this store object."""
-        self._listeners.append(listener)
+        """Call ``listener(collection_name)`` after every write through this store object.
+
+        Held weakly, so a discarded Retriever is not kept alive by its store.
+        """
+        ref = weakref.WeakMethod(listener) if hasattr(listener, "__self__") else weakref.ref(listener)
+        self._listeners.append(ref)

@@ -4,5 +4,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh ".[test]"
+# The widget's browser tests drive Debian's chromium (never a downloaded browser).
+if [ ! -x /usr/bin/chromium ]; then
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium
+  else
+    echo "note: /usr/bin/chromium is missing, so the browser tests will be skipped;" \
+         "install it with: sudo apt-get install -y --no-install-recommends chromium" >&2
+  fi
+fi
 export HF_HUB_OFFLINE=1
 exec .venv/bin/python -m pytest --durations=15 "$@"

@@ -1,4 +1,5 @@
-"""The FastAPI application: OpenAI-compatible chat API, model list, conversations, health.
+"""The FastAPI application: OpenAI-compatible chat API, model list, conversations,
+health, and the chat widget (``server.widget``).
 
 ``create_app`` builds the serving objects once (at start-up, or from an
 Assistant the caller already has) and keeps them on ``app.state``; the routes
@@ -10,21 +11,20 @@ from __future__ import annotations
 import time
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 
 from assistant import Assistant, Settings
 from assistant.errors import ConversationNotFound
 
 from .chat import ChatService
 from .errors import api_error_from, install_error_handlers
+from .keys import Caller, WidgetKeys, caller
+from .limits import WidgetLimits
 from .protocol import model_list
+from .widget import WidgetCors
+from .widget import router as widget_router
 
 __all__ = ["create_app"]
-
-
-def current_tenant(request: Request) -> str:
-    """Tenant of the caller. Without API keys configured, everyone is the default tenant."""
-    return request.app.state.settings.default_tenant
 
 
 def create_app(settings: Settings, assistant: Assistant | None = None) -> FastAPI:
@@ -33,6 +33,7 @@ def create_app(settings: Settings, assistant: Assistant | None = None) -> FastAP
         owned = assistant is None
         app.state.assistant = assistant or Assistant.from_settings(settings)
         app.state.chat = ChatService(app.state.assistant)
+        app.state.widget_keys = WidgetKeys(app.state.assistant.store)
         app.state.started = int(time.time())
         yield
         if owned:
@@ -40,24 +41,30 @@ def create_app(settings: Settings, assistant: Assistant | None = None) -> FastAP
 
     app = FastAPI(title="Lepton Assistant", version="0.1.0", lifespan=lifespan)
     app.state.settings = settings
+    app.state.limits = WidgetLimits(settings)
     install_error_handlers(app)
+    app.add_middleware(WidgetCors)
+    app.include_router(widget_router)
 
+    # Every route that touches tenant data resolves its caller through `caller`.
     @app.post("/v1/chat/completions")
-    async def chat_completions(request: Request):
-        return await request.app.state.chat.handle(request, current_tenant(request))
+    async def chat_completions(request: Request, who: Caller = Depends(caller)):
+        return await request.app.state.chat.handle(request, who.tenant_id, admit=who.admit_turn)
 
     @app.get("/v1/models")
-    async def models(request: Request):
+    async def models(request: Request, who: Caller = Depends(caller)):
         assistant: Assistant = request.app.state.assistant
         entries = [("assistant", "Routes each message to the right skill automatically.")]
         entries += [(name, skill.description) for name, skill in assistant.skills.items()]
+        if who.key is not None:  # a widget key sees the models it may use
+            entries = [e for e in entries if who.key.allows_skill(e[0])]
         return model_list(entries, request.app.state.started)
 
     @app.get("/v1/conversations/{conversation_id}")
-    async def conversation(request: Request, conversation_id: str):
+    async def conversation(request: Request, conversation_id: str, who: Caller = Depends(caller)):
         assistant: Assistant = request.app.state.assistant
         try:
-            messages = assistant.history(current_tenant(request), conversation_id)
+            messages = assistant.history(who.tenant_id, conversation_id)
         except ConversationNotFound as exc:
             raise api_error_from(exc) from None
         return {"id": conversation_id, "object": "conversation", "messages": messages}

@@ -13,7 +13,7 @@ import asyncio
 import json
 import threading
 import time
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Callable
 
 from fastapi import Request
 from fastapi.responses import JSONResponse, StreamingResponse
@@ -109,12 +109,19 @@ class ChatService:
     def _lepton(self, turn: Turn) -> dict[str, Any]:
         return {"skill": turn.skill, "conversation_id": turn.conversation_id, **turn.extras}
 
-    async def handle(self, request: Request, tenant_id: str) -> JSONResponse | StreamingResponse:
+    async def handle(
+        self, request: Request, tenant_id: str, admit: Callable[[str, str], None] | None = None
+    ) -> JSONResponse | StreamingResponse:
+        """``admit(model, conversation_id)`` may refuse the turn by raising an ApiError;
+        it runs once the turn is validated and before it starts, so a refused turn
+        leaves nothing behind."""
         req = self.parse(await read_body(request, self.settings.max_request_bytes))
         try:
             turn = self.start(req, tenant_id, request.headers.get("x-conversation-id"))
         except Exception as exc:
             raise api_error_from(exc) from None
+        if admit is not None:
+            admit(req.model, turn.conversation_id)
         pump = _TurnPump(turn)
         # Wait for the first piece of text (or the end) before choosing a status.
         first = await self._pull(pump, until_text=True)

@@ -29,6 +29,7 @@ __all__ = [
     "StreamOptions",
     "LeptonRequest",
     "ChatCompletionRequest",
+    "FeedbackRequest",
     "completion_id",
     "chat_completion",
     "chat_chunk",
@@ -94,6 +95,28 @@ class ChatCompletionRequest(BaseModel):
         if len(stops) > 4 or any(not s for s in stops):
             raise ValueError("stop takes up to 4 non-empty strings")
         return stops
+
+
+class FeedbackRequest(BaseModel):
+    """Body of ``POST /v1/feedback`` (Lepton's own route, no OpenAI counterpart).
+
+    ``message_index`` counts in the conversation's stored messages, as
+    ``GET /v1/conversations/{id}`` lists them, and must point at an assistant message.
+    """
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    conversation_id: str = Field(min_length=1, max_length=128)
+    message_index: int = Field(ge=0)
+    rating: int = Field(description="1 (helpful) or -1 (not helpful).")
+    correction: str | None = Field(default=None, description="What the answer should have said.")
+
+    @field_validator("rating")
+    @classmethod
+    def _thumb(cls, value: int) -> int:
+        if value not in (1, -1):
+            raise ValueError("rating must be 1 (helpful) or -1 (not helpful)")
+        return value
 
 
 # -- responses -------------------------------------------------------------------

@@ -78,7 +78,8 @@ def store(settings: Settings, encoder) -> KnowledgeStore:
 def docs(tmp_path: Path) -> Path:
     """A private copy of the fixture files (tests may edit them) plus a generated PDF."""
     folder = tmp_path / "docs"
-    shutil.copytree(FIXTURES, folder)
+    # The WixQA-format file is an evaluation input, not a document to ingest.
+    shutil.copytree(FIXTURES, folder, ignore=shutil.ignore_patterns("wixqa_*"))
     make_pdf(
         folder / "returns.pdf",
         [

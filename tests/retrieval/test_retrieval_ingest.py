@@ -170,6 +170,13 @@ def test_tenants_are_isolated(store, docs):
     assert store.list_collections("initech") == []
 
 
+def test_directory_without_supported_files_is_reported(store, tmp_path):
+    (tmp_path / "empty-dir").mkdir()
+    (tmp_path / "empty-dir" / "photo.jpg").write_bytes(b"\xff\xd8")
+    report = ingest_paths(store, [tmp_path / "empty-dir"], KB, TENANT)
+    assert not report.ok and "no .md, .markdown, .txt" in report.failed[0].reason
+
+
 def test_base_dir_names_sources_relative(store, docs):
     ingest_paths(store, [docs / "shipping.txt"], KB, TENANT, base_dir=docs)
     assert list(store.sources(KB, TENANT)) == ["shipping.txt"]

@@ -1,0 +1,124 @@
+"""``lepton keys ...``: create, list and revoke public widget keys.
+
+The group receives Settings as the click context object from the root ``lepton``
+command, and opens the SQLite database directly: managing keys needs no model.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+from typing import Iterator
+
+import click
+
+from assistant import Settings
+from assistant.store import Store, connect
+
+from .keys import SELF_ORIGIN, WidgetKeys, normalize_origin, snippet
+
+__all__ = ["keys_group"]
+
+
+def _settings() -> Settings:
+    settings = click.get_current_context().obj
+    if not isinstance(settings, Settings):
+        raise click.ClickException("the keys commands need the root command's settings")
+    return settings
+
+
+@contextlib.contextmanager
+def _keys() -> Iterator[WidgetKeys]:
+    conn = connect(_settings().db_path)
+    try:
+        yield WidgetKeys(Store(conn))
+    finally:
+        conn.close()
+
+
+def _default_server_url(settings: Settings) -> str:
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{settings.port}"
+
+
+def _origin(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> list[str]:
+    try:
+        return [normalize_origin(v) for v in values]
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def _skills(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> list[str]:
+    from skills import load_skills
+
+    installed = set(load_skills(_settings().skills).skills)
+    unknown = [v for v in values if v not in installed]
+    if unknown:
+        raise click.BadParameter(f"unknown skill {unknown[0]!r}; installed: {', '.join(sorted(installed))}")
+    return list(values)
+
+
+@click.group("keys", help="Public widget keys: which tenant a widget belongs to and where it may run.")
+def keys_group() -> None:
+    pass
+
+
+@keys_group.command("create-widget", help="Create a public widget key and print the <script> tag to paste.\n\n"
+                    "Example:\n\n  lepton keys create-widget --tenant acme --origin https://shop.example "
+                    "--origin https://www.shop.example --skill customer_service")
+@click.option("--tenant", required=True, help="Tenant whose conversations and feedback the widget records.")
+@click.option("--origin", "origins", multiple=True, required=True, callback=_origin,
+              help="Origin allowed to embed the widget, e.g. https://shop.example (repeatable).")
+@click.option("--skill", "skills", multiple=True, callback=_skills,
+              help="Skill the widget may use (repeatable). Default: every skill and automatic routing.")
+@click.option("--label", help="A note to recognise the key by in `lepton keys list`.")
+@click.option("--server-url", help="Public URL of this server for the snippet. Default: from --host/--port settings.")
+def create_widget(tenant: str, origins: list[str], skills: list[str], label: str | None,
+                  server_url: str | None) -> None:
+    settings = _settings()
+    with _keys() as keys:
+        try:
+            key = keys.create(tenant, origins, skills, label)
+        except ValueError as exc:
+            raise click.UsageError(str(exc)) from None
+    url = server_url or _default_server_url(settings)
+    click.echo(f"Widget key for tenant {key.tenant_id!r}: {key.key}")
+    click.echo(f"Allowed origins: {', '.join(key.origins)}")
+    click.echo(f"Allowed skills: {', '.join(key.skills) if key.skills else 'all (automatic routing)'}")
+    click.echo("\nPaste this just before </body> on your pages:\n")
+    # A key limited to skills cannot use automatic routing, so the tag names one.
+    click.echo(snippet(url, key.key, key.skills[0] if key.skills else None))
+    if len(key.skills) > 1:
+        click.echo(f"\n(data-skill picks the skill; any of {', '.join(key.skills)} is allowed.)")
+
+
+def _when(timestamp: float) -> str:
+    return datetime.datetime.fromtimestamp(timestamp).strftime("%Y-%m-%d %H:%M")
+
+
+@keys_group.command("list", help="List widget keys.\n\nExample: lepton keys list --tenant acme")
+@click.option("--tenant", help="Only this tenant's keys.")
+@click.option("--all", "include_revoked", is_flag=True, help="Include revoked keys.")
+def list_keys(tenant: str | None, include_revoked: bool) -> None:
+    with _keys() as keys:
+        rows = keys.list(tenant, include_revoked)
+    if not rows:
+        click.echo("No widget keys." + ("" if include_revoked else " (--all includes revoked ones)"))
+        return
+    for key in rows:
+        origins = ", ".join("(this server)" if o == SELF_ORIGIN else o for o in key.origins)
+        state = f"revoked {_when(key.revoked_at)}" if key.revoked_at else f"created {_when(key.created_at)}"
+        click.echo(f"{key.key}  tenant={key.tenant_id}  origins={origins}  "
+                   f"skills={','.join(key.skills) or 'all'}  {state}" + (f"  label={key.label}" if key.label else ""))
+
+
+@keys_group.command("revoke", help="Revoke a widget key: pages using it stop working at once.\n\n"
+                    "Example: lepton keys revoke pk_...")
+@click.argument("key")
+def revoke(key: str) -> None:
+    with _keys() as keys:
+        if not keys.revoke(key):
+            raise click.ClickException(f"no active widget key {key!r}")
+    click.echo(f"Revoked {key}")

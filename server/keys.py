@@ -1,0 +1,238 @@
+"""Public widget keys, and who is calling: the one place a request's tenant is decided.
+
+A widget key (``pk_...``) is bound to one tenant, a list of allowed origins and,
+optionally, a list of allowed skills. It is public by design: it sits in the
+customer's page, so it identifies a tenant but authenticates nobody. What it
+adds is a browser-side guard: browsers always send ``Origin`` on cross-site
+requests and pages cannot forge it, so a key copied onto another site is
+refused there. Non-browser clients can send any Origin they like; against them
+the skill allow-list and the rate limits (``server.limits``) are the defence.
+
+Requests without a widget key keep the behaviour Lepton had before keys
+existed: they belong to the default tenant.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import secrets
+import threading
+from dataclasses import dataclass
+from typing import Mapping
+from urllib.parse import urlsplit
+
+from fastapi import Request
+
+from assistant.store import Store
+
+from .errors import ApiError
+from .limits import WidgetLimits
+
+__all__ = [
+    "DEMO_LABEL",
+    "SELF_ORIGIN",
+    "Caller",
+    "WidgetKey",
+    "WidgetKeys",
+    "caller",
+    "resolve_caller",
+    "normalize_origin",
+    "request_origin",
+    "snippet",
+    "widget_key_of",
+]
+
+#: Label of the key the demo page uses (one per tenant, created on first use).
+DEMO_LABEL = "demo"
+#: Origin entry meaning "the origin this server is reached at" (the demo page's key).
+SELF_ORIGIN = "self"
+
+_KEY_PATTERN = re.compile(r"^pk_[A-Za-z0-9_-]{8,64}$")
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def normalize_origin(value: str) -> str:
+    """``scheme://host[:port]`` in lower case without a default port; ValueError says what is wrong."""
+    text = value.strip()
+    parts = urlsplit(text)
+    if parts.scheme.lower() not in _DEFAULT_PORTS or not parts.hostname:
+        raise ValueError(f"origin {value!r} must look like https://shop.example (http or https, a host name)")
+    if parts.username or parts.password or parts.query or parts.fragment or parts.path not in ("", "/"):
+        raise ValueError(f"origin {value!r} must be only scheme://host[:port], without a path, query or user")
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError(f"origin {value!r} has an invalid port") from None
+    scheme, host = parts.scheme.lower(), parts.hostname.lower()
+    if ":" in host:  # IPv6 literal
+        host = f"[{host}]"
+    if port is not None and port != _DEFAULT_PORTS[scheme]:
+        return f"{scheme}://{host}:{port}"
+    return f"{scheme}://{host}"
+
+
+def request_origin(request: Request) -> str | None:
+    """The origin this request reached the server at, as a same-origin page would send it."""
+    host = request.headers.get("host")
+    if not host:
+        return None
+    try:
+        return normalize_origin(f"{request.url.scheme}://{host}")
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True)
+class WidgetKey:
+    key: str
+    tenant_id: str
+    origins: tuple[str, ...]
+    #: Allowed skills; empty means every skill, including automatic routing.
+    skills: tuple[str, ...]
+    label: str | None = None
+    created_at: float = 0.0
+    revoked_at: float | None = None
+
+    @classmethod
+    def from_row(cls, row: dict) -> "WidgetKey":
+        return cls(key=row["key"], tenant_id=row["tenant_id"], origins=tuple(row["origins"]),
+                   skills=tuple(row["skills"]), label=row["label"], created_at=row["created_at"],
+                   revoked_at=row["revoked_at"])
+
+    def allows_origin(self, origin: str, own_origin: str | None) -> bool:
+        try:
+            origin = normalize_origin(origin)
+        except ValueError:  # "null" (sandboxed frames, file://) and other non-origins
+            return False
+        if origin in self.origins:
+            return True
+        return SELF_ORIGIN in self.origins and own_origin is not None and origin == own_origin
+
+    def allows_skill(self, model: str) -> bool:
+        # Automatic routing could pick any skill, so a key restricted to some skills
+        # must name one of them; routing among a subset is not supported yet.
+        return not self.skills or model in self.skills
+
+
+class WidgetKeys:
+    """The widget keys of the SQLite database, over the assistant's Store."""
+
+    def __init__(self, store: Store):
+        self.store = store
+        self._demo_lock = threading.Lock()
+
+    @staticmethod
+    def new_key() -> str:
+        return "pk_" + secrets.token_urlsafe(18)
+
+    def create(self, tenant_id: str, origins: list[str], skills: list[str] | None = None,
+               label: str | None = None) -> WidgetKey:
+        """A new key; raises ValueError for a bad origin or an empty tenant."""
+        if not tenant_id or not tenant_id.strip():
+            raise ValueError("a widget key needs a tenant")
+        if not origins:
+            raise ValueError("a widget key needs at least one allowed origin, e.g. https://shop.example")
+        normalized = list(dict.fromkeys(normalize_origin(o) for o in origins))
+        row = self.store.add_widget_key(self.new_key(), tenant_id.strip(), normalized,
+                                        list(dict.fromkeys(skills or [])), label)
+        return WidgetKey.from_row(row)
+
+    def get(self, key: str) -> WidgetKey | None:
+        """The active key, or None for an unknown, malformed or revoked one."""
+        if not _KEY_PATTERN.match(key):
+            return None
+        row = self.store.widget_key(key)
+        if row is None or row["revoked_at"] is not None:
+            return None
+        return WidgetKey.from_row(row)
+
+    def list(self, tenant_id: str | None = None, include_revoked: bool = False) -> list[WidgetKey]:
+        return [WidgetKey.from_row(r) for r in self.store.widget_keys(tenant_id, include_revoked)]
+
+    def revoke(self, key: str) -> bool:
+        return self.store.revoke_widget_key(key)
+
+    def demo(self, tenant_id: str) -> WidgetKey:
+        """The demo page's key: created once per tenant, allowed on this server's own origin."""
+        with self._demo_lock:
+            row = self.store.ensure_widget_key(self.new_key(), tenant_id, [SELF_ORIGIN], [], DEMO_LABEL)
+        return WidgetKey.from_row(row)
+
+    def origin_allowed_anywhere(self, origin: str) -> bool:
+        """Whether any active key allows ``origin`` (CORS preflights carry no key)."""
+        try:
+            origin = normalize_origin(origin)
+        except ValueError:
+            return False
+        return any(origin in row["origins"] for row in self.store.widget_keys())
+
+
+def snippet(server_url: str, key: str, skill: str | None = None) -> str:
+    """The exact tag a customer pastes into their pages."""
+    src = html.escape(server_url.rstrip("/") + "/widget.js", quote=True)
+    extra = f' data-skill="{html.escape(skill, quote=True)}"' if skill else ""
+    return f'<script src="{src}" data-key="{html.escape(key, quote=True)}"{extra} async></script>'
+
+
+# -- the caller -------------------------------------------------------------------
+
+
+def widget_key_of(headers: Mapping[str, str]) -> str | None:
+    """The widget key a request carries: ``Authorization: Bearer pk_...`` or ``X-Lepton-Key``.
+
+    Other bearer tokens are not widget keys (OpenAI clients always send one, and
+    keyless use must keep working), so they are ignored here.
+    """
+    explicit = headers.get("x-lepton-key")
+    if explicit:
+        return explicit.strip()
+    scheme, _, token = headers.get("authorization", "").partition(" ")
+    token = token.strip()
+    if scheme.lower() == "bearer" and token.startswith("pk_"):
+        return token
+    return None
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who is calling: the tenant, and the widget key when there is one."""
+
+    tenant_id: str
+    key: WidgetKey | None = None
+    limits: WidgetLimits | None = None  # the app's limits, when a key is present
+
+    def admit_turn(self, model: str, conversation_id: str) -> None:
+        """Refuse a chat turn the key does not allow (403) or that comes too fast (429)."""
+        if self.key is None:
+            return
+        if not self.key.allows_skill(model):
+            allowed = ", ".join(self.key.skills)
+            raise ApiError(403, f"model {model!r} is not allowed for this widget key; allowed: {allowed}",
+                           param="model", code="skill_not_allowed")
+        assert self.limits is not None
+        self.limits.per_conversation.check(f"{self.tenant_id}:{conversation_id}")
+
+
+def resolve_caller(request: Request, presented: str | None) -> Caller:
+    """The caller of any route: its tenant, after the key, Origin and per-IP checks."""
+    state = request.app.state
+    if not presented:
+        return Caller(tenant_id=state.settings.default_tenant)
+    widget_key = state.widget_keys.get(presented)
+    if widget_key is None:
+        raise ApiError(401, "This widget key is unknown or has been revoked.", code="invalid_api_key")
+    origin = request.headers.get("origin")
+    # No Origin means no cross-site browser request (same-origin GETs omit it), so
+    # there is nothing for the Origin check to protect against.
+    if origin is not None and not widget_key.allows_origin(origin, request_origin(request)):
+        raise ApiError(403, f"This chat widget is not enabled for {origin}: the origin is not on the widget "
+                            "key's list of allowed origins.", code="origin_not_allowed")
+    client = request.client.host if request.client else "unknown"
+    state.limits.per_ip.check(client)
+    return Caller(tenant_id=widget_key.tenant_id, key=widget_key, limits=state.limits)
+
+
+async def caller(request: Request) -> Caller:
+    """FastAPI dependency of every route that needs a tenant."""
+    return resolve_caller(request, widget_key_of(request.headers))

@@ -1,0 +1,81 @@
+"""Rate limits for requests that carry a public widget key: in-memory token buckets
+per client IP and per conversation.
+
+A widget key is readable by anyone who views the customer's page, so the key
+alone proves nothing; these limits (with the Origin and skill checks in
+``server.keys``) are what stop one visitor or script from using up the model.
+They live in the process: with several API workers each counts on its own,
+which is the usual trade-off for limits that need no extra service.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from typing import Callable
+
+from assistant import Settings
+
+from .errors import ApiError
+
+__all__ = ["RateLimiter", "WidgetLimits"]
+
+
+class RateLimiter:
+    """``per_minute`` requests a minute per key, in bursts of up to ``per_minute``.
+
+    ``check(key)`` takes a token or raises a 429 ``ApiError`` whose Retry-After is
+    the whole number of seconds until a token is back. Keys are kept in least-
+    recently-used order and the oldest are forgotten past ``max_keys``, so a flood
+    of distinct keys cannot grow memory without bound (a forgotten key starts
+    again with a full bucket, which errs on the side of the visitor).
+    """
+
+    def __init__(self, per_minute: int, what: str, *, max_keys: int = 50_000,
+                 clock: Callable[[], float] = time.monotonic):
+        self.capacity = float(per_minute)
+        self.per_second = per_minute / 60.0
+        self.what = what  # how the 429 message names the limited thing
+        self.max_keys = max_keys
+        self._clock = clock
+        self._buckets: dict[str, tuple[float, float]] = {}  # key -> (tokens, at)
+        self._lock = threading.Lock()
+
+    def wait_time(self, key: str) -> float:
+        """Take a token for ``key``: 0.0 if there was one, else seconds until there is."""
+        now = self._clock()
+        with self._lock:
+            tokens, at = self._buckets.pop(key, (self.capacity, now))
+            tokens = min(self.capacity, tokens + (now - at) * self.per_second)
+            wait = 0.0
+            if tokens >= 1.0:
+                tokens -= 1.0
+            else:
+                wait = (1.0 - tokens) / self.per_second
+            self._buckets[key] = (tokens, now)  # re-inserted: dict order is recency order
+            while len(self._buckets) > self.max_keys:
+                del self._buckets[next(iter(self._buckets))]
+        return wait
+
+    def check(self, key: str) -> None:
+        wait = self.wait_time(key)
+        if wait > 0:
+            seconds = max(1, math.ceil(wait))
+            raise ApiError(
+                429,
+                f"Too many requests {self.what}: the limit is {int(self.capacity)} per minute. "
+                f"Retry in {seconds} s.",
+                # The type OpenAI's own 429s carry; clients look at the status and code.
+                "requests",
+                code="rate_limit_exceeded",
+                headers={"Retry-After": str(seconds)},
+            )
+
+
+class WidgetLimits:
+    """The limits applied to widget-keyed requests, built from Settings once per app."""
+
+    def __init__(self, settings: Settings, clock: Callable[[], float] = time.monotonic):
+        self.per_ip = RateLimiter(settings.widget_ip_rate_per_minute, "from this address", clock=clock)
+        self.per_conversation = RateLimiter(settings.widget_rate_per_minute, "in this conversation", clock=clock)
