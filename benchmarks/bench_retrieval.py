@@ -183,15 +183,18 @@ def main(argv: list[str] | None = None) -> int:
                   f"{tp['encode_only_chunks_per_s']}/s, full ingestion {tp['ingest_chunks_per_s']}/s, "
                   f"ratio {tp['ratio']:.2f} (goal >= 0.8)", flush=True)
 
+        if not args.sizes:
+            args.sizes = []
         queries = [q.question for q in questions]
         if args.banking77_test:
             with args.banking77_test.open(newline="", encoding="utf-8") as fh:
                 queries += [row["text"] for row in csv.DictReader(fh)]
         queries = queries[: args.queries]
-        pool = text_pool(articles, args.banking77, config, args.pool)
+        pool = text_pool(articles, args.banking77, config, args.pool) if args.sizes else []
         t0 = time.perf_counter()
         pool_vectors = store.embedding.encode([t for _, t in pool])
-        print(f"pool: {len(pool)} distinct texts embedded in {time.perf_counter() - t0:.1f}s", flush=True)
+        if pool:
+            print(f"pool: {len(pool)} distinct texts embedded in {time.perf_counter() - t0:.1f}s", flush=True)
         rng = np.random.default_rng(0)
         kb, filled = "bench-latency", 0
         results["latency"] = {}

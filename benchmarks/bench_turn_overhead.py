@@ -92,11 +92,19 @@ def main() -> None:
                 overheads.append(latency - llm_time)
     server.should_exit = True
 
-    router_times = []
-    for i in range(200):
-        start = time.perf_counter()
-        assistant.router.route(MESSAGES[i % len(MESSAGES)])
-        router_times.append(time.perf_counter() - start)
+    # Timed in a worker thread, where the server routes too (see bench_local_backend.py
+    # on main-thread slowdowns of torch on this machine).
+    router_times: list[float] = []
+
+    def time_router() -> None:
+        for i in range(200):
+            start = time.perf_counter()
+            assistant.router.route(MESSAGES[i % len(MESSAGES)])
+            router_times.append(time.perf_counter() - start)
+
+    worker = threading.Thread(target=time_router)
+    worker.start()
+    worker.join()
 
     ms = lambda s: f"{s * 1000:7.1f} ms"
     print(f"turns: {len(overheads)} (sequential, max_tokens={args.max_tokens}, half continue a conversation)")
