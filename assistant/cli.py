@@ -5,6 +5,8 @@
     lepton skills list           installed skills and plugins that failed to load
     lepton models prepare        convert the embedded model once, ahead of first use
     lepton eval routing FILE     measure the router on labelled messages
+    lepton ingest PATH...        add documents to a knowledge collection
+    lepton eval retrieval FILE   measure retrieval on WixQA-format questions
     lepton keys create-widget    make a public widget key and print the snippet
 
 Every command honours --data-dir / LEPTON_DATA_DIR. A user error prints one
@@ -35,7 +37,7 @@ def _overrides(**values) -> dict:
     return {k: v for k, v in values.items() if v is not None}
 
 
-@click.group(help=__doc__.split("\n\n")[0])
+@click.group(help="Lepton Assistant: a self-hostable assistant with plugin skills.\n\nSet LEPTON_DATA_DIR (or --data-dir) to choose where its state lives.")
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), help="Data directory (LEPTON_DATA_DIR).")
 @click.option("-v", "--verbose", is_flag=True, help="Log what the assistant does.")
 @click.pass_context
@@ -182,9 +184,12 @@ def eval_routing(ctx, file: Path, as_json: bool, threshold: float | None) -> Non
 
 def _attach_plugins() -> None:
     """Command groups that live with the package they manage."""
+    from retrieval.cli import ingest, retrieval_eval
     from server.cli_keys import keys_group
 
     cli.add_command(keys_group)
+    cli.add_command(ingest)
+    eval_group.add_command(retrieval_eval)
 
 
 _attach_plugins()

@@ -95,6 +95,14 @@ class Settings(BaseSettings):
         description="Generation requests allowed to wait for the local model; beyond "
         "that the server answers 503 with Retry-After.",
     )
+    admin_token: str | None = Field(
+        default=None,
+        description="Bearer token for the /admin routes. Empty: admin routes answer only "
+        "clients on this machine (loopback).",
+    )
+    max_upload_bytes: int = Field(
+        default=50 * 1024 * 1024, ge=1024, description="Largest file accepted by the admin upload route."
+    )
     default_tenant: str = Field(default=DEFAULT_TENANT, description="Tenant for keyless use.")
     # Widget keys are public (they sit in page source), so requests that carry one
     # are limited; keyless server-to-server calls are not limited here.

@@ -16,6 +16,7 @@ from fastapi import Depends, FastAPI, Request
 from assistant import Assistant, Settings
 from assistant.errors import ConversationNotFound
 
+from .admin import router as admin_router
 from .chat import ChatService
 from .errors import api_error_from, install_error_handlers
 from .keys import Caller, WidgetKeys, caller
@@ -45,6 +46,7 @@ def create_app(settings: Settings, assistant: Assistant | None = None) -> FastAP
     install_error_handlers(app)
     app.add_middleware(WidgetCors)
     app.include_router(widget_router)
+    app.include_router(admin_router)
 
     # Every route that touches tenant data resolves its caller through `caller`.
     @app.post("/v1/chat/completions")
