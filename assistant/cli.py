@@ -186,10 +186,13 @@ def _attach_plugins() -> None:
     """Command groups that live with the package they manage."""
     from retrieval.cli import ingest, retrieval_eval
     from server.cli_keys import keys_group
+    from skills.customer_service.cli import eval_intents, train_intents_command
 
     cli.add_command(keys_group)
     cli.add_command(ingest)
     eval_group.add_command(retrieval_eval)
+    eval_group.add_command(eval_intents)
+    skills.add_command(train_intents_command)
 
 
 _attach_plugins()

@@ -86,6 +86,7 @@ class Assistant:
         llm: ChatModel,
         skills: LoadedSkills,
         router: EmbeddingRouter,
+        knowledge: Any | None = None,
     ):
         self.settings = settings
         self.llm = llm
@@ -99,11 +100,21 @@ class Assistant:
         self._locks_guard = threading.Lock()
         #: Called with every completed Turn (metrics, benchmarks); must not raise.
         self.turn_observers: list[Callable[[Turn], None]] = []
+        # The knowledge store opens Chroma, so it is made on a turn's first search,
+        # not here: most turns of most skills never search.
+        self._knowledge = knowledge
+        self._retriever = None
+        self._retriever_guard = threading.Lock()
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, llm: ChatModel | None = None, progress: Callable[[str], None] = print
+        cls,
+        settings: Settings,
+        llm: ChatModel | None = None,
+        progress: Callable[[str], None] = print,
+        knowledge: Any | None = None,
     ) -> "Assistant":
+        """``knowledge`` is a ``retrieval.KnowledgeStore`` to use instead of the settings' one."""
         loaded = load_skills(settings.skills)
         if not loaded.skills:
             raise UnknownSkill("no skills could be loaded: " + "; ".join(f"{k}: {v}" for k, v in loaded.failures.items()))
@@ -113,10 +124,46 @@ class Assistant:
         )
         if llm is None:
             llm = create_chat_model(settings, progress)
-        return cls(settings, llm, loaded, router)
+        return cls(settings, llm, loaded, router, knowledge)
 
     def close(self) -> None:
         self._conn.close()
+
+    # -- knowledge --------------------------------------------------------------
+    @property
+    def knowledge(self):  # noqa: ANN201 - retrieval.KnowledgeStore, imported lazily
+        with self._retriever_guard:
+            if self._knowledge is None:
+                from retrieval import KnowledgeStore
+
+                self._knowledge = KnowledgeStore(self.settings)
+            return self._knowledge
+
+    @property
+    def retriever(self):  # noqa: ANN201 - retrieval.Retriever
+        knowledge = self.knowledge
+        with self._retriever_guard:
+            if self._retriever is None:
+                from retrieval import Retriever
+
+                self._retriever = Retriever(knowledge)
+            return self._retriever
+
+    def ensure_demo_knowledge(self, progress: Callable[[str], None] | None = print) -> bool:
+        """Fill the default tenant's help centre with the WixQA demo articles when the
+        ``demo_knowledge`` setting is on and it has none yet; True when it ingested."""
+        if not self.settings.demo_knowledge:
+            return False
+        from retrieval import ensure_demo_help_centre
+
+        report = ensure_demo_help_centre(self.knowledge, self.settings.default_tenant, progress=progress)
+        return report is not None
+
+    def _retrieve_for(self, tenant_id: str) -> Callable[..., list]:
+        def retrieve(query: str, collection: str, k: int = 5, mode: str = "hybrid") -> list:
+            return self.retriever.search(query, collection, tenant_id, k=k, mode=mode)
+
+        return retrieve
 
     # -- public API -----------------------------------------------------------
     def model_names(self) -> list[str]:
@@ -155,6 +202,7 @@ class Assistant:
             llm=self.llm,
             params=params or GenerationParams(max_tokens=self.settings.max_tokens),
             max_history=self.settings.max_history_messages,
+            retrieve=self._retrieve_for(tenant_id),
         )
         turn = Turn(conversation_id=conversation_id, tenant_id=tenant_id, context=context)
         requested = None if model == AUTO_MODEL else model

@@ -96,6 +96,7 @@ def make_skill_node(skill: Skill) -> Callable[..., dict]:
             generate=generate,
             say=say,
             max_history=turn.max_history,
+            retrieve=turn.retrieve,
         )
         reply = skill.respond(ctx)
         if not said:  # a skill that returned its text instead of streaming it

@@ -104,6 +104,12 @@ class Settings(BaseSettings):
         default=50 * 1024 * 1024, ge=1024, description="Largest file accepted by the admin upload route."
     )
     default_tenant: str = Field(default=DEFAULT_TENANT, description="Tenant for keyless use.")
+    demo_knowledge: bool = Field(
+        default=True,
+        description="On `lepton serve`, fill the default tenant's empty 'help_centre' "
+        "collection with the bundled WixQA demo articles (once, ~1 minute on a laptop). "
+        "Set false for a real deployment.",
+    )
     # Widget keys are public (they sit in page source), so requests that carry one
     # are limited; keyless server-to-server calls are not limited here.
     widget_rate_per_minute: int = Field(

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 import threading
-from typing import Any, TypedDict
+from typing import Any, Callable, TypedDict
 
 from .llm import ChatModel, GenerationParams, Message
 
@@ -56,3 +56,5 @@ class TurnContext:
     llm_seconds: float = 0.0
     #: Set when the client went away; skills stop generating.
     cancelled: threading.Event = field(default_factory=threading.Event)
+    #: Knowledge search already scoped to ``tenant_id`` (see ``SkillContext.retrieve``).
+    retrieve: Callable[..., list[Any]] | None = None

@@ -42,6 +42,7 @@ _LAZY = {
     "ingest_bytes": "ingest",
     "ingest_documents": "ingest",
     "evaluate_wixqa": "evaluate",
+    "ensure_demo_help_centre": "demo",
 }
 
 __all__ = [
@@ -57,6 +58,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
+    from .demo import ensure_demo_help_centre
     from .evaluate import evaluate_wixqa
     from .ingest import (
         Document,

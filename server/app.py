@@ -33,6 +33,8 @@ def create_app(settings: Settings, assistant: Assistant | None = None) -> FastAP
     async def lifespan(app: FastAPI):
         owned = assistant is None
         app.state.assistant = assistant or Assistant.from_settings(settings)
+        if owned:  # `lepton serve`: a fresh install gets a help centre to try the widget on
+            app.state.assistant.ensure_demo_knowledge()
         app.state.chat = ChatService(app.state.assistant)
         app.state.widget_keys = WidgetKeys(app.state.assistant.store)
         app.state.started = int(time.time())

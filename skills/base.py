@@ -43,6 +43,11 @@ class SkillContext:
     say: Callable[[str], None]
     #: How many past messages to show the model.
     max_history: int = 20
+    #: Searches the tenant's knowledge: ``retrieve(query, collection, k, mode="hybrid")``
+    #: returns ``retrieval.Hit`` objects, best first (``hit.citation`` says where each is
+    #: from). Raises ``retrieval.CollectionNotFoundError`` when the tenant has no such
+    #: collection. None where no knowledge store is available (some embedders, tests).
+    retrieve: Callable[..., list[Any]] | None = None
 
     @property
     def user_message(self) -> str:

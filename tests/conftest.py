@@ -48,6 +48,20 @@ def llm(model_path):
     return LocalChatModel(model_path, max_queue=8)
 
 
+@pytest.fixture(scope="session")
+def help_centre_store(session_dir):
+    """A knowledge store whose default tenant holds the full WixQA demo help centre.
+
+    Embedding its 767 chunks takes up to a minute on a small machine, so it is
+    built once per session; tests must not write to it.
+    """
+    from retrieval import KnowledgeStore, ensure_demo_help_centre
+
+    store = KnowledgeStore(path=session_dir / "help-centre-chroma")
+    ensure_demo_help_centre(store, "default", progress=None)
+    return store
+
+
 @pytest.fixture
 def settings(tmp_path, model_path) -> Settings:
     """Fresh data directory per test; the model folder is shared to save the conversion."""

@@ -81,3 +81,21 @@ def test_bad_routing_file_names_the_line(tmp_path):
     result = lepton("eval", "routing", str(data), data_dir=tmp_path)
     assert result.returncode == 1
     assert result.stderr.strip() == f"Error: {data}:2: not valid JSON"
+
+
+def test_intent_commands_are_on_the_lepton_command(tmp_path):
+    from tests.skills.test_intents import ROWS, TEST_ROWS
+
+    train, test = tmp_path / "train.csv", tmp_path / "test.csv"
+    train.write_text("text,label\n" + "".join(f'"{t}",{label}\n' for label, ts in ROWS.items() for t in ts))
+    test.write_text("text,label\n" + "".join(f'"{t}",{label}\n' for t, label in TEST_ROWS))
+    evaluated = lepton("eval", "intents", "--train", str(train), "--test", str(test), "--json", data_dir=tmp_path)
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert 0.0 <= json.loads(evaluated.stdout.strip().splitlines()[-1])["accuracy"] <= 1.0
+    trained = lepton("skills", "train-intents", "--skill", "customer_service", "--data", str(train),
+                     data_dir=tmp_path)
+    assert trained.returncode == 0, trained.stderr
+    assert list((tmp_path / "intents").rglob("customer_service*")), "the classifier is saved in the data dir"
+    missing = lepton("skills", "train-intents", "--skill", "customer_service", "--data", "nope.csv",
+                     data_dir=tmp_path)
+    assert missing.returncode != 0 and missing.stderr.strip().startswith("Error:")

@@ -1,0 +1,109 @@
+"""Click commands for the customer-service intent classifier, attached to the
+``lepton`` CLI by the assistant: ``train_intents`` under ``lepton skills``
+(``lepton skills train-intents``) and ``eval_intents`` under ``lepton eval``
+(``lepton eval intents``). Both read their settings from
+``click.get_current_context().obj`` (the root group's Settings).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import click
+
+from .intents import IntentDataError, intents_path, load_intent_csv, train_intents
+
+__all__ = ["train_intents_command", "eval_intents"]
+
+SKILLS_WITH_INTENTS = ("customer_service",)
+
+
+def _settings():  # noqa: ANN202 - assistant.settings.Settings; skills sit below assistant
+    settings = click.get_current_context().obj
+    if settings is None or not hasattr(settings, "data_dir"):
+        raise click.ClickException("internal: the command was run without settings (ctx.obj)")
+    return settings
+
+
+def _load(path: Path) -> tuple[list[str], list[str]]:
+    try:
+        return load_intent_csv(path)
+    except IntentDataError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@click.command(
+    "train-intents",
+    help="""Train a skill's intent classifier from a CSV of text,label rows.
+
+The regularisation and the weight of the sentence embeddings are chosen by 5-fold cross-validation on FILE; the model is
+saved under DATA_DIR/intents/<tenant>/<skill>.pkl with its labels and training record.
+
+Example: lepton skills train-intents --skill customer_service --data banking77/train.csv
+""",
+)
+@click.option("--skill", "skill_name", type=click.Choice(SKILLS_WITH_INTENTS), default="customer_service",
+              show_default=True, help="Skill whose intents these are.")
+@click.option("--data", "data", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="CSV with a header: text,label (a 'category' column also works).")
+@click.option("--tenant", help="Tenant the classifier belongs to (default: the default tenant).")
+@click.option("--json", "as_json", is_flag=True, help="Last stdout line: one JSON object with the training record.")
+def train_intents_command(skill_name: str, data: Path, tenant: str | None, as_json: bool) -> None:
+    settings = _settings()
+    tenant = tenant or settings.default_tenant
+    texts, labels = _load(data)
+    if not as_json:
+        click.echo(f"Training on {len(texts)} examples, {len(set(labels))} labels (cross-validating C)...")
+    try:
+        classifier = train_intents(texts, labels, source=str(data))
+    except IntentDataError as exc:
+        raise click.ClickException(str(exc)) from None
+    path = classifier.save(intents_path(settings.data_dir, tenant, skill_name))
+    record = {**classifier.metadata, "path": str(path)}
+    if as_json:
+        click.echo(json.dumps(record))
+    else:
+        best = f"C={record['C']},weight={record['embedding_weight']}"
+        click.echo(f"Saved {path} ({best}, cross-validated accuracy "
+                   f"{record['cv_accuracy'].get(best, float('nan')):.4f}, {record['train_seconds']} s).")
+
+
+@click.command(
+    "intents",
+    help="""Train an intent classifier on one CSV and report its accuracy on another.
+
+Nothing is saved. Hyper-parameters are chosen on TRAIN only.
+
+Example: lepton eval intents --train banking77/train.csv --test banking77/test.csv --json
+""",
+)
+@click.option("--train", "train", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Training CSV.")
+@click.option("--test", "test", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Test CSV.")
+@click.option("--json", "as_json", is_flag=True, help="Last stdout line: one JSON object with the figures.")
+def eval_intents(train: Path, test: Path, as_json: bool) -> None:
+    _settings()
+    train_texts, train_labels = _load(train)
+    test_texts, test_labels = _load(test)
+    try:
+        classifier = train_intents(train_texts, train_labels, source=str(train))
+    except IntentDataError as exc:
+        raise click.ClickException(str(exc)) from None
+    started = time.perf_counter()
+    accuracy = classifier.accuracy(test_texts, test_labels)
+    unseen = sorted(set(test_labels) - set(classifier.labels))
+    report = {
+        "accuracy": round(accuracy, 4),
+        "test_examples": len(test_texts),
+        "predict_seconds": round(time.perf_counter() - started, 3),
+        "unseen_test_labels": unseen,
+        **{k: v for k, v in classifier.metadata.items() if k not in ("trained_at", "python", "source")},
+    }
+    if as_json:
+        click.echo(json.dumps(report))
+    else:
+        click.echo(f"accuracy {report['accuracy']:.4f} on {len(test_texts)} test examples "
+                   f"(C={report['C']}, embedding weight {report['embedding_weight']}, trained in {report['train_seconds']} s)")
+        if unseen:
+            click.echo(f"labels in the test file never seen in training: {', '.join(unseen)}")
