@@ -84,6 +84,9 @@ def serve(ctx, host, port, backend, model, openai_base_url) -> None:
 
     settings = _with(ctx, host=host, port=port, backend=backend, model=model, openai_base_url=openai_base_url)
     assistant = Assistant.from_settings(settings, progress=lambda m: click.echo(m, err=True))
+    # A fresh install answers real help-centre questions: the demo articles go into the
+    # default tenant's help centre on first start (LEPTON_DEMO_KNOWLEDGE=false skips it).
+    assistant.ensure_demo_knowledge(progress=lambda m: click.echo(m, err=True))
     click.echo(f"Lepton Assistant on http://{settings.host}:{settings.port}  (data: {settings.data_dir})", err=True)
     uvicorn.run(create_app(settings, assistant), host=settings.host, port=settings.port, log_level="warning")
 

@@ -99,3 +99,46 @@ def test_intent_commands_are_on_the_lepton_command(tmp_path):
     missing = lepton("skills", "train-intents", "--skill", "customer_service", "--data", "nope.csv",
                      data_dir=tmp_path)
     assert missing.returncode != 0 and missing.stderr.strip().startswith("Error:")
+
+
+def test_lepton_serve_starts_the_whole_product(tmp_path, model_path):
+    """What `bash scripts/serve.sh` ends in: a real `lepton serve` process with the demo
+    page, the widget, the demo help centre and the API, stopped cleanly by SIGTERM."""
+    import signal
+    import time
+
+    import httpx
+    import openai
+
+    from tests.conftest import free_port
+
+    port = free_port()
+    env = {**os.environ, "LEPTON_DATA_DIR": str(tmp_path), "LEPTON_MODEL": model_path}
+    process = subprocess.Popen([sys.executable, "-m", "assistant", "serve", "--port", str(port)], env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 300
+        while True:
+            assert process.poll() is None, process.stderr.read()
+            try:
+                if httpx.get(base + "/healthz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.time() < deadline, "lepton serve did not come up"
+            time.sleep(1)
+        page = httpx.get(base + "/").text
+        assert "/widget.js" in page and "data-key=" in page
+        api = openai.OpenAI(base_url=base + "/v1", api_key="unused")
+        answer = api.chat.completions.create(
+            model="customer_service", max_tokens=8,
+            messages=[{"role": "user", "content": "How do I connect a custom domain to my Wix site?"}])
+        assert answer.model_extra["lepton"]["citations"], "the demo help centre grounds the answer"
+    finally:
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=60)
+    # uvicorn shuts down gracefully, then re-raises the signal it caught, as servers should.
+    assert process.returncode in (0, -signal.SIGTERM), err
+    assert "Traceback" not in err
+    assert "Loading the demo help centre" in err
