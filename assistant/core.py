@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 import uuid
 import weakref
 from dataclasses import dataclass, field
@@ -50,8 +49,6 @@ class Turn:
     extras: dict[str, Any] = field(default_factory=dict)
     route_scores: dict[str, float] = field(default_factory=dict)
     context: TurnContext | None = None
-    started: float = field(default_factory=time.perf_counter)
-    finished: float | None = None
     _events: Iterator[tuple[str, Any]] | None = None
 
     def events(self) -> Iterator[tuple[str, Any]]:
@@ -63,12 +60,6 @@ class Turn:
         for _ in self.events():
             pass
         return self
-
-    def cancel(self) -> None:
-        if self.context is not None:
-            self.context.cancelled.set()
-        if self._events is not None:
-            self._events.close()
 
     @property
     def usage(self) -> dict[str, int]:
@@ -283,7 +274,6 @@ class Assistant:
             if turn.skill is None:
                 return
             self.store.record_turn(turn.tenant_id, turn.conversation_id, turn.skill)
-            turn.finished = time.perf_counter()
             for observer in self.turn_observers:
                 observer(turn)
             log.info(
