@@ -41,14 +41,8 @@ def require_admin(request: Request) -> None:
 
 
 def knowledge(request: Request):
-    """The app's KnowledgeStore and Retriever, created on first use."""
-    state = request.app.state
-    if getattr(state, "knowledge", None) is None:
-        from retrieval import KnowledgeStore, Retriever
-
-        store = KnowledgeStore(state.settings)
-        state.knowledge = (store, Retriever(store))
-    return state.knowledge
+    """The assistant's own KnowledgeStore, so admin writes and skill searches share one."""
+    return request.app.state.assistant.knowledge
 
 
 def _retrieval_error(exc: Exception) -> ApiError:
@@ -83,7 +77,7 @@ async def upload_documents(
 
     settings = request.app.state.settings
     tenant = tenant or settings.default_tenant
-    store, _ = knowledge(request)
+    store = knowledge(request)
     # Read everything first: one oversized file refuses the whole request before any write.
     payloads = [(f.filename or "upload", await _read_upload(f, settings.max_upload_bytes)) for f in files]
     config = IngestConfig(max_file_bytes=settings.max_upload_bytes)
@@ -109,7 +103,7 @@ async def delete_source(request: Request, collection: str, source: str = Query(.
     from retrieval import RetrievalError
 
     tenant = tenant or request.app.state.settings.default_tenant
-    store, _ = knowledge(request)
+    store = knowledge(request)
     try:
         removed = await asyncio.to_thread(store.delete_source, collection, source, tenant)
     except RetrievalError as exc:
@@ -121,7 +115,7 @@ async def delete_source(request: Request, collection: str, source: str = Query(.
 async def list_collections(request: Request, tenant: str | None = Query(default=None)):
     require_admin(request)
     tenant = tenant or request.app.state.settings.default_tenant
-    store, _ = knowledge(request)
+    store = knowledge(request)
     names = await asyncio.to_thread(store.list_collections, tenant)
     return {"tenant": tenant, "collections": [
         {"name": name, "chunks": store.count(name, tenant), "sources": store.sources(name, tenant)} for name in names]}
