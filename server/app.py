@@ -17,6 +17,7 @@ from assistant import Assistant, Settings
 from assistant.errors import ConversationNotFound
 
 from .admin import router as admin_router
+from .handoffs import router as handoff_router
 from .chat import ChatService
 from .errors import api_error_from, install_error_handlers
 from .keys import Caller, WidgetKeys, caller
@@ -49,6 +50,7 @@ def create_app(settings: Settings, assistant: Assistant | None = None) -> FastAP
     app.add_middleware(WidgetCors)
     app.include_router(widget_router)
     app.include_router(admin_router)
+    app.include_router(handoff_router)
 
     # Every route that touches tenant data resolves its caller through `caller`.
     @app.post("/v1/chat/completions")
@@ -71,7 +73,12 @@ def create_app(settings: Settings, assistant: Assistant | None = None) -> FastAP
             messages = assistant.history(who.tenant_id, conversation_id)
         except ConversationNotFound as exc:
             raise api_error_from(exc) from None
-        return {"id": conversation_id, "object": "conversation", "messages": messages}
+        return {
+            "id": conversation_id,
+            "object": "conversation",
+            "messages": messages,
+            "handoff": assistant.handoff_state(who.tenant_id, conversation_id),
+        }
 
     @app.get("/healthz")
     async def healthz():

@@ -135,7 +135,7 @@ class CustomerServiceSkill(Skill):
         if weak_evidence(best):
             ctx.say(DECLINE_REPLY)
             top = round(float(best[0].score), 4) if best else None
-            return SkillReply(DECLINE_REPLY, {"grounded": False, "evidence_score": top})
+            return SkillReply(DECLINE_REPLY, {"grounded": False, "declined": True, "evidence_score": top})
 
         hits = ctx.retrieve(query, self.collection, SOURCES, mode="hybrid")
         sources = "\n\n".join(f"[{n}] {h.citation.title}: {h.text}" for n, h in enumerate(hits, start=1))
