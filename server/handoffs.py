@@ -38,6 +38,14 @@ def _tenant(request: Request, tenant: str | None) -> str:
     return tenant or request.app.state.settings.default_tenant
 
 
+async def _call(fn, *args):  # noqa: ANN001, ANN202 - any Assistant method
+    """Run a blocking Assistant method off the event loop; its errors become API errors."""
+    try:
+        return await asyncio.to_thread(fn, *args)
+    except Exception as exc:
+        raise api_error_from(exc) from None
+
+
 @router.get("/handoffs")
 async def list_handoffs(
     request: Request,
@@ -53,10 +61,7 @@ async def list_handoffs(
 async def get_conversation(request: Request, conversation_id: str, tenant: str | None = Query(default=None)):
     assistant = request.app.state.assistant
     tenant = _tenant(request, tenant)
-    try:
-        messages = await asyncio.to_thread(assistant.history, tenant, conversation_id)
-    except Exception as exc:
-        raise api_error_from(exc) from None
+    messages = await _call(assistant.history, tenant, conversation_id)
     record = assistant.store.handoff(tenant, conversation_id)
     return {
         "id": conversation_id,
@@ -77,12 +82,7 @@ async def agent_reply(request: Request, conversation_id: str, tenant: str | None
         text, param = validation_message(exc)
         raise ApiError(400, text, param=param) from None
     tenant = _tenant(request, tenant)
-    try:
-        index = await asyncio.to_thread(
-            assistant.agent_reply, tenant, conversation_id, message.content, message.agent
-        )
-    except Exception as exc:
-        raise api_error_from(exc) from None
+    index = await _call(assistant.agent_reply, tenant, conversation_id, message.content, message.agent)
     return {"id": conversation_id, "message_index": index, "handoff": assistant.handoff_state(tenant, conversation_id)}
 
 
@@ -90,8 +90,5 @@ async def agent_reply(request: Request, conversation_id: str, tenant: str | None
 async def release(request: Request, conversation_id: str, tenant: str | None = Query(default=None)):
     assistant = request.app.state.assistant
     tenant = _tenant(request, tenant)
-    try:
-        state = await asyncio.to_thread(assistant.release_handoff, tenant, conversation_id)
-    except Exception as exc:
-        raise api_error_from(exc) from None
+    state = await _call(assistant.release_handoff, tenant, conversation_id)
     return {"id": conversation_id, "handoff": state}
