@@ -309,6 +309,7 @@ class Assistant:
             max_history=self.settings.max_history_messages,
             retrieve=self._retrieve_for(tenant_id),
             adapter_for=self.adapter_for,
+            data_dir=self.settings.data_dir,
             handoff_pending=self.handoff_state(tenant_id, conversation_id)["state"] == "pending",
             handoff_requested=handoff,
         )

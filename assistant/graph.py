@@ -143,6 +143,7 @@ def make_skill_node(skill: Skill) -> Callable[..., dict]:
             say=say,
             max_history=turn.max_history,
             retrieve=turn.retrieve,
+            data_dir=turn.data_dir,
         )
         reply = skill.respond(ctx)
         if not said:  # a skill that returned its text instead of streaming it
@@ -174,16 +175,23 @@ def guard_out(state: ConversationState, runtime: Runtime[TurnContext]) -> dict:
         return {"messages": history, "incoming": [], "reply": "", "failures": 0, "handoff_offered": False}
     say, _ = _emitter()
     reply = state.get("reply", "")
+    extras = state.get("extras", {})
+    declined = bool(extras.get("declined"))
+    failures = state.get("failures", 0) + (declined or state["skill"] == OUT_OF_SCOPE)
+    reason = state.get("handoff_reason")  # set by route; the handoff node told the user
+    if reason is None and extras.get("handoff"):
+        reason = str(extras["handoff"])  # the skill asked for a person
+    elif reason is None and failures >= MAX_FAILURES:
+        reason = "repeated_failure"
+    if reason and state["skill"] != HANDOFF:
+        tail = "\n\n" + HANDOFF_REPLY if reply.strip() else HANDOFF_REPLY
+        say(tail)
+        reply += tail
     if not reply.strip():
         say(EMPTY_REPLY)
         reply = EMPTY_REPLY
-    reason = state.get("handoff_reason")
-    declined = bool(state.get("extras", {}).get("declined"))
-    failures = 0 if reason else state.get("failures", 0) + (declined or state["skill"] == OUT_OF_SCOPE)
-    if failures >= MAX_FAILURES:
-        reason, failures = "repeated_failure", 0
-        say("\n\n" + HANDOFF_REPLY)
-        reply += "\n\n" + HANDOFF_REPLY
+    if reason:
+        failures = 0
     history = history + [{"role": "assistant", "content": reply}]
     return {
         "messages": history,

@@ -9,8 +9,9 @@ its answer in the history.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 import threading
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, TypedDict
 
 from .llm import ChatModel, GenerationParams, Message
@@ -67,6 +68,8 @@ class TurnContext:
     cancelled: threading.Event = field(default_factory=threading.Event)
     #: Knowledge search already scoped to ``tenant_id`` (see ``SkillContext.retrieve``).
     retrieve: Callable[..., list[Any]] | None = None
+    #: Where skills find what tenants trained for them.
+    data_dir: Path | None = None
     #: The conversation waits for a person: the assistant stays silent.
     handoff_pending: bool = False
     #: The client asked for a person explicitly (the widget's button).

@@ -179,3 +179,50 @@ def test_widget_flag_hands_off_and_a_failing_webhook_is_recorded(tmp_path, model
         threading.Event().wait(0.1)
     assert status.startswith("failed: ConnectError")
     assistant.close()
+
+
+def test_tenant_intents_pick_templates_and_escalate(tmp_path, model_path, llm, start_server):
+    """Intent training on a small CSV, then through the API: a templated answer,
+    an escalating intent, and an intent without an action answered normally."""
+    from click.testing import CliRunner
+
+    from assistant.cli import cli
+    from tests.skills.test_intents import ROWS, write_csv
+
+    settings = Settings(data_dir=tmp_path / "data", model=model_path, max_tokens=12)
+    data = write_csv(tmp_path / "intents.csv", [(t, label) for label, texts in ROWS.items() for t in texts])
+    template = "New cards arrive within 5 working days of ordering."
+    actions = tmp_path / "actions.json"
+
+    # A bad actions file is refused before training, with one line, and nothing is saved.
+    actions.write_text(json.dumps({"card_swallowed": {"handoff": True}}))
+    bad = CliRunner().invoke(cli, ["--data-dir", str(settings.data_dir), "skills", "train-intents",
+                                   "--data", str(data), "--actions", str(actions)])
+    assert bad.exit_code == 1 and "unknown intent 'card_swallowed'" in bad.output
+    assert not (settings.data_dir / "intents").exists()
+
+    actions.write_text(json.dumps({"lost_card": {"handoff": True}, "card_arrival": {"reply": template}}))
+    trained = CliRunner().invoke(cli, ["--data-dir", str(settings.data_dir), "skills", "train-intents",
+                                       "--data", str(data), "--actions", str(actions), "--json"])
+    assert trained.exit_code == 0, trained.output
+    assert json.loads(trained.output.strip().splitlines()[-1])["labels"] == 3
+
+    assistant = Assistant.from_settings(settings, llm=llm)
+    live = start_server(settings, assistant)
+    client = openai.OpenAI(base_url=live.base_url + "/v1", api_key="unused", max_retries=0)
+
+    def ask(text):
+        reply = client.chat.completions.create(model="customer_service", messages=[{"role": "user", "content": text}])
+        return reply.choices[0].message.content, reply.model_extra["lepton"]
+
+    text, lepton = ask("when will my new card be delivered?")
+    assert text == template and lepton["intent"] == "card_arrival" and lepton["template"] == "card_arrival"
+
+    text, lepton = ask("my card was stolen this morning")
+    assert text == HANDOFF_REPLY and lepton["intent"] == "lost_card"
+    assert lepton["handoff"]["state"] == "pending" and lepton["handoff"]["reason"] == "intent"
+
+    text, lepton = ask("how long until my refund shows up?")
+    assert lepton["intent"] == "refund" and "template" not in lepton
+    assert text.strip() and lepton["handoff"] == {"state": "none"}
+    assistant.close()
