@@ -30,30 +30,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import openai  # noqa: E402
-import uvicorn  # noqa: E402
+from bench_turn_overhead import serve  # noqa: E402 - a sibling script: benchmarks/ is on sys.path
 
 from assistant import Assistant, Settings  # noqa: E402
 from retrieval import KnowledgeStore, ensure_demo_help_centre  # noqa: E402
 from retrieval.demo import WIXQA_SAMPLE  # noqa: E402
 from retrieval.evaluate import load_wixqa  # noqa: E402
-from server import create_app  # noqa: E402
 
 MARK = re.compile(r"\[(\d+)\]")
-
-
-def serve(settings: Settings, assistant: Assistant) -> tuple[uvicorn.Server, str]:
-    import socket
-    import threading
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(settings, assistant), host="127.0.0.1", port=port,
-                                           log_level="warning"))
-    threading.Thread(target=server.run, daemon=True).start()
-    while not server.started:
-        time.sleep(0.05)
-    return server, f"http://127.0.0.1:{port}/v1"
 
 
 def main() -> None:
@@ -72,7 +56,7 @@ def main() -> None:
     settings = Settings(data_dir=Path(tmp.name) / "data", max_tokens=args.max_tokens, demo_knowledge=False)
     assistant = Assistant.from_settings(settings, knowledge=store, progress=lambda m: print(m, file=sys.stderr))
     server, base_url = serve(settings, assistant)
-    client = openai.OpenAI(base_url=base_url, api_key="unused", max_retries=0, timeout=600)
+    client = openai.OpenAI(base_url=base_url + "/v1", api_key="unused", max_retries=0, timeout=600)
 
     def ask(text: str, max_tokens: int) -> tuple[str, dict]:
         reply = client.chat.completions.create(
