@@ -516,6 +516,14 @@ def test_markdown_and_citations_are_rendered_safely(browser, settings, llm, help
         widget.get_by_role("button", name="Send message").click()
         expect(widget.get_by_role("alert")).to_have_text(
             "You are sending messages too quickly. Please wait 60 seconds and try again.")
+
+        # After a reload the answer comes back with its sources, rendered as safely.
+        page.reload()
+        widget.get_by_role("button", name="Open chat: Shop help").click()
+        expect(widget.locator(".msg-assistant .sources li")).to_have_text(["Shipping policy", "Returns", "Evil"])
+        assert shadow_eval(page, "return [...root.querySelectorAll('.sources a')].map(a => a.getAttribute('href'))") == [
+            "https://shop.example/help/shipping"
+        ]
         context.close()
     finally:
         host.close()
