@@ -88,7 +88,9 @@ def serve(ctx, host, port, backend, model, openai_base_url) -> None:
     # default tenant's help centre on first start (LEPTON_DEMO_KNOWLEDGE=false skips it).
     assistant.ensure_demo_knowledge(progress=lambda m: click.echo(m, err=True))
     click.echo(f"Lepton Assistant on http://{settings.host}:{settings.port}  (data: {settings.data_dir})", err=True)
-    uvicorn.run(create_app(settings, assistant), host=settings.host, port=settings.port, log_level="warning")
+    # proxy_headers=False: only LEPTON_TRUSTED_PROXIES decides whose X-Forwarded-For is believed.
+    uvicorn.run(create_app(settings, assistant), host=settings.host, port=settings.port, log_level="warning",
+                proxy_headers=False)
 
 
 # -- chat -----------------------------------------------------------------------

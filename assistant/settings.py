@@ -118,6 +118,11 @@ class Settings(BaseSettings):
         description="Chat messages one widget conversation may send per minute "
         "(token bucket: bursts of up to this many, then refilled evenly).",
     )
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="Reverse proxies (IPs or CIDR networks, JSON list) whose X-Forwarded-For header is "
+        "believed when the per-IP limit picks the client's address; empty: the peer address is used.",
+    )
     widget_ip_rate_per_minute: int = Field(
         default=60,
         ge=1,

@@ -12,14 +12,15 @@ import time
 from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI, Request
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from assistant import Assistant, Settings
 from assistant.errors import ConversationNotFound
 
 from .admin import router as admin_router
-from .handoffs import router as handoff_router
 from .chat import ChatService
 from .errors import api_error_from, install_error_handlers
+from .handoffs import router as handoff_router
 from .keys import Caller, WidgetKeys, caller
 from .limits import WidgetLimits
 from .protocol import model_list
@@ -48,6 +49,10 @@ def create_app(settings: Settings, assistant: Assistant | None = None) -> FastAP
     app.state.limits = WidgetLimits(settings)
     install_error_handlers(app)
     app.add_middleware(WidgetCors)
+    if settings.trusted_proxies:
+        # Outermost: behind these reverse proxies the client address (per-IP limits,
+        # the admin routes' loopback rule) is taken from X-Forwarded-For.
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxies)
     app.include_router(widget_router)
     app.include_router(admin_router)
     app.include_router(handoff_router)

@@ -129,6 +129,27 @@ def test_per_ip_rate_limit_answers_429_with_retry_after(settings, assistant, sta
     assert chat(live).status_code == 200  # keyless calls are not limited here
 
 
+def test_per_ip_limit_believes_x_forwarded_for_only_from_trusted_proxies(settings, assistant, start_server):
+    key = WidgetKeys(assistant.store).create("acme", [SHOP]).key
+
+    def config(live, forwarded):
+        return call(live, "GET", f"/v1/widget/config?key={key}", origin=SHOP, headers={"X-Forwarded-For": forwarded})
+
+    # Not behind a trusted proxy: the header is the client's word and is ignored.
+    live = serve(settings, assistant, start_server, widget_ip_rate_per_minute=2)
+    assert config(live, "203.0.113.1").status_code == 200
+    assert config(live, "203.0.113.2").status_code == 200
+    assert_error(config(live, "203.0.113.3"), 429, "rate_limit_exceeded")
+
+    # Behind a trusted proxy (this machine): each forwarded client has its own budget,
+    # and an address forged in front of the real one does not buy a new budget.
+    proxied = serve(settings, assistant, start_server, widget_ip_rate_per_minute=2, trusted_proxies=["127.0.0.0/8"])
+    assert config(proxied, "203.0.113.1").status_code == 200
+    assert config(proxied, "198.51.100.7, 203.0.113.1").status_code == 200
+    assert_error(config(proxied, "192.0.2.99, 203.0.113.1"), 429, "rate_limit_exceeded")
+    assert config(proxied, "203.0.113.2").status_code == 200
+
+
 def test_per_conversation_rate_limit(settings, assistant, start_server):
     live = serve(settings, assistant, start_server, widget_rate_per_minute=1)
     key = WidgetKeys(assistant.store).create("acme", [SHOP]).key
