@@ -60,7 +60,8 @@ def create_app(settings: Settings, assistant: Assistant | None = None) -> FastAP
     # Every route that touches tenant data resolves its caller through `caller`.
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request, who: Caller = Depends(caller)):
-        return await request.app.state.chat.handle(request, who.tenant_id, admit=who.admit_turn)
+        cap = settings.widget_max_tokens if who.key is not None else None
+        return await request.app.state.chat.handle(request, who.tenant_id, admit=who.admit_turn, max_tokens_cap=cap)
 
     @app.get("/v1/models")
     async def models(request: Request, who: Caller = Depends(caller)):
