@@ -113,12 +113,21 @@ class Assistant:
         router = EmbeddingRouter(
             encoder, {name: s.examples for name, s in loaded.skills.items()}, threshold=settings.router_threshold
         )
+        owned = llm is None
         if llm is None:
             llm = create_chat_model(settings, progress)
-        return cls(settings, llm, loaded, router, knowledge)
+        assistant = cls(settings, llm, loaded, router, knowledge)
+        assistant._owns_llm = owned
+        return assistant
+
+    #: Whether close() also closes the backend (true when from_settings made it, e.g.
+    #: a managed vLLM child that must not outlive the assistant).
+    _owns_llm = False
 
     def close(self) -> None:
         self._conn.close()
+        if self._owns_llm:
+            self.llm.close()
 
     # -- knowledge --------------------------------------------------------------
     @property
