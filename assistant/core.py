@@ -20,7 +20,8 @@ from langgraph.checkpoint.sqlite import SqliteSaver
 from retrieval import load_encoder
 from skills import LoadedSkills, Skill, load_skills
 
-from .errors import ConversationNotFound, InvalidRequest, UnknownSkill
+from .adapters import AdapterRegistry, model_identity
+from .errors import ConversationNotFound, InvalidRequest, LeptonError, UnknownSkill
 from .graph import build_graph
 from .llm import ChatModel, GenerationParams, Message, create_chat_model
 from .router import EmbeddingRouter
@@ -96,6 +97,14 @@ class Assistant:
         self._knowledge = knowledge
         self._retriever = None
         self._retriever_guard = threading.Lock()
+        self.adapters = AdapterRegistry(settings.adapters_dir)
+        served = getattr(llm, "model_path", None)
+        self.model_identity = model_identity(served) if served else None
+        self._adapter_guard = threading.Lock()
+        #: adapter name -> created_at of the version the backend has loaded
+        self._loaded_adapters: dict[str, str] = {}
+        #: (name, created_at) of adapters already refused, so each is logged once
+        self._refused_adapters: set[tuple[str, str]] = set()
 
     @classmethod
     def from_settings(
@@ -165,6 +174,42 @@ class Assistant:
 
         return retrieve
 
+    # -- adapters ---------------------------------------------------------------
+    def adapter_for(self, skill: str) -> str | None:
+        """The name of the adapter ``skill`` answers with, loading it into the
+        backend first if needed; None means the base model.
+
+        The registry is read on every call, so an adapter activated while the
+        server runs is used from the next turn on. An adapter trained on another
+        base model or chat template is refused (logged once) and the base model
+        answers instead: a mismatched template silently degrades every answer.
+        """
+        try:
+            record = self.adapters.active_for(skill)
+        except LeptonError as exc:
+            log.error("adapter registry: %s", exc)
+            return None
+        if record is None:
+            return None
+        version = (record.name, record.created_at)
+        with self._adapter_guard:
+            if version in self._refused_adapters:
+                return None
+            if self._loaded_adapters.get(record.name) == record.created_at:
+                return record.name
+            problem = record.problem_with(self.model_identity) if self.model_identity else None
+            try:
+                if problem is not None:
+                    raise LeptonError(problem)
+                self.llm.load_adapter(record.name, str(record.path))
+            except LeptonError as exc:
+                self._refused_adapters.add(version)
+                log.error("skill %s answers with the base model: %s", skill, exc)
+                return None
+            self._loaded_adapters[record.name] = record.created_at
+            log.info("adapter %s loaded for skill %s", record.name, skill)
+            return record.name
+
     # -- public API -----------------------------------------------------------
     def model_names(self) -> list[str]:
         return [AUTO_MODEL, *self.skills]
@@ -203,6 +248,7 @@ class Assistant:
             params=params or GenerationParams(max_tokens=self.settings.max_tokens),
             max_history=self.settings.max_history_messages,
             retrieve=self._retrieve_for(tenant_id),
+            adapter_for=self.adapter_for,
         )
         turn = Turn(conversation_id=conversation_id, tenant_id=tenant_id, context=context)
         requested = None if model == AUTO_MODEL else model

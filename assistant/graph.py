@@ -72,6 +72,8 @@ def make_skill_node(skill: Skill) -> Callable[..., dict]:
         def generate(messages, adapter=None) -> str:
             # Only time spent waiting on the model counts as LLM time (not streaming it on).
             started = time.perf_counter()
+            if adapter is None and turn.adapter_for is not None:
+                adapter = turn.adapter_for(skill.name)
             generation = turn.llm.stream(messages, turn.params, adapter=adapter)
             pieces: list[str] = []
             try:

@@ -58,3 +58,5 @@ class TurnContext:
     cancelled: threading.Event = field(default_factory=threading.Event)
     #: Knowledge search already scoped to ``tenant_id`` (see ``SkillContext.retrieve``).
     retrieve: Callable[..., list[Any]] | None = None
+    #: skill name -> the registered adapter it answers with (None: base model).
+    adapter_for: Callable[[str], str | None] | None = None

@@ -33,6 +33,7 @@ class LocalChatModel:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.name = model_path
+        self.model_path = model_path
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(model_path)
             # float32 on CPU: measured faster than bf16 for a 135M model here
@@ -59,7 +60,7 @@ class LocalChatModel:
         with self._lock:
             try:
                 if isinstance(self.model, PeftModel):
-                    if name in self.model.peft_config:
+                    if name in self.model.peft_config:  # a new version under the same name
                         self.model.delete_adapter(name)
                     self.model.load_adapter(path, adapter_name=name)
                 else:
