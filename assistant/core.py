@@ -21,7 +21,7 @@ from retrieval import load_encoder
 from skills import LoadedSkills, Skill, load_skills
 
 from .adapters import AdapterRegistry, model_identity
-from .errors import ConversationNotFound, InvalidRequest, LeptonError, UnknownSkill
+from .errors import BackendError, ConversationNotFound, InvalidRequest, LeptonError, UnknownSkill
 from .graph import build_graph
 from .llm import ChatModel, GenerationParams, Message, create_chat_model
 from .router import EmbeddingRouter
@@ -124,7 +124,8 @@ class Assistant:
         )
         owned = llm is None
         if llm is None:
-            llm = create_chat_model(settings, progress)
+            # A managed vLLM takes the active adapters as start-up arguments.
+            llm = create_chat_model(settings, progress, adapters=AdapterRegistry(settings.adapters_dir).active())
         assistant = cls(settings, llm, loaded, router, knowledge)
         assistant._owns_llm = owned
         return assistant
@@ -201,7 +202,12 @@ class Assistant:
             try:
                 if problem is not None:
                     raise LeptonError(problem)
-                self.llm.load_adapter(record.name, str(record.path))
+                if record.name in self._loaded_adapters:  # a new version of a loaded adapter
+                    self.llm.load_adapter(record.name, str(record.path))
+                else:  # the backend may have it already (a managed vLLM's start-up adapters)
+                    self.llm.ensure_adapter(record.name, str(record.path))
+            except BackendError:
+                raise  # the backend is down (a vLLM restarting): fail this turn (503), retry the next
             except LeptonError as exc:
                 self._refused_adapters.add(version)
                 log.error("skill %s answers with the base model: %s", skill, exc)

@@ -75,12 +75,15 @@ class VLLMChatModel(OpenAIChatModel):
         api_key: str = "not-needed",
         server: Supervised | None = None,
         max_lora_rank: int | None = None,
+        model_path: str | None = None,
         timeout: float = 120.0,
     ):
         self.root_url = root_url.rstrip("/")
         super().__init__(self.root_url + "/v1", api_key, model, timeout=timeout)
         self.server = server
         self.max_lora_rank = max_lora_rank
+        #: The local model folder vLLM serves, when known: adapters are checked against it.
+        self.model_path = model_path
         self._http = httpx.Client(base_url=self.root_url, timeout=timeout,
                                   headers={"Authorization": f"Bearer {api_key}"})
         self._adapters: dict[str, str] = {}
@@ -96,7 +99,7 @@ class VLLMChatModel(OpenAIChatModel):
             return dict(self._adapters)
 
     def ensure_adapter(self, name: str, path: str) -> None:
-        if self._adapters.get(name) == str(path):
+        if self._adapters.get(name) == str(Path(path).resolve()):
             return
         self.load_adapter(name, path)
 
@@ -109,27 +112,31 @@ class VLLMChatModel(OpenAIChatModel):
                 f"{self.max_lora_rank}; set LEPTON_VLLM_MAX_LORA_RANK={_round_rank(rank)} and restart"
             )
         with self._adapters_lock:
-            if self._adapters.get(name) == path:
-                return
             self._check_available()
-            # A name vLLM already has (from its start-up arguments or an earlier load)
-            # is replaced in place; otherwise vLLM refuses to load it twice.
-            in_place = name in self._adapters or name in self._served_adapters()
-            try:
-                response = self._http.post(
-                    "/v1/load_lora_adapter", json={"lora_name": name, "lora_path": path, "load_inplace": in_place}
-                )
-            except httpx.HTTPError as exc:
-                raise BackendError(f"cannot reach vLLM at {self.root_url} to load adapter {name!r}: {exc}") from exc
-            if response.status_code == 404 and "lora" not in response.text.lower():
-                raise ConfigError(
-                    f"the vLLM at {self.root_url} does not load adapters at run time; start it with "
-                    "VLLM_ALLOW_RUNTIME_LORA_UPDATING=True (or pass the adapter with --lora-modules)"
-                )
-            if response.status_code != 200:
-                raise ModelError(f"vLLM refused adapter {name!r} from {path}: {_error_text(response)}")
+            if name in self._adapters or name in self._served_adapters():
+                # A new version under a known name: unload first, so vLLM gives it a new
+                # id. Replacing it in place would keep the id, and vLLM's prefix cache
+                # could then serve blocks computed with the old weights.
+                self._post("/v1/unload_lora_adapter", {"lora_name": name}, name, path)
+                self._adapters.pop(name, None)
+            self._post("/v1/load_lora_adapter", {"lora_name": name, "lora_path": path}, name, path)
             self._adapters[name] = path
             log.info("vLLM loaded adapter %s from %s", name, path)
+
+    def _post(self, route: str, body: dict, name: str, path: str) -> None:
+        try:
+            response = self._http.post(route, json=body)
+        except httpx.HTTPError as exc:
+            raise BackendError(f"cannot reach vLLM at {self.root_url} to load adapter {name!r}: {exc}") from exc
+        if response.status_code == 404 and "lora" not in response.text.lower():
+            raise ConfigError(
+                f"the vLLM at {self.root_url} does not load adapters at run time; start it with "
+                "VLLM_ALLOW_RUNTIME_LORA_UPDATING=True (or pass the adapter with --lora-modules)"
+            )
+        if response.status_code >= 500 and self.server is not None and self.server.state != "ready":
+            raise BackendError(f"vLLM went down while loading adapter {name!r}")
+        if response.status_code != 200:
+            raise ModelError(f"vLLM refused adapter {name!r} from {path}: {_error_text(response)}")
 
     def _served_adapters(self) -> set[str]:
         """Names vLLM serves besides the base model (adapters have a ``parent``)."""
@@ -237,7 +244,7 @@ def start_managed_vllm(
         return vllm_command(settings, model_path, served_name, port, current, rank)
 
     server = Supervised("vllm", command, root + "/health", env=env, startup_timeout=settings.vllm_startup_timeout)
-    backend = VLLMChatModel(root, served_name, server=server, max_lora_rank=rank)
+    backend = VLLMChatModel(root, served_name, server=server, max_lora_rank=rank, model_path=model_path)
     backend._adapters.update(adapters)
     progress(f"Starting vLLM on {model_path} (port {port}, up to {settings.vllm_startup_timeout:.0f} s)...")
     try:
@@ -253,4 +260,7 @@ def attach_vllm(settings: Settings) -> VLLMChatModel:
     """The backend for an external vLLM at ``settings.vllm_url`` (nothing is started)."""
     url = settings.vllm_url.rstrip("/")
     root = url[: -len("/v1")] if url.endswith("/v1") else url
-    return VLLMChatModel(root, settings.openai_model, api_key=settings.openai_api_key)
+    # The folder it serves is known only if LEPTON_MODEL names the same one here;
+    # without it adapters are not checked against the model (vLLM still checks shapes).
+    local = settings.model if settings.model and Path(settings.model).is_dir() else None
+    return VLLMChatModel(root, settings.openai_model, api_key=settings.openai_api_key, model_path=local)
