@@ -151,31 +151,38 @@ class Supervised:
                 self._state = "stopped"
                 raise StartupFailed(f"cannot start {self.name} ({command[0]}): {exc}") from exc
             self._process = process
-        threading.Thread(target=self._read_output, args=(process,), name=f"{self.name}-log", daemon=True).start()
+        reader = threading.Thread(target=self._read_output, args=(process,), name=f"{self.name}-log", daemon=True)
+        reader.start()
+        try:
+            self._wait_healthy(process, reader)
+        except BaseException:  # Ctrl-C while waiting included: never leave it running
+            _terminate_group(process, 10.0)
+            self._state = "stopped"
+            raise
+        if self._on_ready is not None:
+            self._on_ready()
+        self._state = "ready"
+        log.info("%s is ready (pid %s)", self.name, process.pid)
+
+    def _wait_healthy(self, process: subprocess.Popen, reader: threading.Thread) -> None:
         deadline = time.monotonic() + self.startup_timeout
         while True:
             if self._stopping.is_set():
                 raise StartupFailed(f"{self.name} was stopped while starting")
             code = process.poll()
             if code is not None:
-                self._state = "stopped"
+                reader.join(timeout=5)  # its last words are what the user needs
                 raise StartupFailed(
                     f"{self.name} exited with status {code} while starting; its last output:\n{self.last_log()}"
                 )
             if self.healthy():
-                break
+                return
             if time.monotonic() > deadline:
-                _terminate_group(process, 10.0)
-                self._state = "stopped"
                 raise StartupFailed(
                     f"{self.name} was not healthy at {self.health_url} after {self.startup_timeout:.0f} s; "
                     f"its last output:\n{self.last_log()}"
                 )
             time.sleep(0.5)
-        if self._on_ready is not None:
-            self._on_ready()
-        self._state = "ready"
-        log.info("%s is ready (pid %s)", self.name, process.pid)
 
     def _read_output(self, process: subprocess.Popen) -> None:
         assert process.stdout is not None
