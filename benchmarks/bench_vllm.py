@@ -36,6 +36,8 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from bench_turn_overhead import pct  # noqa: E402 - a sibling script: benchmarks/ is on sys.path
+
 MESSAGES = [
     "I need a present for my niece, she is ten",
     "Suggest a gift for my sister",
@@ -46,11 +48,6 @@ MESSAGES = [
     "Any gift recommendations for a teenager who likes games?",
     "What should I get my brother for Christmas?",
 ]
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
 async def stream_one(client, url: str, body: dict) -> tuple[float, int, str | None, str | None]:
