@@ -1,6 +1,6 @@
 """The assistant's API over vLLM against raw vLLM, in one run, on the same prompts.
 
-    python benchmarks/bench_vllm.py [--max-tokens 64] [--requests 48] [--concurrency 1 16]
+    python benchmarks/bench_vllm.py [--max-tokens 64] [--requests 48] [--concurrency 1 16] [--rounds 3]
 
 Starts a managed vLLM (as `lepton serve --backend vllm` does) and the real
 assistant on it behind a real uvicorn server on loopback. For each concurrency
@@ -9,15 +9,21 @@ through the assistant's /v1/chat/completions:
 
 - tokens/s = completion tokens of all requests / wall time of the batch;
   the ratio assistant / raw is the figure of merit (goal >= 0.95 at 16 streams);
-- non-LLM time per turn = client-observed latency - time the graph spent waiting
-  on the model (the assistant's turn observers report it), p50/p95;
+- non-LLM time per turn, p50/p95, two ways (the assistant's turn observers report
+  the model's share; client and server share one clock, the server runs in this process):
+  "outside" = latency - the window from the turn's first model call to its last token,
+  i.e. what the assistant adds before and after generation (routing, graph, SQLite,
+  HTTP); "waiting" = latency - time the graph spent blocked on the model, which also
+  counts relaying each token while the model is already generating the next;
 - base model vs a LoRA adapter (random r=8 on q_proj/v_proj, active for the skill)
   at the highest concurrency, raw and through the assistant.
 
 The messages are gift requests that the router sends to the `recommendation`
 skill, which prompts the model with its system prompt and the user message; raw
 vLLM gets exactly those two messages, so both sides generate from one prompt.
-Greedy decoding: both sides produce the same tokens.
+Greedy decoding: both sides produce the same tokens. Raw and assistant batches
+alternate (``--rounds`` of each, ABBA order) and their tokens and wall times are
+summed, so load from other processes on the machine hits both sides alike.
 """
 
 from __future__ import annotations
@@ -27,7 +33,6 @@ import asyncio
 import json
 import os
 import socket
-import statistics
 import sys
 import tempfile
 import threading
@@ -50,8 +55,8 @@ MESSAGES = [
 ]
 
 
-async def stream_one(client, url: str, body: dict) -> tuple[float, int, str | None, str | None]:
-    """(latency, completion tokens, conversation id, skill) of one streamed request."""
+async def stream_one(client, url: str, body: dict) -> tuple[float, int, str | None, str | None, float, float]:
+    """(latency, completion tokens, conversation id, skill, start, end) of one streamed request."""
     tokens, conversation, skill = 0, None, None
     start = time.perf_counter()
     async with client.stream("POST", url, json=body) as response:
@@ -68,7 +73,8 @@ async def stream_one(client, url: str, body: dict) -> tuple[float, int, str | No
             lepton = chunk.get("lepton") or {}
             conversation = lepton.get("conversation_id", conversation)
             skill = lepton.get("skill", skill)
-    return time.perf_counter() - start, tokens, conversation, skill
+    end = time.perf_counter()
+    return end - start, tokens, conversation, skill, start, end
 
 
 async def batch(url: str, bodies: list[dict], concurrency: int) -> tuple[float, list[tuple]]:
@@ -105,6 +111,7 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--requests", type=int, default=48, help="requests per batch at the highest concurrency")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16])
+    parser.add_argument("--rounds", type=int, default=3, help="alternating raw/assistant batches per figure")
     parser.add_argument("--json", action="store_true", help="also print the figures as one JSON line")
     args = parser.parse_args()
 
@@ -125,9 +132,9 @@ def main() -> None:
     figures: dict[str, float] = {}
     try:
         assistant = Assistant.from_settings(settings, llm=llm)
-        llm_seconds: dict[str, float] = {}
-        assistant.turn_observers.append(
-            lambda turn: llm_seconds.__setitem__(turn.conversation_id, turn.context.llm_seconds))
+        model_time: dict[str, tuple[float, list[float]]] = {}  # conversation -> (waiting, window)
+        assistant.turn_observers.append(lambda turn: model_time.__setitem__(
+            turn.conversation_id, (turn.context.llm_seconds, list(turn.context.llm_window))))
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             port = sock.getsockname()[1]
@@ -151,12 +158,16 @@ def main() -> None:
             return [{"model": "assistant", "stream": True, "max_tokens": args.max_tokens,
                      "messages": [{"role": "user", "content": MESSAGES[i % len(MESSAGES)]}]} for i in range(n)]
 
-        def run_lepton(n: int, concurrency: int) -> tuple[float, int, list[float]]:
+        def run_lepton(n: int, concurrency: int) -> tuple[float, int, list[tuple[float, float]]]:
+            """(wall, tokens, [(outside, waiting) non-LLM seconds per turn])."""
             wall, results = asyncio.run(batch(lepton_url, lepton_bodies(n), concurrency))
             skills = {r[3] for r in results}
             if skills != {"recommendation"}:
                 raise SystemExit(f"the router sent benchmark messages to {skills}; the comparison needs one prompt")
-            overheads = [latency - llm_seconds[conv] for latency, _, conv, _ in results]
+            overheads = []
+            for latency, _, conv, _, start, end in results:
+                waiting, (first, last) = model_time[conv]
+                overheads.append(((first - start) + (end - last), latency - waiting))
             return wall, sum(r[1] for r in results), overheads
 
         def run_raw(n: int, concurrency: int, model_name: str) -> tuple[float, int]:
@@ -170,21 +181,39 @@ def main() -> None:
 
         print(f"vLLM CPU, greedy, max_tokens={args.max_tokens}, streaming; messages routed to 'recommendation'")
         print(f"{'streams':>7} {'requests':>8} {'raw tok/s':>10} {'assistant tok/s':>16} {'ratio':>6} "
-              f"{'non-LLM p50':>12} {'non-LLM p95':>12}")
-        overheads_all: dict[int, list[float]] = {}
+              f"{'non-LLM outside p50/p95':>24} {'latency-waiting p50/p95':>24}")
+
+        def ms(values: list[float]) -> str:
+            return f"{pct(values, .5) * 1000:9.1f} /{pct(values, .95) * 1000:7.1f} ms"
+
+        def compare(n: int, concurrency: int, raw_model: str) -> tuple[float, float, list[tuple[float, float]]]:
+            """(raw tok/s, assistant tok/s, non-LLM seconds per assistant turn) over alternating rounds."""
+            totals = {"raw": [0.0, 0], "lepton": [0.0, 0]}
+            overheads: list[tuple[float, float]] = []
+            for round_ in range(args.rounds):
+                for side in (("raw", "lepton") if round_ % 2 == 0 else ("lepton", "raw")):
+                    if side == "raw":
+                        wall, tokens = run_raw(n, concurrency, raw_model)
+                    else:
+                        wall, tokens, turn_overheads = run_lepton(n, concurrency)
+                        overheads += turn_overheads
+                    totals[side][0] += wall
+                    totals[side][1] += tokens
+            return (totals["raw"][1] / totals["raw"][0], totals["lepton"][1] / totals["lepton"][0], overheads)
+
         for concurrency in args.concurrency:
             n = args.requests if concurrency == max(args.concurrency) else max(8, concurrency * 3)
             n = max(n, concurrency)
-            raw_wall, raw_tokens = run_raw(n, concurrency, base_name)
-            lep_wall, lep_tokens, overheads = run_lepton(n, concurrency)
-            raw_tps, lep_tps = raw_tokens / raw_wall, lep_tokens / lep_wall
-            overheads_all[concurrency] = overheads
+            raw_tps, lep_tps, overheads = compare(n, concurrency, base_name)
+            outside, waiting = [o for o, _ in overheads], [w for _, w in overheads]
             figures.update({f"raw_tps_{concurrency}": raw_tps, f"assistant_tps_{concurrency}": lep_tps,
                             f"ratio_{concurrency}": lep_tps / raw_tps,
-                            f"non_llm_p50_ms_{concurrency}": pct(overheads, .5) * 1000,
-                            f"non_llm_p95_ms_{concurrency}": pct(overheads, .95) * 1000})
-            print(f"{concurrency:>7} {n:>8} {raw_tps:>10.1f} {lep_tps:>16.1f} {lep_tps / raw_tps:>6.3f} "
-                  f"{pct(overheads, .5) * 1000:>9.1f} ms {pct(overheads, .95) * 1000:>9.1f} ms")
+                            f"non_llm_p50_ms_{concurrency}": pct(outside, .5) * 1000,
+                            f"non_llm_p95_ms_{concurrency}": pct(outside, .95) * 1000,
+                            f"waiting_p50_ms_{concurrency}": pct(waiting, .5) * 1000,
+                            f"waiting_p95_ms_{concurrency}": pct(waiting, .95) * 1000})
+            print(f"{concurrency:>7} {n:>5}x{args.rounds:<2} {raw_tps:>10.1f} {lep_tps:>16.1f} {lep_tps / raw_tps:>6.3f} "
+                  f"{ms(outside)} {ms(waiting)}")
 
         # Base vs adapter, at the highest concurrency.
         top = max(args.concurrency)
@@ -193,20 +222,15 @@ def main() -> None:
                                     base_model=identity.base_model, template_hash=identity.template_hash,
                                     activate=True)
         run_lepton(2, 2)  # loads the adapter into vLLM (the first turn after activation)
-        raw_wall, raw_tokens = run_raw(args.requests, top, "bench-lora")
-        lep_wall, lep_tokens, overheads = run_lepton(args.requests, top)
-        figures.update({f"raw_adapter_tps_{top}": raw_tokens / raw_wall,
-                        f"assistant_adapter_tps_{top}": lep_tokens / lep_wall})
-        print(f"\nLoRA adapter (r=8, q_proj/v_proj) at {top} streams, {args.requests} requests:")
-        print(f"  raw vLLM   base {figures[f'raw_tps_{top}']:7.1f} tok/s   adapter {raw_tokens / raw_wall:7.1f} tok/s"
-              f"   adapter/base {raw_tokens / raw_wall / figures[f'raw_tps_{top}']:.3f}")
-        print(f"  assistant  base {figures[f'assistant_tps_{top}']:7.1f} tok/s   adapter {lep_tokens / lep_wall:7.1f} "
-              f"tok/s   assistant/raw with adapter {lep_tokens / lep_wall / (raw_tokens / raw_wall):.3f}")
-        print(f"  non-LLM per turn with adapter p50 {pct(overheads, .5) * 1000:.1f} ms  "
-              f"p95 {pct(overheads, .95) * 1000:.1f} ms")
-        all_overheads = [o for values in overheads_all.values() for o in values]
-        print(f"\nnon-LLM per turn over all base runs: p50 {pct(all_overheads, .5) * 1000:.1f} ms, "
-              f"p95 {pct(all_overheads, .95) * 1000:.1f} ms, mean {statistics.mean(all_overheads) * 1000:.1f} ms")
+        raw_ad, lep_ad, overheads = compare(args.requests, top, "bench-lora")
+        figures.update({f"raw_adapter_tps_{top}": raw_ad, f"assistant_adapter_tps_{top}": lep_ad})
+        print(f"\nLoRA adapter (r=8, q_proj/v_proj) at {top} streams, {args.requests} requests x {args.rounds}:")
+        print(f"  raw vLLM   base {figures[f'raw_tps_{top}']:7.1f} tok/s   adapter {raw_ad:7.1f} tok/s"
+              f"   adapter/base {raw_ad / figures[f'raw_tps_{top}']:.3f}")
+        print(f"  assistant  base {figures[f'assistant_tps_{top}']:7.1f} tok/s   adapter {lep_ad:7.1f} "
+              f"tok/s   assistant/raw with adapter {lep_ad / raw_ad:.3f}")
+        print(f"  non-LLM per turn with adapter, outside p50/p95 {ms([o for o, _ in overheads])}, "
+              f"latency-waiting {ms([w for _, w in overheads])}")
         if args.json:
             print(json.dumps({k: round(v, 4) for k, v in figures.items()}))
         server.should_exit = True

@@ -171,3 +171,22 @@ def test_lepton_serve_through_a_managed_vllm(tmp_path, model_path):
     assert vllm_processes(vllm_port) == {}
     assert not [pid for pid in seen_pids if Path(f"/proc/{pid}").exists()
                 and (Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z")]
+
+
+@pytest.mark.parametrize("env,message", [
+    ({"LEPTON_VLLM_ARGS": '["--no-such-vllm-flag"]'}, "unrecognized arguments: --no-such-vllm-flag"),
+    ({"LEPTON_VLLM_PYTHON": "/nonexistent/python"}, "cannot start vllm (/nonexistent/python)"),
+])
+def test_a_vllm_that_cannot_start_is_a_clear_error(tmp_path, model_path, env, message):
+    """The error names the cause from vLLM's own last output, and nothing is left running."""
+    port = free_port()
+    result = subprocess.run(
+        [sys.executable, "-m", "assistant", "serve", "--backend", "vllm"],
+        env={**os.environ, "LEPTON_DATA_DIR": str(tmp_path), "LEPTON_MODEL": model_path,
+             "LEPTON_DEMO_KNOWLEDGE": "false", "LEPTON_VLLM_PORT": str(port), **env},
+        capture_output=True, text=True, timeout=600)
+    assert result.returncode == 1, result.stderr
+    assert "Traceback (most recent call last)" not in result.stderr.split("Error:", 1)[0]
+    error = result.stderr.split("Error: ", 1)[1]
+    assert error.startswith("vLLM did not start: ") and message in error, result.stderr
+    assert vllm_processes(port) == {}

@@ -172,6 +172,7 @@ class VLLMChatModel(OpenAIChatModel):
         if self.server is not None:
             self.server.stop()
         self._http.close()
+        super().close()
 
 
 def _error_text(response: httpx.Response) -> str:
