@@ -21,8 +21,16 @@ from retrieval import load_encoder
 from skills import LoadedSkills, Skill, load_skills
 
 from .adapters import AdapterRegistry, model_identity
-from .errors import BackendError, ConversationNotFound, InvalidRequest, LeptonError, UnknownSkill
+from .errors import (
+    BackendError,
+    ConversationNotFound,
+    HandoffStateError,
+    InvalidRequest,
+    LeptonError,
+    UnknownSkill,
+)
 from .graph import build_graph
+from .handoff import WebhookNotifier
 from .llm import ChatModel, GenerationParams, Message, create_chat_model
 from .router import EmbeddingRouter
 from .settings import Settings
@@ -86,8 +94,12 @@ class Assistant:
         self.skills: dict[str, Skill] = skills.skills
         self.router = router
         self._conn = connect(settings.db_path)
-        self.store = Store(self._conn)
-        self.graph = build_graph(self.skills, router, SqliteSaver(self._conn))
+        # The checkpointer and the store share one connection, so they must share one
+        # lock too: with a lock each, concurrent turns (a vLLM backend serves many at
+        # once) made SQLite fail with "cannot start a transaction within a transaction".
+        saver = SqliteSaver(self._conn)
+        self.store = Store(self._conn, lock=saver.lock)
+        self.graph = build_graph(self.skills, router, saver)
         self._locks: "weakref.WeakValueDictionary[str, threading.Lock]" = weakref.WeakValueDictionary()
         self._locks_guard = threading.Lock()
         #: Called with every completed Turn (metrics, benchmarks); must not raise.
@@ -105,6 +117,11 @@ class Assistant:
         self._loaded_adapters: dict[str, str] = {}
         #: (name, created_at) of adapters already refused, so each is logged once
         self._refused_adapters: set[tuple[str, str]] = set()
+        self.webhook = (
+            WebhookNotifier(settings.handoff_webhook_url, settings.handoff_webhook_secret)
+            if settings.handoff_webhook_url
+            else None
+        )
 
     @classmethod
     def from_settings(
@@ -216,13 +233,73 @@ class Assistant:
             log.info("adapter %s loaded for skill %s", record.name, skill)
             return record.name
 
+    # -- handoff ----------------------------------------------------------------
+    def handoff_state(self, tenant_id: str, conversation_id: str | None) -> dict[str, Any]:
+        """``{"state": "none"}`` or the handoff record (state pending|released, reason, times)."""
+        record = self.store.handoff(tenant_id, conversation_id) if conversation_id else None
+        if record is None:
+            return {"state": "none"}
+        return {k: v for k, v in record.items() if k not in ("conversation_id", "webhook_status")}
+
+    def _notify(self, event: str, tenant_id: str, conversation_id: str, **fields: Any) -> None:
+        if self.webhook is None:
+            return
+
+        def remember(_event: dict, status: str) -> None:
+            if event == "handoff.requested":
+                self.store.set_webhook_status(tenant_id, conversation_id, status)
+
+        payload = {"type": event, "tenant_id": tenant_id, "conversation_id": conversation_id, **fields}
+        self.webhook.send(payload, on_result=remember)
+
+    def _after_turn_handoff(
+        self, turn: Turn, reason: str | None, transcript: list[Message]
+    ) -> None:
+        tenant, conversation = turn.tenant_id, turn.conversation_id
+        if reason is not None:
+            record = self.store.open_handoff(tenant, conversation, reason)
+            log.info("conversation %s handed off: %s", conversation, reason)
+            self._notify("handoff.requested", tenant, conversation, reason=reason, transcript=transcript)
+        elif turn.context.handoff_pending:
+            self._notify("handoff.message", tenant, conversation, message=transcript[-1] if transcript else None)
+        turn.extras = {**turn.extras, "handoff": self.handoff_state(tenant, conversation)}
+
+    def _append_agent_message(self, tenant_id: str, conversation_id: str, message: Message) -> None:
+        config = self._config(tenant_id, conversation_id)
+        with self._lock_for(config["configurable"]["thread_id"]):
+            history = list(self.graph.get_state(config).values.get("messages", []))
+            # Written as guard_out, the graph's last node: nothing runs after it.
+            self.graph.update_state(config, {"messages": history + [message]}, as_node="guard_out")
+
+    def agent_reply(self, tenant_id: str, conversation_id: str, content: str, agent: str | None = None) -> int:
+        """A person's answer in a handed-off conversation; returns its message index."""
+        self._require_conversation(tenant_id, conversation_id)
+        if self.handoff_state(tenant_id, conversation_id)["state"] != "pending":
+            raise HandoffStateError(f"conversation {conversation_id!r} is not waiting for a person")
+        if not content.strip():
+            raise InvalidRequest("content is empty", "content")
+        message: Message = {"role": "assistant", "content": content, "agent": agent or "agent"}
+        self._append_agent_message(tenant_id, conversation_id, message)
+        return len(self.history(tenant_id, conversation_id)) - 1
+
+    def release_handoff(self, tenant_id: str, conversation_id: str) -> dict[str, Any]:
+        """Give the conversation back to the assistant."""
+        self._require_conversation(tenant_id, conversation_id)
+        if not self.store.release_handoff(tenant_id, conversation_id):
+            raise HandoffStateError(f"conversation {conversation_id!r} is not waiting for a person")
+        self._notify("handoff.released", tenant_id, conversation_id)
+        return self.handoff_state(tenant_id, conversation_id)
+
     # -- public API -----------------------------------------------------------
     def model_names(self) -> list[str]:
         return [AUTO_MODEL, *self.skills]
 
-    def history(self, tenant_id: str, conversation_id: str) -> list[Message]:
+    def _require_conversation(self, tenant_id: str, conversation_id: str) -> None:
         if not self.store.conversation_exists(tenant_id, conversation_id):
             raise ConversationNotFound(f"conversation {conversation_id!r} not found")
+
+    def history(self, tenant_id: str, conversation_id: str) -> list[Message]:
+        self._require_conversation(tenant_id, conversation_id)
         state = self.graph.get_state(self._config(tenant_id, conversation_id))
         return list(state.values.get("messages", []))
 
@@ -234,8 +311,11 @@ class Assistant:
         conversation_id: str | None = None,
         tenant_id: str | None = None,
         params: GenerationParams | None = None,
+        handoff: bool = False,
     ) -> Turn:
-        """Validate a turn and return it, ready to run. Raises before anything is stored."""
+        """Validate a turn and return it, ready to run. Raises before anything is stored.
+
+        ``handoff=True`` asks for a person (the widget's button) whatever the message says."""
         tenant_id = tenant_id or self.settings.default_tenant
         if model != AUTO_MODEL and model not in self.skills:
             raise UnknownSkill(f"model {model!r} does not exist; available: {', '.join(self.model_names())}")
@@ -255,6 +335,9 @@ class Assistant:
             max_history=self.settings.max_history_messages,
             retrieve=self._retrieve_for(tenant_id),
             adapter_for=self.adapter_for,
+            data_dir=self.settings.data_dir,
+            handoff_pending=self.handoff_state(tenant_id, conversation_id)["state"] == "pending",
+            handoff_requested=handoff,
         )
         turn = Turn(conversation_id=conversation_id, tenant_id=tenant_id, context=context)
         requested = None if model == AUTO_MODEL else model
@@ -303,6 +386,8 @@ class Assistant:
     def _run(self, turn: Turn, incoming: list[Message], requested: str | None) -> Iterator[tuple[str, Any]]:
         config = self._config(turn.tenant_id, turn.conversation_id)
         lock = self._lock_for(config["configurable"]["thread_id"])
+        handoff_reason: str | None = None
+        transcript: list[Message] = []
         with lock:
             stream = self.graph.stream(
                 {"incoming": incoming, "requested_skill": requested},
@@ -329,12 +414,15 @@ class Assistant:
                             turn.extras = update["extras"]
                         if node == "guard_out":
                             turn.reply = update["reply"]
+                            handoff_reason = update.get("handoff_reason")
+                            transcript = update["messages"]
             finally:
                 turn.context.cancelled.set()
                 stream.close()
             if turn.skill is None:
                 return
             self.store.record_turn(turn.tenant_id, turn.conversation_id, turn.skill)
+            self._after_turn_handoff(turn, handoff_reason, transcript)
             for observer in self.turn_observers:
                 observer(turn)
             log.info(

@@ -58,3 +58,7 @@ class UnknownSkill(LeptonError):
 
 class ConversationNotFound(LeptonError):
     pass
+
+
+class HandoffStateError(LeptonError):
+    """The conversation is not in the handoff state the action needs."""

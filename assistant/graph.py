@@ -17,11 +17,17 @@ from langgraph.runtime import Runtime
 from skills import Skill, SkillContext
 
 from .guards import clean_text, mask_card_numbers
-from .prompts import EMPTY_REPLY, OUT_OF_SCOPE_REPLY
+from .handoff import ANGRY_SCORE, frustration, is_affirmative, wants_person
+from .prompts import EMPTY_REPLY, HANDOFF_REPLY, OUT_OF_SCOPE_REPLY
 from .router import OUT_OF_SCOPE, EmbeddingRouter
 from .state import ConversationState, TurnContext
 
-__all__ = ["build_graph"]
+__all__ = ["build_graph", "HANDOFF"]
+
+#: The node a turn goes to when the conversation is (or now becomes) a person's.
+HANDOFF = "handoff"
+#: Consecutive unanswered turns after which a person is called in.
+MAX_FAILURES = 2
 
 
 # -- nodes --------------------------------------------------------------------
@@ -36,19 +42,56 @@ def guard_in(state: ConversationState) -> dict:
         masked += n
         incoming.append({"role": message["role"], "content": text})
     extras = {"masked_card_numbers": masked} if masked else {}
-    return {"incoming": incoming, "reply": "", "extras": extras}
+    return {"incoming": incoming, "reply": "", "extras": extras, "handoff_reason": None}
 
 
-def make_route(router: EmbeddingRouter) -> Callable[[ConversationState], dict]:
-    def route(state: ConversationState) -> dict:
-        """An explicitly requested skill wins; otherwise the embedding router decides."""
-        if state.get("requested_skill"):
-            return {"skill": state["requested_skill"], "route_scores": {}}
+def _handoff_reason(state: ConversationState, turn: TurnContext, text: str) -> tuple[str | None, dict]:
+    """Should this message go to a person? (reason or None, fields for ``lepton``)."""
+    if turn.handoff_requested or wants_person(text):
+        return "requested", {}
+    if state.get("handoff_offered") and is_affirmative(text):
+        return "requested", {}
+    mood = frustration(text)
+    if mood.score == 0:
+        return None, {}
+    extras = {"sentiment": mood.label, "sentiment_terms": mood.terms}
+    if mood.score >= ANGRY_SCORE:
+        return "angry", extras
+    earlier = [m["content"] for m in state.get("messages", []) if m["role"] == "user"]
+    if earlier and frustration(earlier[-1]).score > 0:
+        return "repeated_complaint", extras
+    return None, extras
+
+
+def make_route(router: EmbeddingRouter) -> Callable[..., dict]:
+    def route(state: ConversationState, runtime: Runtime[TurnContext]) -> dict:
+        """A conversation waiting for a person stays with the person; a request for a
+        person, anger or a repeated complaint hands it over; then an explicitly
+        requested skill wins; otherwise the embedding router decides."""
+        turn = runtime.context
+        if turn.handoff_pending:
+            return {"skill": HANDOFF, "route_scores": {}}
         last_user = next(m["content"] for m in reversed(state["incoming"]) if m["role"] == "user")
+        reason, extras = _handoff_reason(state, turn, last_user)
+        update: dict = {"extras": {**state.get("extras", {}), **extras}} if extras else {}
+        if reason is not None:
+            return {**update, "skill": HANDOFF, "route_scores": {}, "handoff_reason": reason}
+        if state.get("requested_skill"):
+            return {**update, "skill": state["requested_skill"], "route_scores": {}}
         decision = router.route(last_user)
-        return {"skill": decision.skill, "route_scores": decision.scores}
+        return {**update, "skill": decision.skill, "route_scores": decision.scores}
 
     return route
+
+
+def handoff(state: ConversationState, runtime: Runtime[TurnContext]) -> dict:
+    """Tell the user a person is coming; once one is, stay silent (the message is
+    stored for the agent and the webhook)."""
+    if runtime.context.handoff_pending:
+        return {"reply": ""}
+    say, said = _emitter()
+    say(HANDOFF_REPLY)
+    return {"reply": "".join(said)}
 
 
 def _emitter():
@@ -96,12 +139,14 @@ def make_skill_node(skill: Skill) -> Callable[..., dict]:
             return "".join(pieces)
 
         ctx = SkillContext(
-            messages=state.get("messages", []) + state["incoming"],
+            # Only role and content reach a skill (stored agent messages carry more).
+            messages=[{"role": m["role"], "content": m["content"]} for m in state.get("messages", []) + state["incoming"]],
             tenant_id=turn.tenant_id,
             generate=generate,
             say=say,
             max_history=turn.max_history,
             retrieve=turn.retrieve,
+            data_dir=turn.data_dir,
         )
         reply = skill.respond(ctx)
         if not said:  # a skill that returned its text instead of streaming it
@@ -125,14 +170,40 @@ def make_out_of_scope(skills: dict[str, Skill]) -> Callable[..., dict]:
 
 
 def guard_out(state: ConversationState, runtime: Runtime[TurnContext]) -> dict:
-    """Commit the turn: history gains the new messages and the answer, in one write."""
+    """Commit the turn: history gains the new messages and the answer, in one write.
+
+    Also counts unanswered turns: the second in a row calls in a person."""
+    history = state.get("messages", []) + state["incoming"]
+    if runtime.context.handoff_pending:  # silent: the agent answers
+        return {"messages": history, "incoming": [], "reply": "", "failures": 0, "handoff_offered": False}
+    say, _ = _emitter()
     reply = state.get("reply", "")
+    extras = state.get("extras", {})
+    declined = bool(extras.get("declined"))
+    failures = state.get("failures", 0) + (declined or state["skill"] == OUT_OF_SCOPE)
+    reason = state.get("handoff_reason")  # set by route; the handoff node told the user
+    if reason is None and extras.get("handoff"):
+        reason = str(extras["handoff"])  # the skill asked for a person
+    elif reason is None and failures >= MAX_FAILURES:
+        reason = "repeated_failure"
+    if reason and state["skill"] != HANDOFF:
+        tail = "\n\n" + HANDOFF_REPLY if reply.strip() else HANDOFF_REPLY
+        say(tail)
+        reply += tail
     if not reply.strip():
-        say, _ = _emitter()
         say(EMPTY_REPLY)
         reply = EMPTY_REPLY
-    history = state.get("messages", []) + state["incoming"] + [{"role": "assistant", "content": reply}]
-    return {"messages": history, "incoming": [], "reply": reply}
+    if reason:
+        failures = 0
+    history = history + [{"role": "assistant", "content": reply}]
+    return {
+        "messages": history,
+        "incoming": [],
+        "reply": reply,
+        "failures": failures,
+        "handoff_offered": declined and not reason,
+        "handoff_reason": reason,
+    }
 
 
 # -- builder ------------------------------------------------------------------
@@ -145,6 +216,7 @@ def build_graph(skills: dict[str, Skill], router: EmbeddingRouter, checkpointer=
     for name, skill in skills.items():
         builder.add_node(name, make_skill_node(skill))
     builder.add_node(OUT_OF_SCOPE, make_out_of_scope(skills))
+    builder.add_node(HANDOFF, handoff)
     builder.add_node("guard_out", guard_out)
 
     # Every turn starts by cleaning its input.
@@ -155,10 +227,10 @@ def build_graph(skills: dict[str, Skill], router: EmbeddingRouter, checkpointer=
     def pick_skill(state: ConversationState) -> str:
         return state["skill"]
 
-    builder.add_conditional_edges("route", pick_skill, [*skills, OUT_OF_SCOPE])
+    builder.add_conditional_edges("route", pick_skill, [*skills, OUT_OF_SCOPE, HANDOFF])
 
     # Whatever answered, guard_out commits the turn and the graph ends.
-    for name in [*skills, OUT_OF_SCOPE]:
+    for name in [*skills, OUT_OF_SCOPE, HANDOFF]:
         builder.add_edge(name, "guard_out")
     builder.add_edge("guard_out", END)
 

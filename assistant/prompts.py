@@ -8,3 +8,8 @@ OUT_OF_SCOPE_REPLY = (
 EMPTY_REPLY = "Sorry, I couldn't produce an answer. Could you rephrase your question?"
 
 CARD_MASK = "[card number removed]"
+
+HANDOFF_REPLY = (
+    "I've asked a member of our team to join this conversation. "
+    "They will reply here as soon as they can."
+)

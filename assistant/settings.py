@@ -170,6 +170,15 @@ class Settings(BaseSettings):
     feedback_max_chars: int = Field(
         default=4000, ge=1, description="Longest accepted feedback correction, in characters."
     )
+    handoff_webhook_url: str | None = Field(
+        default=None,
+        description="URL that receives handoff events (JSON POST with the transcript) when a "
+        "conversation is handed to a person; none: agents find them with GET /admin/handoffs.",
+    )
+    handoff_webhook_secret: str | None = Field(
+        default=None,
+        description="Signs webhook bodies: header X-Lepton-Signature: sha256=<HMAC-SHA256 hex>.",
+    )
 
     @field_validator("data_dir")
     @classmethod

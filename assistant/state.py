@@ -9,8 +9,9 @@ its answer in the history.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 import threading
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, TypedDict
 
 from .llm import ChatModel, GenerationParams, Message
@@ -40,6 +41,15 @@ class ConversationState(TypedDict, total=False):
     extras: dict[str, Any]
     """Skill-specific fields for the response's ``lepton`` object (citations, ...)."""
 
+    failures: int
+    """Consecutive turns the assistant could not answer (declined or out of scope)."""
+
+    handoff_offered: bool
+    """The last reply offered a person, so a bare "yes" now means "hand me off"."""
+
+    handoff_reason: str | None
+    """Set by the turn that hands the conversation to a person (see assistant.handoff)."""
+
 
 @dataclass
 class TurnContext:
@@ -62,5 +72,11 @@ class TurnContext:
     cancelled: threading.Event = field(default_factory=threading.Event)
     #: Knowledge search already scoped to ``tenant_id`` (see ``SkillContext.retrieve``).
     retrieve: Callable[..., list[Any]] | None = None
+    #: Where skills find what tenants trained for them.
+    data_dir: Path | None = None
+    #: The conversation waits for a person: the assistant stays silent.
+    handoff_pending: bool = False
+    #: The client asked for a person explicitly (the widget's button).
+    handoff_requested: bool = False
     #: skill name -> the registered adapter it answers with (None: base model).
     adapter_for: Callable[[str], str | None] | None = None

@@ -43,6 +43,18 @@ CREATE TABLE IF NOT EXISTS audit_log (
     payload TEXT NOT NULL,
     created_at REAL NOT NULL
 );
+-- Conversations handed to a person: at most one row per conversation, reused
+-- when a released conversation is handed off again.
+CREATE TABLE IF NOT EXISTS handoffs (
+    tenant_id TEXT NOT NULL,
+    conversation_id TEXT NOT NULL,
+    state TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    requested_at REAL NOT NULL,
+    released_at REAL,
+    webhook_status TEXT,
+    PRIMARY KEY (tenant_id, conversation_id)
+);
 -- Public widget keys. The key itself is stored as is: it is published in the
 -- customer's page source, so hashing it would protect nothing.
 CREATE TABLE IF NOT EXISTS widget_keys (
@@ -66,9 +78,11 @@ def connect(path: Path) -> sqlite3.Connection:
 
 
 class Store:
-    def __init__(self, conn: sqlite3.Connection):
+    def __init__(self, conn: sqlite3.Connection, lock: threading.Lock | None = None):
+        """``lock`` serialises use of ``conn``; pass the lock of anything else that uses
+        the same connection (the LangGraph checkpointer)."""
         self._conn = conn
-        self._lock = threading.Lock()
+        self._lock = lock or threading.Lock()
         with self._lock, self._conn:
             self._conn.executescript(_SCHEMA)
 
@@ -125,6 +139,59 @@ class Store:
             rows = self._conn.execute(query + " ORDER BY id", args).fetchall()
         keys = ("id", "conversation_id", "message_index", "rating", "correction", "created_at")
         return [dict(zip(keys, row)) for row in rows]
+
+    # -- handoffs -----------------------------------------------------------------
+
+    _HANDOFF_COLUMNS = ("conversation_id", "state", "reason", "requested_at", "released_at", "webhook_status")
+
+    def handoff(self, tenant_id: str, conversation_id: str) -> dict[str, Any] | None:
+        """The conversation's handoff record (pending or released), or None."""
+        with self._lock:
+            row = self._conn.execute(
+                f"SELECT {', '.join(self._HANDOFF_COLUMNS)} FROM handoffs WHERE tenant_id = ? AND conversation_id = ?",
+                (tenant_id, conversation_id),
+            ).fetchone()
+        return dict(zip(self._HANDOFF_COLUMNS, row)) if row else None
+
+    def open_handoff(self, tenant_id: str, conversation_id: str, reason: str) -> dict[str, Any]:
+        with self._lock, self._conn:
+            self._conn.execute(
+                "INSERT INTO handoffs (tenant_id, conversation_id, state, reason, requested_at)"
+                " VALUES (?, ?, 'pending', ?, ?)"
+                " ON CONFLICT (tenant_id, conversation_id) DO UPDATE SET state = 'pending',"
+                " reason = excluded.reason, requested_at = excluded.requested_at, released_at = NULL,"
+                " webhook_status = NULL",
+                (tenant_id, conversation_id, reason, time.time()),
+            )
+        return self.handoff(tenant_id, conversation_id)  # type: ignore[return-value]
+
+    def release_handoff(self, tenant_id: str, conversation_id: str) -> bool:
+        """Release a pending handoff; False when the conversation has none pending."""
+        with self._lock, self._conn:
+            cursor = self._conn.execute(
+                "UPDATE handoffs SET state = 'released', released_at = ?"
+                " WHERE tenant_id = ? AND conversation_id = ? AND state = 'pending'",
+                (time.time(), tenant_id, conversation_id),
+            )
+        return cursor.rowcount == 1
+
+    def set_webhook_status(self, tenant_id: str, conversation_id: str, status: str) -> None:
+        with self._lock, self._conn:
+            self._conn.execute(
+                "UPDATE handoffs SET webhook_status = ? WHERE tenant_id = ? AND conversation_id = ?",
+                (status, tenant_id, conversation_id),
+            )
+
+    def handoffs(self, tenant_id: str, state: str | None = "pending") -> list[dict[str, Any]]:
+        """A tenant's handoffs, oldest request first (``state=None``: all)."""
+        query = f"SELECT {', '.join(self._HANDOFF_COLUMNS)} FROM handoffs WHERE tenant_id = ?"
+        args: tuple = (tenant_id,)
+        if state is not None:
+            query += " AND state = ?"
+            args += (state,)
+        with self._lock:
+            rows = self._conn.execute(query + " ORDER BY requested_at", args).fetchall()
+        return [dict(zip(self._HANDOFF_COLUMNS, row)) for row in rows]
 
     # -- widget keys ---------------------------------------------------------------
 

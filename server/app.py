@@ -18,6 +18,7 @@ from assistant import Assistant, Settings
 from assistant.errors import ConversationNotFound
 
 from .admin import router as admin_router
+from .handoffs import router as handoff_router
 from .chat import ChatService
 from .errors import ApiError, api_error_from, install_error_handlers
 from .keys import Caller, WidgetKeys, caller
@@ -53,6 +54,7 @@ def create_app(settings: Settings, assistant: Assistant | None = None, *, close_
     app.add_middleware(WidgetCors)
     app.include_router(widget_router)
     app.include_router(admin_router)
+    app.include_router(handoff_router)
 
     # Every route that touches tenant data resolves its caller through `caller`.
     @app.post("/v1/chat/completions")
@@ -75,7 +77,12 @@ def create_app(settings: Settings, assistant: Assistant | None = None, *, close_
             messages = assistant.history(who.tenant_id, conversation_id)
         except ConversationNotFound as exc:
             raise api_error_from(exc) from None
-        return {"id": conversation_id, "object": "conversation", "messages": messages}
+        return {
+            "id": conversation_id,
+            "object": "conversation",
+            "messages": messages,
+            "handoff": assistant.handoff_state(who.tenant_id, conversation_id),
+        }
 
     @app.get("/healthz")
     async def healthz():

@@ -103,7 +103,12 @@ class ChatService:
             stop=req.stop or [],
         )
         return self.assistant.start_turn(
-            messages, model=req.model, conversation_id=conversation_id, tenant_id=tenant_id, params=params
+            messages,
+            model=req.model,
+            conversation_id=conversation_id,
+            tenant_id=tenant_id,
+            params=params,
+            handoff=bool(req.lepton and req.lepton.handoff),
         )
 
     def _lepton(self, turn: Turn) -> dict[str, Any]:

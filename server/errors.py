@@ -15,6 +15,7 @@ from assistant.errors import (
     BackendBusy,
     BackendError,
     ConversationNotFound,
+    HandoffStateError,
     InvalidRequest,
     LeptonError,
     UnknownSkill,
@@ -53,6 +54,8 @@ def api_error_from(exc: Exception) -> ApiError:
         return ApiError(404, str(exc), param="model", code="model_not_found")
     if isinstance(exc, ConversationNotFound):
         return ApiError(404, str(exc), param="lepton.conversation_id", code="conversation_not_found")
+    if isinstance(exc, HandoffStateError):
+        return ApiError(409, str(exc), param="conversation_id", code="handoff_state")
     if isinstance(exc, BackendBusy):
         return ApiError(503, f"The model is busy, retry shortly ({exc})", "server_error", code="backend_busy",
                         headers={"Retry-After": str(exc.retry_after)})

@@ -68,6 +68,7 @@ class StreamOptions(BaseModel):
 class LeptonRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
     conversation_id: str | None = Field(default=None, min_length=1, max_length=128)
+    handoff: bool = Field(default=False, description="Ask for a person (the widget's 'talk to a person').")
 
 
 class ChatCompletionRequest(BaseModel):

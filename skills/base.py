@@ -11,19 +11,28 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 __all__ = ["Skill", "SkillContext", "SkillReply", "NAME_PATTERN"]
 
 #: Skill names appear in URLs and as OpenAI ``model`` ids.
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]{1,48}$")
+#: Names the assistant itself uses: automatic routing, and the graph's own nodes.
+RESERVED_NAMES = ("assistant", "out_of_scope", "handoff")
 
 Message = dict[str, str]
 
 
 @dataclass
 class SkillReply:
-    """What a skill answered. ``extras`` go into the response's ``lepton`` object."""
+    """What a skill answered. ``extras`` go into the response's ``lepton`` object.
+
+    Two extras steer the conversation: ``declined: True`` (the skill could not
+    answer and offered a person; two in a row call one in) and ``handoff:
+    "<reason>"`` (hand the conversation to a person now; the assistant tells the
+    user, so the skill may say nothing).
+    """
 
     text: str
     extras: dict[str, Any] = field(default_factory=dict)
@@ -48,6 +57,9 @@ class SkillContext:
     #: from). Raises ``retrieval.CollectionNotFoundError`` when the tenant has no such
     #: collection. None where no knowledge store is available (some embedders, tests).
     retrieve: Callable[..., list[Any]] | None = None
+    #: The data directory, where a skill finds what the tenant trained for it
+    #: (e.g. ``intents/<tenant>/<skill>.pkl``). None in some embedders and tests.
+    data_dir: Path | None = None
 
     @property
     def user_message(self) -> str:
@@ -79,8 +91,8 @@ class Skill:
             raise ValueError(
                 f"skill name {self.name!r} must be 2-49 characters of a-z, 0-9 and _, starting with a letter"
             )
-        if self.name == "assistant":
-            raise ValueError("skill name 'assistant' is reserved for automatic routing")
+        if self.name in RESERVED_NAMES:
+            raise ValueError(f"skill name {self.name!r} is reserved ({', '.join(RESERVED_NAMES)})")
         if len(self.examples) < 3:
             raise ValueError(f"skill {self.name!r} needs at least 3 routing examples")
 

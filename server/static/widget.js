@@ -52,6 +52,10 @@
   };
 
   var HANDOFF_MESSAGE = "I'd like to talk to a person";
+  var WAITING_MESSAGE = "A person from our team will reply here. You can keep writing; they will see it.";
+  var RELEASED_MESSAGE = "You are back with the assistant.";
+  // While a person has the conversation, look for their replies this often.
+  var POLL_MS = 3000;
   var OFFLINE_MESSAGE = "You seem to be offline, or the chat server cannot be reached. " +
     "Check your connection and try again.";
 
@@ -78,6 +82,8 @@
     history: [],       // the server's stored messages, so feedback can name a message by index
     busy: false,
     ready: null,       // promise: key checked and history loaded
+    handoff: "none",   // "pending" while a person has the conversation
+    poll: null,        // timer that fetches the person's replies
     refused: false     // this key cannot be used on this page
   };
 
@@ -264,6 +270,7 @@
 
   var log = el("div", { class: "log", role: "region", "aria-label": "Conversation", tabindex: "0" });
   var notice = el("p", { class: "notice", role: "alert" });
+  var status = el("p", { class: "status", role: "status", hidden: true });
   var announcer = el("div", { class: "sr-only", "aria-live": "polite", "aria-atomic": "false" });
   var input = el("textarea", {
     id: "lepton-input", rows: "1", placeholder: "Type your message…", "aria-label": "Your message",
@@ -294,6 +301,7 @@
   }, [
     el("header", { class: "header" }, [el("h2", { class: "title", text: config.title }), closeButton]),
     log,
+    status,
     notice,
     announcer,
     el("div", { class: "actions" }, [humanButton]),
@@ -368,8 +376,10 @@
   function addMessage(role, text, options) {
     options = options || {};
     var bubble = el("div", { class: "bubble" });
-    var node = el("div", { class: "msg msg-" + role }, [
-      el("span", { class: "sr-only", text: role === "user" ? "You said:" : "Assistant said:" }),
+    var speaker = role === "user" ? "You said:" : options.agent ? options.agent + " (our team) said:" : "Assistant said:";
+    var node = el("div", { class: "msg msg-" + role + (options.agent ? " msg-agent" : "") }, [
+      el("span", { class: "sr-only", text: speaker }),
+      options.agent ? el("span", { class: "agent-name", "aria-hidden": "true", text: options.agent }) : null,
       bubble
     ]);
     var message = { role: role, node: node, bubble: bubble, text: "", index: null };
@@ -572,18 +582,54 @@
       }, function (error) { throw networkFailure(error); })
       .then(function (conversation) {
         if (!conversation) return;
-        state.history = conversation.messages.slice();
+        state.history = [];
         // Above anything typed while the history was on its way.
-        var before = greeting.node.nextSibling;
-        state.history.forEach(function (stored, index) {
-          if (stored.role !== "user" && stored.role !== "assistant") return;
-          var message = addMessage(stored.role, stored.content, { before: before });
-          if (stored.role === "assistant") {
-            message.index = index;
-            addFeedback(message);
-          }
-        });
+        showStored(conversation.messages, greeting.node.nextSibling);
+        setHandoff(conversation.handoff && conversation.handoff.state);
       });
+  }
+
+  /* Messages from the server that this page has not shown yet (history on load,
+   * a person's replies while polling). */
+  function showStored(messages, before) {
+    messages.slice(state.history.length).forEach(function (stored) {
+      var index = state.history.length;
+      state.history.push(stored);
+      if (stored.role !== "user" && stored.role !== "assistant") return;
+      var agent = typeof stored.agent === "string" ? stored.agent : null;
+      var message = addMessage(stored.role, stored.content, { before: before, agent: agent });
+      if (stored.role === "assistant" && !agent) {
+        message.index = index;
+        addFeedback(message);
+      }
+      if (agent && !before) announce(agent + ": " + stored.content);
+    });
+  }
+
+  function setHandoff(value) {
+    var previous = state.handoff;
+    state.handoff = value || "none";
+    var pending = state.handoff === "pending";
+    humanButton.hidden = pending;
+    status.hidden = !pending && !(previous === "pending" && state.handoff === "released");
+    status.textContent = pending ? WAITING_MESSAGE : status.hidden ? "" : RELEASED_MESSAGE;
+    if (pending && !state.poll) {
+      state.poll = window.setInterval(pollConversation, POLL_MS);
+    } else if (!pending && state.poll) {
+      window.clearInterval(state.poll);
+      state.poll = null;
+    }
+  }
+
+  function pollConversation() {
+    if (!state.conversationId || state.busy) return;
+    request("v1/conversations/" + encodeURIComponent(state.conversationId), { method: "GET" })
+      .then(function (conversation) {
+        if (state.busy) return; // a turn of ours is on its way; the next poll catches up
+        showStored(conversation.messages, null);
+        setHandoff(conversation.handoff && conversation.handoff.state);
+      })
+      .catch(function () { /* offline for a moment: try again at the next tick */ });
   }
 
   function forgetConversation() {
@@ -606,13 +652,14 @@
     send(text);
   }
 
-  /* Hands the conversation to a person. For now it asks in words; the handoff flow
-   * will replace the body of this one function. */
+  /* Hands the conversation to a person: the request says so explicitly
+   * (lepton.handoff), so it works whatever language the words are in. */
   function requestHuman() {
-    send(HANDOFF_MESSAGE);
+    send(HANDOFF_MESSAGE, { handoff: true });
   }
 
-  function send(text) {
+  function send(text, options) {
+    options = options || {};
     if (state.busy || state.refused) return;
     showNotice("");
     setBusy(true);
@@ -621,6 +668,7 @@
     var answer = "";
     var finished = false;
     var citations = null;
+    var handoff = null;
     var conversationId = state.conversationId;
 
     function onEvent(data) {
@@ -636,13 +684,16 @@
       if (choice.finish_reason) {
         finished = true;
         if (data.lepton && Array.isArray(data.lepton.citations)) citations = data.lepton.citations;
+        if (data.lepton && data.lepton.handoff) handoff = data.lepton.handoff.state;
       }
     }
 
     ensureReady().then(function () {
       var body = { model: config.skill, stream: true, messages: [{ role: "user", content: text }] };
       if (config.maxTokens) body.max_tokens = config.maxTokens;
-      if (state.conversationId) body.lepton = { conversation_id: state.conversationId };
+      if (state.conversationId || options.handoff) body.lepton = {};
+      if (state.conversationId) body.lepton.conversation_id = state.conversationId;
+      if (options.handoff) body.lepton.handoff = true;
       return fetch(api("v1/chat/completions"), {
         method: "POST", headers: headers({ "Content-Type": "application/json" }), body: JSON.stringify(body)
       }).then(function (response) {
@@ -651,16 +702,23 @@
       }, function (error) { throw networkFailure(error); });
     }).then(function () {
       if (!finished) throw failure("The answer was cut off. Please try again.", 0, "incomplete");
-      reply.node.removeAttribute("aria-busy");
-      reply.setText(answer);
       // Only a completed turn is stored by the server, so only now is the id worth keeping.
       state.conversationId = conversationId;
       storeConversation(conversationId);
-      state.history.push({ role: "user", content: text }, { role: "assistant", content: answer });
-      reply.index = state.history.length - 1;
-      if (citations) addCitations(reply, citations);
-      addFeedback(reply);
-      announce("Assistant: " + answer);
+      state.history.push({ role: "user", content: text });
+      if (!answer) {
+        // A person has the conversation: the assistant stays silent.
+        log.removeChild(reply.node);
+      } else {
+        reply.node.removeAttribute("aria-busy");
+        reply.setText(answer);
+        state.history.push({ role: "assistant", content: answer });
+        reply.index = state.history.length - 1;
+        if (citations) addCitations(reply, citations);
+        addFeedback(reply);
+        announce("Assistant: " + answer);
+      }
+      setHandoff(handoff);
       scrollToEnd();
     }).catch(function (error) {
       log.removeChild(reply.node);
@@ -806,6 +864,9 @@
       "  border-top: 1px solid #f0d29a; }",
       /* Empty but present: a live region that appears from display:none is often not announced. */
       ".notice:empty { padding: 0; border: 0; }",
+      ".status { margin: 0; padding: 8px 16px; font-size: 13px; background: #eef4ff; color: #1d3a6b; }",
+      ".agent-name { font-size: 12px; color: #4a5160; margin: 0 0 2px 4px; }",
+      ".msg-agent .bubble { border-color: #9db4e0; }",
       ".actions { display: flex; padding: 10px 12px 0; background: #ffffff; border-top: 1px solid #e2e5ea; }",
       ".composer { display: flex; align-items: flex-end; gap: 8px; margin: 0; padding: 8px 12px 12px;",
       "  background: #ffffff; }",

@@ -1,5 +1,10 @@
 """Customer service: questions about the tenant's products, orders, accounts and payments.
 
+When the tenant has trained an intent classifier (``lepton skills
+train-intents``), each message's intent is reported in ``lepton.intent``, and
+intents the tenant gave an action are handled first: a fixed reply written by
+the tenant, or a handoff to a person.
+
 Answers are grounded in the tenant's ``help_centre`` collection. The skill
 searches it for the user's message; when the best evidence is weak it declines
 with a fixed message instead of letting the model guess a policy. Otherwise the
@@ -13,6 +18,7 @@ from __future__ import annotations
 from retrieval import CollectionNotFoundError
 
 from ..base import Skill, SkillContext, SkillReply
+from .intents import TenantIntents
 
 __all__ = ["skill", "CustomerServiceSkill", "DECLINE_REPLY", "MIN_DENSE_SCORE", "weak_evidence"]
 
@@ -123,7 +129,25 @@ def weak_evidence(best: list) -> bool:
 
 
 class CustomerServiceSkill(Skill):
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.intents = TenantIntents(self.name)
+
     def respond(self, ctx: SkillContext) -> SkillReply:
+        found = self.intents.classify(ctx.data_dir, ctx.tenant_id, ctx.user_message) if ctx.data_dir else None
+        if found is None:
+            return self._answer(ctx)
+        label, score, action = found
+        extras = {"intent": label, "intent_score": round(score, 3)}
+        if action and action.get("handoff"):
+            return SkillReply("", {**extras, "handoff": "intent"})
+        if action and action.get("reply"):
+            ctx.say(action["reply"])
+            return SkillReply(action["reply"], {**extras, "template": label})
+        reply = self._answer(ctx)
+        return SkillReply(reply.text, {**extras, **reply.extras})
+
+    def _answer(self, ctx: SkillContext) -> SkillReply:
         if ctx.retrieve is None or self.collection is None:
             return super().respond(ctx)
         query = ctx.user_message
@@ -135,7 +159,7 @@ class CustomerServiceSkill(Skill):
         if weak_evidence(best):
             ctx.say(DECLINE_REPLY)
             top = round(float(best[0].score), 4) if best else None
-            return SkillReply(DECLINE_REPLY, {"grounded": False, "evidence_score": top})
+            return SkillReply(DECLINE_REPLY, {"grounded": False, "declined": True, "evidence_score": top})
 
         hits = ctx.retrieve(query, self.collection, SOURCES, mode="hybrid")
         sources = "\n\n".join(f"[{n}] {h.citation.title}: {h.text}" for n, h in enumerate(hits, start=1))

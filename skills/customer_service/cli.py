@@ -13,7 +13,16 @@ from pathlib import Path
 
 import click
 
-from .intents import IntentDataError, intents_path, load_intent_csv, train_intents
+from .intents import (
+    IntentDataError,
+    actions_path,
+    intents_path,
+    load_actions,
+    load_intent_csv,
+    save_actions,
+    train_intents,
+    validate_actions,
+)
 
 __all__ = ["train_intents_command", "eval_intents"]
 
@@ -41,6 +50,9 @@ def _load(path: Path) -> tuple[list[str], list[str]]:
 The regularisation and the weight of the sentence embeddings are chosen by 5-fold cross-validation on FILE; the model is
 saved under DATA_DIR/intents/<tenant>/<skill>.pkl with its labels and training record.
 
+With --actions, a JSON object gives some intents an action: {"lost_card": {"handoff": true}} hands such
+conversations to a person, {"card_arrival": {"reply": "Cards arrive in 5 days."}} answers with that text.
+
 Example: lepton skills train-intents --skill customer_service --data banking77/train.csv
 """,
 )
@@ -49,11 +61,19 @@ Example: lepton skills train-intents --skill customer_service --data banking77/t
 @click.option("--data", "data", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="CSV with a header: text,label (a 'category' column also works).")
 @click.option("--tenant", help="Tenant the classifier belongs to (default: the default tenant).")
+@click.option("--actions", "actions_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="JSON: intent -> {\"reply\": text} or {\"handoff\": true}.")
 @click.option("--json", "as_json", is_flag=True, help="Last stdout line: one JSON object with the training record.")
-def train_intents_command(skill_name: str, data: Path, tenant: str | None, as_json: bool) -> None:
+def train_intents_command(skill_name: str, data: Path, tenant: str | None, actions_file: Path | None, as_json: bool) -> None:
     settings = _settings()
     tenant = tenant or settings.default_tenant
     texts, labels = _load(data)
+    actions = None
+    if actions_file is not None:  # checked before the (long) training, saved after it
+        try:
+            actions = validate_actions(load_actions(actions_file), sorted(set(labels)))
+        except IntentDataError as exc:
+            raise click.ClickException(str(exc)) from None
     if not as_json:
         click.echo(f"Training on {len(texts)} examples, {len(set(labels))} labels (cross-validating C)...")
     try:
@@ -62,6 +82,8 @@ def train_intents_command(skill_name: str, data: Path, tenant: str | None, as_js
         raise click.ClickException(str(exc)) from None
     path = classifier.save(intents_path(settings.data_dir, tenant, skill_name))
     record = {**classifier.metadata, "path": str(path)}
+    if actions is not None:
+        record["actions"] = str(save_actions(actions_path(settings.data_dir, tenant, skill_name), actions))
     if as_json:
         click.echo(json.dumps(record))
     else:

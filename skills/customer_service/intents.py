@@ -30,6 +30,11 @@ __all__ = [
     "load_intent_csv",
     "train_intents",
     "intents_path",
+    "actions_path",
+    "load_actions",
+    "validate_actions",
+    "save_actions",
+    "TenantIntents",
     "C_GRID",
     "EMBEDDING_WEIGHTS",
 ]
@@ -146,6 +151,16 @@ class IntentClassifier:
     def predict(self, texts: Sequence[str]) -> list[str]:
         return [str(label) for label in self.pipeline.predict(list(texts))]
 
+    def predict_one(self, text: str) -> tuple[str, float]:
+        """The label and its one-vs-rest SVM score (above 0: the classifier says "this one")."""
+        scores = self.pipeline.decision_function([text])[0]
+        classes = list(self.pipeline.classes_)
+        if len(classes) == 2:  # binary SVMs give one score for the second class
+            value = float(scores)
+            return (str(classes[1]), value) if value >= 0 else (str(classes[0]), -value)
+        best = int(scores.argmax())
+        return str(classes[best]), float(scores[best])
+
     def accuracy(self, texts: Sequence[str], labels: Sequence[str]) -> float:
         predicted = self.predict(texts)
         return sum(p == t for p, t in zip(predicted, labels)) / len(labels)
@@ -179,6 +194,94 @@ class IntentClassifier:
 
 def intents_path(data_dir: str | os.PathLike, tenant: str, skill: str) -> Path:
     return Path(data_dir) / "intents" / tenant / f"{skill}.pkl"
+
+
+# -- what to do per intent --------------------------------------------------------
+#
+# A tenant may attach an action to some intents (JSON, given to train-intents
+# with --actions):
+#     {"lost_or_stolen_card": {"handoff": true},
+#      "card_arrival": {"reply": "New cards arrive within 5 working days. ..."}}
+# "handoff" hands the conversation to a person at once; "reply" answers with the
+# tenant's own text instead of the model. Intents without an action get the
+# normal grounded answer. An action is taken only when the classifier is
+# confident (one-vs-rest score above MIN_ACTION_SCORE).
+
+#: Smallest SVM score at which an intent's action is taken.
+MIN_ACTION_SCORE = 0.0
+
+
+def actions_path(data_dir: str | os.PathLike, tenant: str, skill: str) -> Path:
+    return Path(data_dir) / "intents" / tenant / f"{skill}.actions.json"
+
+
+def validate_actions(actions: Any, labels: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """Check an actions mapping against the classifier's labels; return it cleaned."""
+    if not isinstance(actions, dict):
+        raise IntentDataError("actions must be a JSON object of intent -> {\"reply\": text} or {\"handoff\": true}")
+    cleaned: dict[str, dict[str, Any]] = {}
+    for label, action in actions.items():
+        if label not in labels:
+            raise IntentDataError(f"action for unknown intent {label!r}; the classifier knows: {', '.join(labels)}")
+        if action == {"handoff": True}:
+            cleaned[label] = {"handoff": True}
+        elif isinstance(action, dict) and set(action) == {"reply"} and isinstance(action["reply"], str) and action["reply"].strip():
+            cleaned[label] = {"reply": action["reply"].strip()}
+        else:
+            raise IntentDataError(f"action for {label!r} must be {{\"reply\": \"non-empty text\"}} or {{\"handoff\": true}}")
+    return cleaned
+
+
+def load_actions(path: str | os.PathLike) -> Any:
+    import json
+
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise IntentDataError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise IntentDataError(f"{path}: not valid JSON ({exc})") from None
+
+
+def save_actions(path: str | os.PathLike, actions: dict[str, dict[str, Any]]) -> Path:
+    import json
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        json.dump(actions, handle, indent=2, sort_keys=True)
+    os.replace(tmp, path)
+    return path
+
+
+class TenantIntents:
+    """A skill's trained classifiers and actions per tenant, loaded on first use and
+    reloaded when retrained (file modification times), so the server picks up a
+    `lepton skills train-intents` without a restart."""
+
+    def __init__(self, skill: str):
+        self.skill = skill
+        self._cache: dict[tuple[str, str], tuple[tuple[float, float], IntentClassifier, dict]] = {}
+
+    def classify(self, data_dir: str | os.PathLike, tenant: str, text: str) -> tuple[str, float, dict[str, Any] | None] | None:
+        """(intent, score, action or None) for the tenant's classifier, or None when it has none."""
+        model_file = intents_path(data_dir, tenant, self.skill)
+        if not model_file.is_file():
+            return None
+        action_file = actions_path(data_dir, tenant, self.skill)
+        stamp = (model_file.stat().st_mtime, action_file.stat().st_mtime if action_file.is_file() else 0.0)
+        key = (str(data_dir), tenant)
+        cached = self._cache.get(key)
+        if cached is None or cached[0] != stamp:
+            classifier = IntentClassifier.load(model_file)
+            actions = load_actions(action_file) if action_file.is_file() else {}
+            cached = (stamp, classifier, actions)
+            self._cache[key] = cached
+        _, classifier, actions = cached
+        label, score = classifier.predict_one(text)
+        action = actions.get(label) if score > MIN_ACTION_SCORE else None
+        return label, score, action
 
 
 def train_intents(

@@ -219,3 +219,62 @@ def test_api_answers_503_with_retry_after_when_vllm_is_down(settings, start_serv
 def test_readyz_is_ready_with_the_local_backend(live):
     ready = httpx.get(live.base_url + "/readyz")
     assert ready.status_code == 200 and ready.json()["status"] == "ready"
+
+
+class InstantModel:
+    """A backend that answers at once and never queues, like a vLLM with room to spare:
+    every turn's graph and SQLite work overlaps with the others'."""
+
+    name = "instant"
+
+    def stream(self, messages, params, *, adapter=None):
+        from assistant.llm import Generation
+
+        generation = Generation(iter(["Here ", "you ", "go."]))
+        generation.prompt_tokens, generation.completion_tokens, generation.finish_reason = 5, 3, "stop"
+        return generation
+
+    def complete(self, messages, params, *, adapter=None):
+        return self.stream(messages, params, adapter=adapter).collect()
+
+    def load_adapter(self, name, path):
+        raise AssertionError("no adapters in this test")
+
+    ensure_adapter = load_adapter
+
+    def adapters(self):
+        return []
+
+    def health(self):
+        from assistant.llm import Health
+
+        return Health(True, "instant")
+
+    def close(self):
+        pass
+
+
+def test_store_writes_wait_for_the_checkpointers_transaction(settings):
+    """Concurrent turns (a vLLM backend runs many at once) write checkpoints and turn
+    records through one SQLite connection: a record must wait while the checkpointer
+    holds the connection, or SQLite fails with "cannot start a transaction within a
+    transaction" (seen in benchmarks/bench_vllm.py at 16 streams)."""
+    import threading
+
+    from assistant import Assistant
+
+    assistant = Assistant.from_settings(settings, llm=InstantModel())
+    try:
+        checkpointer = assistant.graph.checkpointer
+        with checkpointer.lock:
+            writer = threading.Thread(target=assistant.store.record_turn, args=("default", "conv_x", "recommendation"))
+            writer.start()
+            writer.join(0.5)
+            assert writer.is_alive(), "the record was written while the checkpointer held the connection"
+        writer.join(10)
+        assert not writer.is_alive() and assistant.store.turn_count("default", "conv_x") == 1
+        turn = assistant.start_turn([{"role": "user", "content": "Gift ideas for my friend"}],
+                                    model="recommendation").run()
+        assert assistant.history("default", turn.conversation_id)[-1]["content"] == "Here you go."
+    finally:
+        assistant.close()

@@ -371,8 +371,11 @@ def test_widget_on_a_hostile_page_streams_rates_remembers_and_refuses_other_orig
         refused.close()
 
 
-def test_demo_page_chats_on_its_own_origin_and_hands_off_to_a_person(browser, live):
+def test_demo_page_hands_off_to_a_person_and_shows_their_replies(browser, live):
+    import httpx
     from playwright.sync_api import expect
+
+    from assistant.prompts import HANDOFF_REPLY
 
     context = browser.new_context(viewport={"width": 1280, "height": 800})
     page = context.new_page()
@@ -381,10 +384,34 @@ def test_demo_page_chats_on_its_own_origin_and_hands_off_to_a_person(browser, li
     widget.get_by_role("button", name="Open chat: Lepton demo").click()
     widget.get_by_role("button", name="Talk to a person").click()
     expect(widget.locator(".msg-user .bubble")).to_have_text("I'd like to talk to a person")
-    expect(widget.get_by_role("button", name="Helpful", exact=True)).to_be_visible(timeout=120_000)
+    expect(widget.locator(".msg-assistant .bubble").last).to_have_text(HANDOFF_REPLY, timeout=60_000)
+    status = widget.get_by_role("status")
+    expect(status).to_contain_text("A person from our team will reply here")
+    expect(widget.get_by_role("button", name="Talk to a person")).to_be_hidden()
     expect(widget.get_by_role("alert")).to_have_text("")
+
+    # An agent answers through the admin API; the open widget shows it, named.
+    storage = page.evaluate("() => Object.assign({}, window.localStorage)")
+    cid = next(v for k, v in storage.items() if k.endswith(":conversation"))
+    reply = httpx.post(f"{live.base_url}/admin/conversations/{cid}/messages",
+                       json={"content": "Hi, I'm **Sam**. How can I help?", "agent": "Sam"})
+    assert reply.status_code == 200, reply.text
+    agent = widget.locator(".msg-agent")
+    expect(agent.locator(".bubble")).to_have_text("Hi, I'm Sam. How can I help?", timeout=15_000)
+    expect(agent.locator(".agent-name")).to_have_text("Sam")
     ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / "widget-demo.png"))
+    page.screenshot(path=str(ARTIFACTS / "widget-handoff.png"))
+
+    # After a reload the person's message and the waiting state are still there.
+    page.reload()
+    widget.get_by_role("button", name="Open chat: Lepton demo").click()
+    expect(widget.locator(".msg-agent .bubble")).to_have_text("Hi, I'm Sam. How can I help?")
+    expect(widget.get_by_role("status")).to_contain_text("A person from our team will reply here")
+
+    # Released: the widget says so and offers the person button again.
+    assert httpx.post(f"{live.base_url}/admin/conversations/{cid}/release").status_code == 200
+    expect(widget.get_by_role("status")).to_have_text("You are back with the assistant.", timeout=15_000)
+    expect(widget.get_by_role("button", name="Talk to a person")).to_be_visible()
     context.close()
 
 
