@@ -1,6 +1,6 @@
 """The ``lepton`` command line.
 
-    lepton serve                 start the API server and demo page
+    lepton serve                 start the API server and demo page (--backend vllm: through vLLM)
     lepton chat                  chat in the terminal (embedded, or --url to a server)
     lepton skills list           installed skills and plugins that failed to load
     lepton models prepare        convert the embedded model once, ahead of first use
@@ -69,28 +69,45 @@ def _with(ctx: click.Context, **overrides) -> Settings:
 # -- serve ----------------------------------------------------------------------
 
 
-@cli.command(help="Start the OpenAI-compatible API server.\n\nExample: lepton serve --port 8000")
+@cli.command(help="Start the OpenAI-compatible API server.\n\nExamples:\n\n  lepton serve --port 8000\n\n"
+             "  lepton serve --backend vllm              (starts and supervises vLLM)\n\n"
+             "  lepton serve --vllm-url http://gpu-host:8001  (an external vLLM)")
 @click.option("--host", help="Address to bind (default 127.0.0.1).")
 @click.option("--port", type=int, help="Port to bind (default 8000).")
-@click.option("--backend", type=click.Choice(["local", "openai"]), help="LLM backend.")
+@click.option("--backend", type=click.Choice(["local", "openai", "vllm"]), help="LLM backend.")
 @click.option("--model", help="HF model folder or id instead of the embedded model.")
 @click.option("--openai-base-url", help="Endpoint for --backend openai.")
+@click.option("--vllm-url", help="Attach to this external vLLM instead of starting one (implies --backend vllm).")
 @click.pass_context
-def serve(ctx, host, port, backend, model, openai_base_url) -> None:
+def serve(ctx, host, port, backend, model, openai_base_url, vllm_url) -> None:
     import uvicorn
 
     from assistant.core import Assistant
     from server import create_app
 
-    settings = _with(ctx, host=host, port=port, backend=backend, model=model, openai_base_url=openai_base_url)
+    if vllm_url and backend not in (None, "vllm"):
+        raise click.UsageError(f"--vllm-url needs --backend vllm, not --backend {backend}")
+    if vllm_url:
+        backend = "vllm"
+    settings = _with(ctx, host=host, port=port, backend=backend, model=model, openai_base_url=openai_base_url,
+                     vllm_url=vllm_url)
     assistant = Assistant.from_settings(settings, progress=lambda m: click.echo(m, err=True))
-    # A fresh install answers real help-centre questions: the demo articles go into the
-    # default tenant's help centre on first start (LEPTON_DEMO_KNOWLEDGE=false skips it).
-    assistant.ensure_demo_knowledge(progress=lambda m: click.echo(m, err=True))
-    click.echo(f"Lepton Assistant on http://{settings.host}:{settings.port}  (data: {settings.data_dir})", err=True)
-    # proxy_headers=False: only LEPTON_TRUSTED_PROXIES decides whose X-Forwarded-For is believed.
-    uvicorn.run(create_app(settings, assistant), host=settings.host, port=settings.port, log_level="warning",
-                proxy_headers=False)
+    try:
+        # A fresh install answers real help-centre questions: the demo articles go into the
+        # default tenant's help centre on first start (LEPTON_DEMO_KNOWLEDGE=false skips it).
+        assistant.ensure_demo_knowledge(progress=lambda m: click.echo(m, err=True))
+        click.echo(f"Lepton Assistant on http://{settings.host}:{settings.port}  (data: {settings.data_dir})", err=True)
+        app = create_app(settings, assistant, close_assistant=True)
+    except BaseException:
+        assistant.close()  # a managed vLLM must not outlive a failed start
+        raise
+    # The app closes the assistant (and stops a managed vLLM) during uvicorn's graceful
+    # shutdown, before uvicorn re-raises the SIGTERM/SIGINT it caught.
+    try:
+        # proxy_headers=False: only LEPTON_TRUSTED_PROXIES decides whose X-Forwarded-For is believed.
+        uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning", proxy_headers=False)
+    finally:
+        assistant.close()  # idempotent; covers a port that could not be bound
 
 
 # -- chat -----------------------------------------------------------------------

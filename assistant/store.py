@@ -78,9 +78,11 @@ def connect(path: Path) -> sqlite3.Connection:
 
 
 class Store:
-    def __init__(self, conn: sqlite3.Connection):
+    def __init__(self, conn: sqlite3.Connection, lock: threading.Lock | None = None):
+        """``lock`` serialises use of ``conn``; pass the lock of anything else that uses
+        the same connection (the LangGraph checkpointer)."""
         self._conn = conn
-        self._lock = threading.Lock()
+        self._lock = lock or threading.Lock()
         with self._lock, self._conn:
             self._conn.executescript(_SCHEMA)
 

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Install Lepton with its test dependencies and run the whole test suite,
-# slow tests included. Arguments go to pytest, e.g.  bash scripts/test.sh -m "not slow"
+# slow tests included (those that start a real vLLM too). Arguments go to pytest, e.g.  bash scripts/test.sh -m "not slow"
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/install.sh ".[test]"
+# vLLM too (CPU build, ~8 minutes the first time): the tests marked `vllm` start a real one.
+bash scripts/install_vllm.sh ".[test,vllm]"
 # The widget's browser tests drive Debian's chromium (never a downloaded browser).
 if [ ! -x /usr/bin/chromium ]; then
   if [ "$(id -u)" = 0 ]; then

@@ -8,6 +8,7 @@ below are thin.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from contextlib import asynccontextmanager
 
@@ -19,7 +20,7 @@ from assistant.errors import ConversationNotFound
 
 from .admin import router as admin_router
 from .chat import ChatService
-from .errors import api_error_from, install_error_handlers
+from .errors import ApiError, api_error_from, install_error_handlers
 from .handoffs import router as handoff_router
 from .keys import Caller, WidgetKeys, caller
 from .limits import WidgetLimits
@@ -30,12 +31,15 @@ from .widget import router as widget_router
 __all__ = ["create_app"]
 
 
-def create_app(settings: Settings, assistant: Assistant | None = None) -> FastAPI:
+def create_app(settings: Settings, assistant: Assistant | None = None, *, close_assistant: bool = False) -> FastAPI:
+    """``close_assistant``: close a given assistant at shutdown (``lepton serve`` hands over
+    the one it built, whose managed vLLM must stop before the process exits)."""
+
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        owned = assistant is None
+        owned = assistant is None or close_assistant
         app.state.assistant = assistant or Assistant.from_settings(settings)
-        if owned:  # `lepton serve`: a fresh install gets a help centre to try the widget on
+        if assistant is None:  # a fresh install gets a help centre to try the widget on
             app.state.assistant.ensure_demo_knowledge()
         app.state.chat = ChatService(app.state.assistant)
         app.state.widget_keys = WidgetKeys(app.state.assistant.store)
@@ -88,6 +92,17 @@ def create_app(settings: Settings, assistant: Assistant | None = None) -> FastAP
 
     @app.get("/healthz")
     async def healthz():
+        """Liveness: the process answers. Says nothing about the model."""
         return {"status": "ok"}
+
+    @app.get("/readyz")
+    async def readyz(request: Request):
+        """Readiness: the LLM backend can answer now (a managed vLLM that is restarting
+        or an unreachable endpoint is not ready: 503 with Retry-After)."""
+        health = await asyncio.to_thread(request.app.state.assistant.llm.health)
+        if not health.ok:
+            raise ApiError(503, f"The model backend is not ready: {health.detail}", "server_error",
+                           code="backend_unavailable", headers={"Retry-After": "5"})
+        return {"status": "ready", "backend": health.detail}
 
     return app

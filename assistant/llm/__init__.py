@@ -2,16 +2,47 @@
 
 from __future__ import annotations
 
-from typing import Callable
+import logging
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from ..settings import Settings
-from .base import ChatModel, Completion, Generation, GenerationParams, Message
+from .base import ChatModel, Completion, Generation, GenerationParams, Health, Message
 
-__all__ = ["ChatModel", "Completion", "Generation", "GenerationParams", "Message", "create_chat_model"]
+if TYPE_CHECKING:
+    from ..adapters import AdapterRecord
+
+log = logging.getLogger(__name__)
+
+__all__ = ["ChatModel", "Completion", "Generation", "GenerationParams", "Health", "Message", "create_chat_model"]
 
 
-def create_chat_model(settings: Settings, progress: Callable[[str], None] = print) -> ChatModel:
-    """Build the backend the settings ask for."""
+def create_chat_model(
+    settings: Settings, progress: Callable[[str], None] = print, adapters: "Sequence[AdapterRecord]" = ()
+) -> ChatModel:
+    """Build the backend the settings ask for.
+
+    ``adapters`` are the registry's active adapters: a managed vLLM gets those that fit
+    its model as start-up arguments. Every backend also loads adapters while it runs
+    (the Assistant asks before a skill's turn), so the others ignore them.
+    """
+    if settings.backend == "vllm":
+        from .vllm import attach_vllm, start_managed_vllm
+
+        if settings.vllm_url:
+            return attach_vllm(settings)
+        from ..adapters import model_identity
+        from ..models import resolve_model
+
+        model_path = resolve_model(settings, progress)
+        identity = model_identity(model_path)
+        fitting = {}
+        for record in adapters:
+            problem = record.problem_with(identity)
+            if problem is None:
+                fitting[record.name] = str(record.path)
+            else:
+                log.error("not giving vLLM adapter %s: %s", record.name, problem)
+        return start_managed_vllm(settings, model_path, fitting, progress)
     if settings.backend == "openai":
         from .openai_compat import OpenAIChatModel
 

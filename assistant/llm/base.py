@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, Protocol, runtime_checkable
 
-__all__ = ["Message", "GenerationParams", "Generation", "Completion", "ChatModel"]
+__all__ = ["Message", "GenerationParams", "Generation", "Completion", "Health", "ChatModel"]
 
 #: An OpenAI-style chat message: {"role": "system"|"user"|"assistant", "content": str}
 Message = dict[str, str]
@@ -69,6 +69,14 @@ class Generation:
         return Completion(text, self.prompt_tokens, self.completion_tokens, self.finish_reason or "stop")
 
 
+@dataclass
+class Health:
+    """Whether a backend can answer now (``/readyz``), and why not."""
+
+    ok: bool
+    detail: str
+
+
 @runtime_checkable
 class ChatModel(Protocol):
     """A chat LLM. ``adapter`` names a LoRA adapter known to the backend (None: base model)."""
@@ -83,6 +91,19 @@ class ChatModel(Protocol):
         self, messages: list[Message], params: GenerationParams, *, adapter: str | None = None
     ) -> Completion: ...
 
-    def load_adapter(self, name: str, path: str) -> None: ...
+    def load_adapter(self, name: str, path: str) -> None:
+        """Make the peft adapter at ``path`` usable as ``adapter=name``; replaces an
+        adapter of that name loaded from another path. Works while serving."""
+        ...
+
+    def ensure_adapter(self, name: str, path: str) -> None:
+        """``load_adapter`` unless ``name`` is already loaded from ``path`` (cheap when it is)."""
+        ...
 
     def adapters(self) -> list[str]: ...
+
+    def health(self) -> Health: ...
+
+    def close(self) -> None:
+        """Release what the backend started (a managed server); idempotent."""
+        ...

@@ -15,7 +15,7 @@ import threading
 from typing import Iterator
 
 from ..errors import BackendBusy, BackendError, ModelError
-from .base import Completion, Generation, GenerationParams, Message
+from .base import Completion, Generation, GenerationParams, Health, Message
 
 __all__ = ["LocalChatModel"]
 
@@ -53,7 +53,8 @@ class LocalChatModel:
 
     # -- adapters -----------------------------------------------------------
     def load_adapter(self, name: str, path: str) -> None:
-        """Load a peft LoRA adapter under ``name``; usable by the next request."""
+        """Load a peft LoRA adapter under ``name``; usable by the next request. A name
+        already loaded is replaced (a retrained adapter), after the running generation."""
         from peft import PeftModel
 
         with self._lock:
@@ -69,8 +70,18 @@ class LocalChatModel:
                 raise ModelError(f"cannot load adapter {name!r} from {path}: {exc}") from exc
             self._adapters[name] = path
 
+    def ensure_adapter(self, name: str, path: str) -> None:
+        if self._adapters.get(name) != path:
+            self.load_adapter(name, path)
+
     def adapters(self) -> list[str]:
         return sorted(self._adapters)
+
+    def health(self) -> Health:
+        return Health(True, f"local model {self.name}")
+
+    def close(self) -> None:
+        pass  # nothing outside this process to release
 
     # -- generation ---------------------------------------------------------
     def encode(self, messages: list[Message]) -> "object":

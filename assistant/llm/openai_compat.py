@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Iterator
 
 from ..errors import BackendBusy, BackendError
-from .base import Completion, Generation, GenerationParams, Message
+from .base import Completion, Generation, GenerationParams, Health, Message
 
 __all__ = ["OpenAIChatModel"]
 
@@ -40,8 +40,21 @@ class OpenAIChatModel:
     def load_adapter(self, name: str, path: str) -> None:
         raise BackendError("adapters of an external OpenAI-compatible endpoint are managed by that endpoint")
 
+    def ensure_adapter(self, name: str, path: str) -> None:
+        self.load_adapter(name, path)
+
     def adapters(self) -> list[str]:
         return []
+
+    def health(self) -> Health:
+        try:
+            self._client.with_options(timeout=3.0).models.list()
+        except self._openai.OpenAIError as exc:
+            return Health(False, f"{self._client.base_url} is unreachable: {exc}")
+        return Health(True, f"OpenAI-compatible endpoint {self._client.base_url}")
+
+    def close(self) -> None:
+        self._client.close()
 
     def _request(self, messages: list[Message], params: GenerationParams, adapter: str | None, stream: bool):
         try:

@@ -1,0 +1,242 @@
+"""The assistant's API over vLLM against raw vLLM, in one run, on the same prompts.
+
+    python benchmarks/bench_vllm.py [--max-tokens 64] [--requests 48] [--concurrency 1 16] [--rounds 3]
+
+Starts a managed vLLM (as `lepton serve --backend vllm` does) and the real
+assistant on it behind a real uvicorn server on loopback. For each concurrency
+level, the same chat requests go (streaming) once straight to vLLM and once
+through the assistant's /v1/chat/completions:
+
+- tokens/s = completion tokens of all requests / wall time of the batch;
+  the ratio assistant / raw is the figure of merit (goal >= 0.95 at 16 streams);
+- non-LLM time per turn, p50/p95, two ways (the assistant's turn observers report
+  the model's share; client and server share one clock, the server runs in this process):
+  "outside" = latency - the window from the turn's first model call to its last token,
+  i.e. what the assistant adds before and after generation (routing, graph, SQLite,
+  HTTP); "waiting" = latency - time the graph spent blocked on the model, which also
+  counts relaying each token while the model is already generating the next;
+- base model vs a LoRA adapter (random r=8 on q_proj/v_proj, active for the skill)
+  at the highest concurrency, raw and through the assistant.
+
+The messages are gift requests that the router sends to the `recommendation`
+skill, which prompts the model with its system prompt and the user message; raw
+vLLM gets exactly those two messages, so both sides generate from one prompt.
+Greedy decoding: both sides produce the same tokens. Raw and assistant batches
+alternate (``--rounds`` of each, ABBA order) and their tokens and wall times are
+summed, so load from other processes on the machine hits both sides alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from bench_turn_overhead import pct  # noqa: E402 - a sibling script: benchmarks/ is on sys.path
+
+MESSAGES = [
+    "I need a present for my niece, she is ten",
+    "Suggest a gift for my sister",
+    "What could I buy my dad for his birthday?",
+    "Gift ideas under 20 pounds for a colleague",
+    "Recommend a present for a friend who loves cooking",
+    "Looking for a birthday gift for my mum",
+    "Any gift recommendations for a teenager who likes games?",
+    "What should I get my brother for Christmas?",
+]
+
+
+async def stream_one(client, url: str, body: dict) -> tuple[float, int, str | None, str | None, float, float]:
+    """(latency, completion tokens, conversation id, skill, start, end) of one streamed request."""
+    tokens, conversation, skill = 0, None, None
+    start = time.perf_counter()
+    async with client.stream("POST", url, json=body) as response:
+        if response.status_code != 200:
+            raise RuntimeError(f"{url} answered {response.status_code}: {(await response.aread())[:300]!r}")
+        async for line in response.aiter_lines():
+            if not line.startswith("data: ") or line == "data: [DONE]":
+                continue
+            chunk = json.loads(line[6:])
+            if "error" in chunk:
+                raise RuntimeError(f"{url} failed mid-stream: {chunk['error']}")
+            if chunk.get("usage"):
+                tokens = chunk["usage"]["completion_tokens"]
+            lepton = chunk.get("lepton") or {}
+            conversation = lepton.get("conversation_id", conversation)
+            skill = lepton.get("skill", skill)
+    end = time.perf_counter()
+    return end - start, tokens, conversation, skill, start, end
+
+
+async def batch(url: str, bodies: list[dict], concurrency: int) -> tuple[float, list[tuple]]:
+    """Send ``bodies`` with at most ``concurrency`` in flight; (wall seconds, results)."""
+    import httpx
+
+    semaphore = asyncio.Semaphore(concurrency)
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(timeout=600, limits=limits) as client:
+        async def guarded(body):
+            async with semaphore:
+                return await stream_one(client, url, body)
+
+        start = time.perf_counter()
+        results = await asyncio.gather(*(guarded(b) for b in bodies))
+        return time.perf_counter() - start, results
+
+
+def make_lora(model_path: str, folder: Path) -> Path:
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch.manual_seed(0)
+    base = AutoModelForCausalLM.from_pretrained(model_path)
+    config = LoraConfig(r=8, lora_alpha=64, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    get_peft_model(base, config).save_pretrained(folder)
+    AutoTokenizer.from_pretrained(model_path).save_pretrained(folder)
+    return folder
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--max-tokens", type=int, default=64)
+    parser.add_argument("--requests", type=int, default=48, help="requests per batch at the highest concurrency")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16])
+    parser.add_argument("--rounds", type=int, default=3, help="alternating raw/assistant batches per figure")
+    parser.add_argument("--json", action="store_true", help="also print the figures as one JSON line")
+    args = parser.parse_args()
+
+    import uvicorn
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from assistant import Assistant, Settings
+    from assistant.adapters import model_identity
+    from assistant.llm.vllm import start_managed_vllm
+    from assistant.models import resolve_model
+    from server import create_app
+
+    data = Path(tempfile.mkdtemp(prefix="bench-vllm-"))
+    model = resolve_model(Settings(data_dir=os.environ.get("LEPTON_DATA_DIR") or data))
+    settings = Settings(data_dir=data / "bench", model=model, backend="vllm", demo_knowledge=False,
+                        max_queue=256)
+    llm = start_managed_vllm(settings, model, progress=lambda m: print(m, file=sys.stderr))
+    figures: dict[str, float] = {}
+    try:
+        assistant = Assistant.from_settings(settings, llm=llm)
+        model_time: dict[str, tuple[float, list[float]]] = {}  # conversation -> (waiting, window)
+        assistant.turn_observers.append(lambda turn: model_time.__setitem__(
+            turn.conversation_id, (turn.context.llm_seconds, list(turn.context.llm_window))))
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        server = uvicorn.Server(uvicorn.Config(create_app(settings, assistant), host="127.0.0.1", port=port,
+                                               log_level="warning"))
+        threading.Thread(target=server.run, daemon=True).start()
+        while not server.started:
+            time.sleep(0.05)
+
+        system = assistant.skills["recommendation"].system_prompt
+        raw_url = llm.root_url + "/v1/chat/completions"
+        lepton_url = f"http://127.0.0.1:{port}/v1/chat/completions"
+
+        def raw_bodies(n: int, model_name: str) -> list[dict]:
+            return [{"model": model_name, "stream": True, "stream_options": {"include_usage": True},
+                     "max_tokens": args.max_tokens, "temperature": 0.0, "top_p": 1.0,
+                     "messages": [{"role": "system", "content": system},
+                                  {"role": "user", "content": MESSAGES[i % len(MESSAGES)]}]} for i in range(n)]
+
+        def lepton_bodies(n: int) -> list[dict]:
+            return [{"model": "assistant", "stream": True, "max_tokens": args.max_tokens,
+                     "messages": [{"role": "user", "content": MESSAGES[i % len(MESSAGES)]}]} for i in range(n)]
+
+        def run_lepton(n: int, concurrency: int) -> tuple[float, int, list[tuple[float, float]]]:
+            """(wall, tokens, [(outside, waiting) non-LLM seconds per turn])."""
+            wall, results = asyncio.run(batch(lepton_url, lepton_bodies(n), concurrency))
+            skills = {r[3] for r in results}
+            if skills != {"recommendation"}:
+                raise SystemExit(f"the router sent benchmark messages to {skills}; the comparison needs one prompt")
+            overheads = []
+            for latency, _, conv, _, start, end in results:
+                waiting, (first, last) = model_time[conv]
+                overheads.append(((first - start) + (end - last), latency - waiting))
+            return wall, sum(r[1] for r in results), overheads
+
+        def run_raw(n: int, concurrency: int, model_name: str) -> tuple[float, int]:
+            wall, results = asyncio.run(batch(raw_url, raw_bodies(n, model_name), concurrency))
+            return wall, sum(r[1] for r in results)
+
+        base_name = llm._model_name()
+        # Warm-up: vLLM compiles/caches on first use; the assistant loads its router.
+        run_raw(4, 4, base_name)
+        run_lepton(4, 4)
+
+        print(f"vLLM CPU, greedy, max_tokens={args.max_tokens}, streaming; messages routed to 'recommendation'")
+        print(f"{'streams':>7} {'requests':>8} {'raw tok/s':>10} {'assistant tok/s':>16} {'ratio':>6} "
+              f"{'non-LLM outside p50/p95':>24} {'latency-waiting p50/p95':>24}")
+
+        def ms(values: list[float]) -> str:
+            return f"{pct(values, .5) * 1000:9.1f} /{pct(values, .95) * 1000:7.1f} ms"
+
+        def compare(n: int, concurrency: int, raw_model: str) -> tuple[float, float, list[tuple[float, float]]]:
+            """(raw tok/s, assistant tok/s, non-LLM seconds per assistant turn) over alternating rounds."""
+            totals = {"raw": [0.0, 0], "lepton": [0.0, 0]}
+            overheads: list[tuple[float, float]] = []
+            for round_ in range(args.rounds):
+                for side in (("raw", "lepton") if round_ % 2 == 0 else ("lepton", "raw")):
+                    if side == "raw":
+                        wall, tokens = run_raw(n, concurrency, raw_model)
+                    else:
+                        wall, tokens, turn_overheads = run_lepton(n, concurrency)
+                        overheads += turn_overheads
+                    totals[side][0] += wall
+                    totals[side][1] += tokens
+            return (totals["raw"][1] / totals["raw"][0], totals["lepton"][1] / totals["lepton"][0], overheads)
+
+        for concurrency in args.concurrency:
+            n = args.requests if concurrency == max(args.concurrency) else max(8, concurrency * 3)
+            n = max(n, concurrency)
+            raw_tps, lep_tps, overheads = compare(n, concurrency, base_name)
+            outside, waiting = [o for o, _ in overheads], [w for _, w in overheads]
+            figures.update({f"raw_tps_{concurrency}": raw_tps, f"assistant_tps_{concurrency}": lep_tps,
+                            f"ratio_{concurrency}": lep_tps / raw_tps,
+                            f"non_llm_p50_ms_{concurrency}": pct(outside, .5) * 1000,
+                            f"non_llm_p95_ms_{concurrency}": pct(outside, .95) * 1000,
+                            f"waiting_p50_ms_{concurrency}": pct(waiting, .5) * 1000,
+                            f"waiting_p95_ms_{concurrency}": pct(waiting, .95) * 1000})
+            print(f"{concurrency:>7} {n:>5}x{args.rounds:<2} {raw_tps:>10.1f} {lep_tps:>16.1f} {lep_tps / raw_tps:>6.3f} "
+                  f"{ms(outside)} {ms(waiting)}")
+
+        # Base vs adapter, at the highest concurrency.
+        top = max(args.concurrency)
+        identity = model_identity(model)
+        assistant.adapters.register("bench-lora", make_lora(model, data / "lora"), skill="recommendation",
+                                    base_model=identity.base_model, template_hash=identity.template_hash,
+                                    activate=True)
+        run_lepton(2, 2)  # loads the adapter into vLLM (the first turn after activation)
+        raw_ad, lep_ad, overheads = compare(args.requests, top, "bench-lora")
+        figures.update({f"raw_adapter_tps_{top}": raw_ad, f"assistant_adapter_tps_{top}": lep_ad})
+        print(f"\nLoRA adapter (r=8, q_proj/v_proj) at {top} streams, {args.requests} requests x {args.rounds}:")
+        print(f"  raw vLLM   base {figures[f'raw_tps_{top}']:7.1f} tok/s   adapter {raw_ad:7.1f} tok/s"
+              f"   adapter/base {raw_ad / figures[f'raw_tps_{top}']:.3f}")
+        print(f"  assistant  base {figures[f'assistant_tps_{top}']:7.1f} tok/s   adapter {lep_ad:7.1f} "
+              f"tok/s   assistant/raw with adapter {lep_ad / raw_ad:.3f}")
+        print(f"  non-LLM per turn with adapter, outside p50/p95 {ms([o for o, _ in overheads])}, "
+              f"latency-waiting {ms([w for _, w in overheads])}")
+        if args.json:
+            print(json.dumps({k: round(v, 4) for k, v in figures.items()}))
+        server.should_exit = True
+    finally:
+        llm.close()
+
+
+if __name__ == "__main__":
+    main()
