@@ -157,7 +157,10 @@ class SentenceEmbeddingFunction(EmbeddingFunction[Documents]):
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """float32 array (len(texts), dim) of unit vectors."""
         if not texts:
-            return np.zeros((0, self.encoder.get_sentence_embedding_dimension()), np.float32)
+            encoder = self.encoder
+            # sentence-transformers 6 renamed the method and warns on the old name.
+            dimension = getattr(encoder, "get_embedding_dimension", None) or encoder.get_sentence_embedding_dimension
+            return np.zeros((0, dimension()), np.float32)
         vectors = self.encoder.encode(
             list(texts),
             batch_size=self.batch_size,
