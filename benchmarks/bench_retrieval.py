@@ -15,6 +15,13 @@
    Printed: p50/p95 per mode, the BM25 index build time, and rank_bm25's
    whole-collection scan on the same texts for comparison.
 
+3. Stages. Each step of a hybrid search (validation, collection handle, query
+   encoding, Chroma's nearest-neighbour query, BM25 ranking, fusion) is timed on
+   its own, in the order ``Retriever.search`` runs them, over the same queries.
+   Printed: median and minimum wall time and median CPU time of this process per
+   step. On a machine shared with other jobs wall times swell with the load; CPU
+   time and the minimum move much less, so they show what each step costs.
+
 Example:
     python benchmarks/bench_retrieval.py \
         --wixqa ../shared/data/wixqa/wixqa_public_rag_sample.jsonl \
@@ -127,6 +134,34 @@ def latency(retriever: Retriever, kb: str, queries: list[str], modes: list[str],
     return out
 
 
+def stages(retriever: Retriever, kb: str, queries: list[str], k: int) -> dict:
+    """Wall and CPU milliseconds of each step of a hybrid search, step by step."""
+    store, tenant = retriever.store, "bench"
+    pool = max(k, retriever.candidates)
+    wall: dict[str, list[float]] = {}
+    cpu: dict[str, list[float]] = {}
+
+    def timed(name, step):  # noqa: ANN001, ANN202
+        c0, t0 = time.process_time(), time.perf_counter()
+        value = step()
+        wall.setdefault(name, []).append((time.perf_counter() - t0) * 1000)
+        cpu.setdefault(name, []).append((time.process_time() - c0) * 1000)
+        return value
+
+    for q in queries:
+        query = timed("validate", lambda: retriever._check(q, k, "hybrid"))
+        col = timed("collection handle", lambda: store.search_collection(kb, tenant))
+        index = timed("BM25 index lookup", lambda: retriever._index(col, kb, tenant))
+        vector = timed("encode query", lambda: store.embedding.encode_query(query))
+        timed("Chroma query alone", lambda: col.query(query_embeddings=vector, n_results=pool, include=["distances"]))
+        dense = timed("dense ranking", lambda: retriever._dense(col, vector, pool, None, index))
+        lexical = timed("BM25 ranking", lambda: retriever._bm25(col, index, query, pool, None))
+        timed("fusion + hits", lambda: retriever._fuse(dense, lexical, k))
+        timed("whole search", lambda: retriever.search(q, kb, tenant, k=k, mode="hybrid"))
+    return {name: {"p50_ms": round(statistics.median(v), 3), "min_ms": round(min(v), 3),
+                   "cpu_p50_ms": round(statistics.median(cpu[name]), 3)} for name, v in wall.items()}
+
+
 def rank_bm25_scan(texts: list[str], queries: list[str]) -> dict:
     from rank_bm25 import BM25Okapi
 
@@ -158,6 +193,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rank-bm25-queries", type=int, default=30, help="Queries for the rank_bm25 comparison (0: skip).")
     parser.add_argument("--torch-threads", type=int, default=None,
                         help="torch intra-op threads (default: torch's choice, one per core).")
+    parser.add_argument("--no-stages", action="store_true", help="Skip the per-step breakdown of hybrid search.")
+    parser.add_argument("--store", type=Path, default=None,
+                        help="Keep the Chroma folder here and reuse it on the next run (a size it already "
+                             "exceeds is skipped) instead of filling a temporary one.")
     parser.add_argument("--json", action="store_true", help="Last line: all figures as one JSON object.")
     args = parser.parse_args(argv)
 
@@ -176,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{os.cpu_count()} CPUs, torch threads {torch.get_num_threads()}, "
           f"load average {os.getloadavg()[0]:.2f} at start", flush=True)
     with tempfile.TemporaryDirectory(prefix="lepton-bench-") as tmp:
-        store = KnowledgeStore(path=tmp)
+        store = KnowledgeStore(path=args.store or tmp)
         if not args.skip_throughput:
             results["throughput"] = tp = throughput(store, articles, config)
             print(f"ingestion: {tp['chunks']} chunks (mean {tp['mean_chunk_chars']} chars): encoder alone "
@@ -190,15 +229,20 @@ def main(argv: list[str] | None = None) -> int:
             with args.banking77_test.open(newline="", encoding="utf-8") as fh:
                 queries += [row["text"] for row in csv.DictReader(fh)]
         queries = queries[: args.queries]
-        pool = text_pool(articles, args.banking77, config, args.pool) if args.sizes else []
+        kb = "bench-latency"
+        filled = store.count(kb, "bench") if store.exists(kb, "bench") else 0
+        to_fill = any(size > filled for size in args.sizes)
+        pool = text_pool(articles, args.banking77, config, args.pool) if to_fill else []
         t0 = time.perf_counter()
         pool_vectors = store.embedding.encode([t for _, t in pool])
         if pool:
             print(f"pool: {len(pool)} distinct texts embedded in {time.perf_counter() - t0:.1f}s", flush=True)
         rng = np.random.default_rng(0)
-        kb, filled = "bench-latency", 0
         results["latency"] = {}
         for size in sorted(args.sizes):
+            if filled > size:
+                print(f"{size} chunks: skipped, {args.store} already holds {filled}", flush=True)
+                continue
             t0 = time.perf_counter()
             fill(store, kb, pool_vectors, pool, size, filled, rng)
             filled = size
@@ -209,12 +253,17 @@ def main(argv: list[str] | None = None) -> int:
             build_s = time.perf_counter() - t0
             row = {"fill_s": round(fill_s, 1), "bm25_build_s": round(build_s, 2),
                    **latency(retriever, kb, queries, args.modes, args.k)}
+            if not args.no_stages:
+                row["stages"] = stages(retriever, kb, queries, args.k)
             if args.rank_bm25_queries:
                 texts = [t for _, t, _ in store.iter_chunks(kb, "bench")]
                 row["rank_bm25_scan"] = rank_bm25_scan(texts, queries[: args.rank_bm25_queries])
             results["latency"][size] = row
             line = ", ".join(f"{m} p50 {row[m]['p50_ms']} ms / p95 {row[m]['p95_ms']} ms" for m in args.modes)
             print(f"{size} chunks: {line}; BM25 index build {build_s:.1f}s", flush=True)
+            for name, st in row.get("stages", {}).items():
+                print(f"  {name:20s} p50 {st['p50_ms']:7.3f} ms  min {st['min_ms']:7.3f} ms  "
+                      f"CPU p50 {st['cpu_p50_ms']:7.3f} ms", flush=True)
             if "rank_bm25_scan" in row:
                 rb = row["rank_bm25_scan"]
                 print(f"  rank_bm25 full scan (baseline): p50 {rb['p50_ms']} ms / p95 {rb['p95_ms']} ms; "

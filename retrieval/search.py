@@ -92,6 +92,10 @@ class Hit:
                 "metadata": dict(self.metadata), "ranks": dict(self.ranks)}
 
 
+#: One candidate of a ranking: (chunk id, text, metadata as stored, score).
+_Entry = tuple[str, str, dict, float]
+
+
 @dataclass
 class _LexicalIndex:
     revision: str
@@ -165,35 +169,34 @@ class Retriever:
         query = self._check(query, k, mode)
         if where is not None and not isinstance(where, dict):
             raise InvalidQueryError("where must be a dict, e.g. {'source': 'faq.md'}")
-        col = self.store.collection(collection, tenant)
+        col = self.store.search_collection(collection, tenant)
         tenant = self.store.tenant(tenant)
         pool = max(k, self.candidates) if mode == "hybrid" else k
 
-        dense: list[Hit] = []
-        lexical: list[Hit] = []
+        dense: list[_Entry] = []
+        lexical: list[_Entry] = []
         # Hybrid builds the lexical index anyway; its in-memory texts and metadata then
         # spare Chroma from returning them for the dense candidates (~2 ms at 50k chunks).
         index = self._index(col, collection, tenant) if mode != "dense" else None
         if mode in ("dense", "hybrid"):
-            dense = self._dense(col, query, pool, where, index)
+            dense = self._dense(col, self.store.embedding.encode_query(query), pool, where, index)
         if mode in ("bm25", "hybrid"):
             lexical = self._bm25(col, index, query, pool, where)
-        if mode == "dense":
-            return dense[:k]
-        if mode == "bm25":
-            return lexical[:k]
-        return self._fuse(dense, lexical, k)
+        if mode == "hybrid":
+            return self._fuse(dense, lexical, k)
+        name, ranking = ("dense", dense) if mode == "dense" else ("bm25", lexical)
+        return [_hit(cid, text, dict(meta), score, {name: rank})
+                for rank, (cid, text, meta, score) in enumerate(ranking[:k], start=1)]
 
     def warm(self, collection: str, tenant: str | None = None) -> None:
         """Build the BM25 index and load the encoder now rather than on the first query."""
         col = self.store.collection(collection, tenant)
         self._index(col, collection, self.store.tenant(tenant))
-        self.store.embedding.encode(["warm-up"])
+        self.store.embedding.encode_query("warm-up")
 
     # -- rankings ---------------------------------------------------------------
 
-    def _dense(self, col, query: str, n: int, where: dict | None, index: _LexicalIndex | None) -> list[Hit]:  # noqa: ANN001
-        vector = self.store.embedding.encode([query])
+    def _dense(self, col, vector: np.ndarray, n: int, where: dict | None, index: _LexicalIndex | None) -> list[_Entry]:  # noqa: ANN001
         include = ["distances"] if index is not None else ["documents", "metadatas", "distances"]
         try:
             result = col.query(query_embeddings=vector, n_results=n, where=where or None, include=include)
@@ -212,10 +215,8 @@ class Retriever:
             else:
                 pairs = [(index.texts[r], index.metadatas[r]) for r in rows]
             texts, metas = [t for t, _ in pairs], [m for _, m in pairs]
-        return [
-            _hit(cid, text, dict(meta or {}), 1.0 - float(dist), {"dense": rank})
-            for rank, (cid, text, meta, dist) in enumerate(zip(ids, texts, metas, distances), start=1)
-        ]
+        return [(cid, text or "", meta or {}, 1.0 - float(dist))
+                for cid, text, meta, dist in zip(ids, texts, metas, distances)]
 
     def _index(self, col, collection: str, tenant: str) -> _LexicalIndex:  # noqa: ANN001
         revision = str((col.metadata or {}).get("lepton_revision", ""))
@@ -235,7 +236,7 @@ class Retriever:
             self._indexes[col.name] = index
             return index
 
-    def _bm25(self, col, index: _LexicalIndex, query: str, n: int, where: dict | None) -> list[Hit]:  # noqa: ANN001
+    def _bm25(self, col, index: _LexicalIndex, query: str, n: int, where: dict | None) -> list[_Entry]:  # noqa: ANN001
         mask = None
         if where:
             # Chroma evaluates the filter, so both rankings obey exactly the same rules.
@@ -246,26 +247,21 @@ class Retriever:
             mask = np.zeros(index.bm25.size, dtype=bool)
             rows = [index.row_of[c] for c in allowed if c in index.row_of]
             mask[rows] = True
-        hits = []
-        for rank, (row, score) in enumerate(index.bm25.top(query, n, mask), start=1):
-            hits.append(_hit(index.ids[row], index.texts[row], dict(index.metadatas[row]), score, {"bm25": rank}))
-        return hits
+        return [(index.ids[row], index.texts[row], index.metadatas[row], score)
+                for row, score in index.bm25.top(query, n, mask)]
 
     @staticmethod
-    def _fuse(dense: list[Hit], lexical: list[Hit], k: int) -> list[Hit]:
+    def _fuse(dense: list[_Entry], lexical: list[_Entry], k: int) -> list[Hit]:
         fused: dict[str, float] = {}
         ranks: dict[str, dict[str, int]] = {}
-        first: dict[str, Hit] = {}
+        first: dict[str, _Entry] = {}
         for ranking, name in ((dense, "dense"), (lexical, "bm25")):
-            for rank, hit in enumerate(ranking, start=1):
-                fused[hit.chunk_id] = fused.get(hit.chunk_id, 0.0) + 1.0 / (RRF_K + rank)
-                ranks.setdefault(hit.chunk_id, {})[name] = rank
-                first.setdefault(hit.chunk_id, hit)
+            for rank, entry in enumerate(ranking, start=1):
+                cid = entry[0]
+                fused[cid] = fused.get(cid, 0.0) + 1.0 / (RRF_K + rank)
+                ranks.setdefault(cid, {})[name] = rank
+                first.setdefault(cid, entry)
         # Ties (same fused score) keep the dense order, then BM25's: sorted() is stable.
         best = sorted(fused, key=lambda cid: -fused[cid])[:k]
-        out = []
-        for cid in best:
-            hit = first[cid]
-            out.append(_hit(cid, hit.text, hit.metadata, fused[cid], ranks[cid]))
-        return out
-
+        # Hits are built for the k results only, not for every candidate of both rankings.
+        return [_hit(cid, first[cid][1], dict(first[cid][2]), fused[cid], ranks[cid]) for cid in best]

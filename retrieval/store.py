@@ -7,13 +7,29 @@ to download its default model.
 Every write bumps a revision token kept in the collection's metadata; searchers
 compare it with the one their lexical index was built at, so an ingestion in any
 process (the CLI while the server runs) invalidates stale indexes.
+
+Searches use :meth:`KnowledgeStore.search_collection`, which keeps the collection
+handle (and so the revision it was read at) instead of asking Chroma's catalogue on
+every query. A cached handle is dropped when:
+
+- this process writes the knowledge base through any store object on the same
+  folder or server (writes notify every such store);
+- another process writes an embedded folder: every write changes the folder's
+  SQLite file, so its (inode, size, mtime) is compared on each search (a ``stat``,
+  microseconds). File times tick coarsely, so a handle read while the file was
+  modified less than ``_RACY_S`` ago is not trusted and is read again next time;
+- another process writes through a Chroma server: the handle is re-read at most
+  ``server_recheck_s`` (default 1 s) after it was read, so such a write reaches
+  searches in this process within that time.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import threading
+import time
 import uuid
 import weakref
 from collections.abc import Callable, Iterable, Sequence
@@ -48,6 +64,15 @@ _MAX_TENANT = 128
 _MAX_KB = 256
 _PREFIX = "t_"
 _SEP = "__"
+
+# A file modified this recently may be modified again within the same timestamp
+# tick; a handle read then is re-read on the next search.
+_RACY_S = 2.0
+
+# Every open store object per location (folder or URL), so a write through one
+# drops the cached handles of the others in this process.
+_STORES: dict[str, weakref.WeakSet] = {}
+_STORES_LOCK = threading.Lock()
 
 
 class StoreSettings(Protocol):
@@ -118,6 +143,7 @@ class SentenceEmbeddingFunction(EmbeddingFunction[Documents]):
     def __init__(self, model_path: str | None = None, batch_size: int = 64):
         self.model_path = model_path
         self.batch_size = batch_size
+        self._direct: bool | None = None  # whether encode_query may call the model directly
 
     @property
     def encoder(self):  # noqa: ANN201 - SentenceTransformer, imported lazily
@@ -131,7 +157,10 @@ class SentenceEmbeddingFunction(EmbeddingFunction[Documents]):
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """float32 array (len(texts), dim) of unit vectors."""
         if not texts:
-            return np.zeros((0, self.encoder.get_sentence_embedding_dimension()), np.float32)
+            encoder = self.encoder
+            # sentence-transformers 6 renamed the method and warns on the old name.
+            dimension = getattr(encoder, "get_embedding_dimension", None) or encoder.get_sentence_embedding_dimension
+            return np.zeros((0, dimension()), np.float32)
         vectors = self.encoder.encode(
             list(texts),
             batch_size=self.batch_size,
@@ -140,6 +169,43 @@ class SentenceEmbeddingFunction(EmbeddingFunction[Documents]):
             show_progress_bar=False,
         )
         return np.asarray(vectors, dtype=np.float32)
+
+    def encode_query(self, text: str) -> np.ndarray:
+        """``encode([text])`` for one search query, with less overhead around the model.
+
+        sentence-transformers' ``encode`` sorts the batch by length, checks every
+        parameter's device and switches the model to eval mode on each call, which adds
+        a few milliseconds per query on a small CPU. Here the text is tokenised and run
+        through the model directly. On first use the result is compared with ``encode``
+        on a probe text; if they are not bit-identical (a model with a default prompt,
+        another library version), ``encode`` is used from then on.
+        """
+        if self._direct is None:
+            self._direct = self._direct_matches()
+        if not self._direct:
+            return self.encode([text])
+        return self._forward(text)
+
+    def _forward(self, text: str) -> np.ndarray:
+        import torch
+
+        encoder = self.encoder
+        with torch.inference_mode():
+            features = encoder.preprocess([text])
+            vector = encoder(features)["sentence_embedding"]
+            vector = torch.nn.functional.normalize(vector, p=2, dim=1)
+        return np.asarray(vector.float().numpy(), dtype=np.float32)
+
+    def _direct_matches(self) -> bool:
+        encoder = self.encoder
+        try:
+            if encoder.device.type != "cpu" or not hasattr(encoder, "preprocess"):
+                return False
+            encoder.eval()
+            probe = "How do I connect a custom domain to my site?"
+            return bool(np.array_equal(self._forward(probe), self.encode([probe])))
+        except Exception:  # any API difference: keep to the library's own path
+            return False
 
     def __call__(self, input: Documents) -> Embeddings:  # noqa: A002 - Chroma's signature
         return list(self.encode(list(input)))
@@ -218,6 +284,7 @@ class KnowledgeStore:
         url: str | None = None,
         embedding_model: str | None = None,
         default_tenant: str | None = None,
+        server_recheck_s: float = 1.0,
     ):
         if settings is None and path is None and url is None:
             raise RetrievalError("KnowledgeStore needs settings, a path or a url")
@@ -234,6 +301,14 @@ class KnowledgeStore:
         self._lock = threading.Lock()
         #: Called with the collection name after every write (in-process listeners).
         self._listeners: list[weakref.ref] = []
+        #: How long a server's collection handle is trusted (writes from other processes).
+        self.server_recheck_s = server_recheck_s
+        # name -> (handle, fingerprint or read time); see search_collection.
+        self._handles: dict[str, tuple[Any, Any]] = {}
+        self._generation = 0  # bumped by every write notice; a read racing one is not cached
+        self._location = url or str(self.path.resolve())
+        with _STORES_LOCK:
+            _STORES.setdefault(self._location, weakref.WeakSet()).add(self)
 
     def __repr__(self) -> str:
         where = self.url or str(self.path)
@@ -280,6 +355,47 @@ class KnowledgeStore:
                 "embedding_model back or delete and re-ingest it"
             )
         return col
+
+    def search_collection(self, kb: str, tenant: str | None = None):  # noqa: ANN201
+        """:meth:`collection` for reading, served from a cache while nothing was written.
+
+        See the module docstring for when the cached handle is dropped. The handle's
+        metadata (``lepton_revision``) is the one read with it.
+        """
+        name = collection_name(self.tenant(tenant), kb)
+        cached = self._handles.get(name)
+        stamp = self._stamp()
+        if cached is not None:
+            col, seen = cached
+            if self.path is None:
+                if stamp - seen < self.server_recheck_s:
+                    return col
+            elif stamp is not None and stamp == seen:
+                return col
+        generation = self._generation
+        col = self.collection(kb, tenant)
+        if self.path is None:
+            stamp = time.monotonic()  # trust runs from after the read
+        elif stamp is None or time.time() - stamp[2] / 1e9 < _RACY_S:
+            return col
+        if generation == self._generation:
+            self._handles[name] = (col, stamp)
+        return col
+
+    def _stamp(self):  # noqa: ANN202
+        """The embedded folder's (inode, size, mtime) of its SQLite files; the clock for a server."""
+        if self.path is None:
+            return time.monotonic()
+        try:
+            main = os.stat(self.path / "chroma.sqlite3")
+        except OSError:
+            return None
+        try:  # present only if Chroma ever switches its database to write-ahead logging
+            wal = os.stat(self.path / "chroma.sqlite3-wal")
+            extra = (wal.st_ino, wal.st_size, wal.st_mtime_ns)
+        except OSError:
+            extra = None
+        return (main.st_ino, main.st_size, max(main.st_mtime_ns, extra[2] if extra else 0), extra)
 
     def _metadata(self, tenant: str, kb: str, revision: str) -> dict[str, str]:
         return {
@@ -408,12 +524,20 @@ class KnowledgeStore:
         self._notify(col.name)
 
     def _notify(self, name: str) -> None:
+        with _STORES_LOCK:
+            peers = list(_STORES.get(self._location, ()))
+        for store in peers:
+            store._forget(name)
         for ref in list(self._listeners):
             listener = ref()
             if listener is None:
                 self._listeners.remove(ref)
             else:
                 listener(name)
+
+    def _forget(self, name: str) -> None:
+        self._generation += 1
+        self._handles.pop(name, None)
 
     def add_listener(self, listener: Callable[[str], None]) -> None:
         """Call ``listener(collection_name)`` after every write through this store object.

@@ -91,3 +91,30 @@ def test_unreachable_server_is_a_clear_error(tmp_path):
     store = KnowledgeStore(Settings(data_dir=tmp_path, chroma_url=f"http://127.0.0.1:{_free_port()}"))
     with pytest.raises(StoreUnavailableError, match="cannot reach the Chroma server at http://127.0.0.1:"):
         store.list_collections("acme")
+
+
+def test_search_sees_writes_from_other_clients_of_the_server(chroma_url, tmp_path, encoder):
+    """In this process a write through any store reaches the next search at once; a write
+    by another client of the server (here a bare Chroma client) within server_recheck_s."""
+    import chromadb
+    from chromadb.config import Settings as ChromaSettings
+
+    from retrieval import ingest_bytes
+
+    settings = Settings(data_dir=tmp_path / "data", chroma_url=chroma_url)
+    store = KnowledgeStore(settings, server_recheck_s=0.5)
+    retriever = Retriever(store)
+    ingest_bytes(store, b"Our office cat is called Biscuit.", "cat.txt", "help", "acme")
+    assert retriever.search("zanzibar", "help", "acme", mode="bm25") == []
+    ingest_bytes(KnowledgeStore(settings), b"We ship to Zanzibar twice a month.", "ship.txt", "help", "acme")
+    assert [h.source for h in retriever.search("zanzibar", "help", "acme", mode="bm25")] == ["ship.txt"]
+
+    port = int(chroma_url.rsplit(":", 1)[1])
+    raw = chromadb.HttpClient(host="127.0.0.1", port=port, settings=ChromaSettings(anonymized_telemetry=False))
+    col = raw.get_collection("t_acme__help")
+    text = "Parcels to Madagascar take three weeks."
+    col.add(ids=["raw-1"], documents=[text], embeddings=store.embedding.encode([text]),
+            metadatas=[{"source": "mada.txt", "title": "mada"}])
+    col.modify(metadata={**col.metadata, "lepton_revision": "written-elsewhere"})
+    time.sleep(0.6)
+    assert [h.source for h in retriever.search("madagascar", "help", "acme", mode="bm25")] == ["mada.txt"]

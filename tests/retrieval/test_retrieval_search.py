@@ -129,3 +129,73 @@ def test_bm25_index_follows_writes_from_another_process(store, settings):
     other = KnowledgeStore(settings)
     ingest_bytes(other, b"We ship to Zanzibar twice a month.", "ship.txt", KB, TENANT)
     assert [h.source for h in retriever.search("zanzibar", KB, TENANT, mode="bm25")] == ["ship.txt"]
+
+
+# -- the cached collection handle (store.search_collection) -----------------------
+
+
+@pytest.fixture
+def trust_at_once(monkeypatch):
+    """Cache a handle even right after a write, so these tests exercise the cached path."""
+    monkeypatch.setattr("retrieval.store._RACY_S", 0.0)
+
+
+def _cached(store: KnowledgeStore) -> bool:
+    return f"t_{TENANT}__{KB}" in store._handles
+
+
+def test_cached_handle_follows_writes_through_the_store(store, trust_at_once):
+    retriever = Retriever(store)
+    ingest_bytes(store, b"Our office cat is called Biscuit.", "cat.txt", KB, TENANT)
+    assert retriever.search("Biscuit", KB, TENANT)[0].source == "cat.txt"
+    assert _cached(store)
+    ingest_bytes(store, b"We ship to Zanzibar twice a month.", "ship.txt", KB, TENANT)
+    for mode in ("hybrid", "bm25"):
+        assert retriever.search("zanzibar", KB, TENANT, mode=mode)[0].source == "ship.txt"
+    store.delete_source(KB, "ship.txt", TENANT)
+    assert retriever.search("zanzibar", KB, TENANT, mode="bm25") == []
+    store.drop_collection(KB, TENANT)
+    with pytest.raises(CollectionNotFoundError):
+        retriever.search("Biscuit", KB, TENANT)
+
+
+def test_cached_handle_follows_writes_through_a_second_store(store, settings, trust_at_once):
+    retriever = Retriever(store)
+    ingest_bytes(store, b"Our office cat is called Biscuit.", "cat.txt", KB, TENANT)
+    assert retriever.search("zanzibar", KB, TENANT, mode="bm25") == []
+    assert _cached(store)
+    other = KnowledgeStore(settings)
+    ingest_bytes(other, b"We ship to Zanzibar twice a month.", "ship.txt", KB, TENANT)
+    assert [h.source for h in retriever.search("zanzibar", KB, TENANT, mode="bm25")] == ["ship.txt"]
+    other.drop_collection(KB, TENANT)
+    with pytest.raises(CollectionNotFoundError):
+        retriever.search("Biscuit", KB, TENANT)
+
+
+def test_cached_handle_follows_writes_that_bypass_this_process(store, settings, trust_at_once):
+    """A write no store object in this process hears of (as from another process) changes
+    the folder's SQLite file, which the next search notices."""
+    import chromadb
+    from chromadb.config import Settings as ChromaSettings
+
+    retriever = Retriever(store)
+    ingest_bytes(store, b"Our office cat is called Biscuit.", "cat.txt", KB, TENANT)
+    assert retriever.search("zanzibar", KB, TENANT, mode="bm25") == []
+    assert _cached(store)
+    raw = chromadb.PersistentClient(str(settings.chroma_dir), settings=ChromaSettings(anonymized_telemetry=False))
+    col = raw.get_collection(f"t_{TENANT}__{KB}")
+    vector = store.embedding.encode(["We ship to Zanzibar twice a month."])
+    col.add(ids=["raw-1"], documents=["We ship to Zanzibar twice a month."], embeddings=vector,
+            metadatas=[{"source": "ship.txt", "title": "ship"}])
+    col.modify(metadata={**col.metadata, "lepton_revision": "written-elsewhere"})
+    assert [h.source for h in retriever.search("zanzibar", KB, TENANT, mode="bm25")] == ["ship.txt"]
+    assert retriever.search("zanzibar", KB, TENANT, mode="hybrid")[0].source == "ship.txt"
+
+
+def test_handle_read_just_after_a_write_is_not_cached(store):
+    """File times tick coarsely: a handle read within _RACY_S of a write could miss a
+    second write in the same tick, so it is read again on the next search."""
+    retriever = Retriever(store)
+    ingest_bytes(store, b"Our office cat is called Biscuit.", "cat.txt", KB, TENANT)
+    assert retriever.search("Biscuit", KB, TENANT)[0].source == "cat.txt"
+    assert not _cached(store)
