@@ -104,7 +104,8 @@ def serve(ctx, host, port, backend, model, openai_base_url, vllm_url) -> None:
     # The app closes the assistant (and stops a managed vLLM) during uvicorn's graceful
     # shutdown, before uvicorn re-raises the SIGTERM/SIGINT it caught.
     try:
-        uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning")
+        # proxy_headers=False: only LEPTON_TRUSTED_PROXIES decides whose X-Forwarded-For is believed.
+        uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning", proxy_headers=False)
     finally:
         assistant.close()  # idempotent; covers a port that could not be bound
 

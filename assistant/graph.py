@@ -195,7 +195,10 @@ def guard_out(state: ConversationState, runtime: Runtime[TurnContext]) -> dict:
         reply = EMPTY_REPLY
     if reason:
         failures = 0
-    history = history + [{"role": "assistant", "content": reply}]
+    answer = {"role": "assistant", "content": reply}
+    if extras.get("citations"):  # kept with the answer, so a reloaded widget shows them again
+        answer["citations"] = extras["citations"]
+    history = history + [answer]
     return {
         "messages": history,
         "incoming": [],

@@ -161,6 +161,16 @@ class Settings(BaseSettings):
         description="Chat messages one widget conversation may send per minute "
         "(token bucket: bursts of up to this many, then refilled evenly).",
     )
+    widget_max_tokens: int = Field(
+        default=512,
+        ge=1,
+        description="Longest answer (tokens) a widget-keyed request may ask for; longer requests are cut to it.",
+    )
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="Reverse proxies (IPs or CIDR networks, JSON list) whose X-Forwarded-For header is "
+        "believed when the per-IP limit picks the client's address; empty: the peer address is used.",
+    )
     widget_ip_rate_per_minute: int = Field(
         default=60,
         ge=1,

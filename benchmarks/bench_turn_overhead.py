@@ -40,6 +40,23 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
+def serve(settings, assistant):  # noqa: ANN001, ANN201 - Settings, Assistant -> (uvicorn.Server, base URL)
+    """A real uvicorn server for ``assistant`` on a free loopback port, in a thread."""
+    import uvicorn
+
+    from server import create_app
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app(settings, assistant), host="127.0.0.1", port=port,
+                                           log_level="warning", proxy_headers=False))
+    threading.Thread(target=server.run, daemon=True).start()
+    while not server.started:
+        time.sleep(0.05)
+    return server, f"http://127.0.0.1:{port}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--turns", type=int, default=60)
@@ -47,13 +64,11 @@ def main() -> None:
     args = parser.parse_args()
 
     import httpx
-    import uvicorn
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from assistant import Assistant, Settings
     from assistant.llm.local import LocalChatModel
     from assistant.models import resolve_model
-    from server import create_app
 
     data = Path(tempfile.mkdtemp())
     shared = os.environ.get("LEPTON_DATA_DIR")
@@ -63,16 +78,8 @@ def main() -> None:
     llm_seconds: dict[str, float] = {}  # conversation id -> model time of its latest turn
     assistant.turn_observers.append(lambda turn: llm_seconds.__setitem__(turn.conversation_id,
                                                                           turn.context.llm_seconds))
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(settings, assistant), host="127.0.0.1", port=port,
-                                           log_level="warning"))
-    threading.Thread(target=server.run, daemon=True).start()
-    while not server.started:
-        time.sleep(0.05)
-
-    url = f"http://127.0.0.1:{port}/v1/chat/completions"
+    server, base = serve(settings, assistant)
+    url = f"{base}/v1/chat/completions"
     overheads, latencies = [], []
     conversation = None
     with httpx.Client(timeout=120) as client:

@@ -13,14 +13,15 @@ import time
 from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI, Request
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from assistant import Assistant, Settings
 from assistant.errors import ConversationNotFound
 
 from .admin import router as admin_router
-from .handoffs import router as handoff_router
 from .chat import ChatService
 from .errors import ApiError, api_error_from, install_error_handlers
+from .handoffs import router as handoff_router
 from .keys import Caller, WidgetKeys, caller
 from .limits import WidgetLimits
 from .protocol import model_list
@@ -52,6 +53,10 @@ def create_app(settings: Settings, assistant: Assistant | None = None, *, close_
     app.state.limits = WidgetLimits(settings)
     install_error_handlers(app)
     app.add_middleware(WidgetCors)
+    if settings.trusted_proxies:
+        # Outermost: behind these reverse proxies the client address (per-IP limits,
+        # the admin routes' loopback rule) is taken from X-Forwarded-For.
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxies)
     app.include_router(widget_router)
     app.include_router(admin_router)
     app.include_router(handoff_router)
@@ -59,7 +64,8 @@ def create_app(settings: Settings, assistant: Assistant | None = None, *, close_
     # Every route that touches tenant data resolves its caller through `caller`.
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request, who: Caller = Depends(caller)):
-        return await request.app.state.chat.handle(request, who.tenant_id, admit=who.admit_turn)
+        cap = settings.widget_max_tokens if who.key is not None else None
+        return await request.app.state.chat.handle(request, who.tenant_id, admit=who.admit_turn, max_tokens_cap=cap)
 
     @app.get("/v1/models")
     async def models(request: Request, who: Caller = Depends(caller)):

@@ -91,13 +91,20 @@ class ChatService:
             message, param = validation_message(exc)
             raise ApiError(400, message, param=param) from None
 
-    def start(self, req: ChatCompletionRequest, tenant_id: str, header_conversation: str | None) -> Turn:
+    def start(
+        self,
+        req: ChatCompletionRequest,
+        tenant_id: str,
+        header_conversation: str | None,
+        max_tokens_cap: int | None = None,
+    ) -> Turn:
         messages = [
             {"role": "system" if m.role == "developer" else m.role, "content": m.text()} for m in req.messages
         ]
         conversation_id = (req.lepton.conversation_id if req.lepton else None) or header_conversation
+        max_tokens = req.max_completion_tokens or req.max_tokens or self.settings.max_tokens
         params = GenerationParams(
-            max_tokens=req.max_completion_tokens or req.max_tokens or self.settings.max_tokens,
+            max_tokens=min(max_tokens, max_tokens_cap) if max_tokens_cap else max_tokens,
             temperature=req.temperature if req.temperature is not None else 0.0,
             top_p=req.top_p if req.top_p is not None else 1.0,
             stop=req.stop or [],
@@ -115,14 +122,19 @@ class ChatService:
         return {"skill": turn.skill, "conversation_id": turn.conversation_id, **turn.extras}
 
     async def handle(
-        self, request: Request, tenant_id: str, admit: Callable[[str, str], None] | None = None
+        self,
+        request: Request,
+        tenant_id: str,
+        admit: Callable[[str, str], None] | None = None,
+        max_tokens_cap: int | None = None,
     ) -> JSONResponse | StreamingResponse:
         """``admit(model, conversation_id)`` may refuse the turn by raising an ApiError;
         it runs once the turn is validated and before it starts, so a refused turn
-        leaves nothing behind."""
+        leaves nothing behind. ``max_tokens_cap`` bounds the answer's length whatever
+        the request asks (widget keys are public)."""
         req = self.parse(await read_body(request, self.settings.max_request_bytes))
         try:
-            turn = self.start(req, tenant_id, request.headers.get("x-conversation-id"))
+            turn = self.start(req, tenant_id, request.headers.get("x-conversation-id"), max_tokens_cap)
         except Exception as exc:
             raise api_error_from(exc) from None
         if admit is not None:

@@ -228,6 +228,8 @@ def resolve_caller(request: Request, presented: str | None) -> Caller:
     if origin is not None and not widget_key.allows_origin(origin, request_origin(request)):
         raise ApiError(403, f"This chat widget is not enabled for {origin}: the origin is not on the widget "
                             "key's list of allowed origins.", code="origin_not_allowed")
+    # Behind trusted proxies the app's ProxyHeadersMiddleware already put the real
+    # client's address here (see create_app); otherwise it is the peer's.
     client = request.client.host if request.client else "unknown"
     state.limits.per_ip.check(client)
     return Caller(tenant_id=widget_key.tenant_id, key=widget_key, limits=state.limits)

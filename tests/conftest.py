@@ -83,7 +83,7 @@ class LiveServer:
 
         self.port = port
         self.base_url = f"http://127.0.0.1:{port}"
-        self._server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+        self._server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", proxy_headers=False))
         self._thread = threading.Thread(target=self._server.run, daemon=True)
 
     def start(self) -> "LiveServer":

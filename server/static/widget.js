@@ -600,6 +600,7 @@
       var message = addMessage(stored.role, stored.content, { before: before, agent: agent });
       if (stored.role === "assistant" && !agent) {
         message.index = index;
+        if (Array.isArray(stored.citations)) addCitations(message, stored.citations);
         addFeedback(message);
       }
       if (agent && !before) announce(agent + ": " + stored.content);

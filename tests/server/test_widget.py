@@ -129,6 +129,38 @@ def test_per_ip_rate_limit_answers_429_with_retry_after(settings, assistant, sta
     assert chat(live).status_code == 200  # keyless calls are not limited here
 
 
+def test_per_ip_limit_believes_x_forwarded_for_only_from_trusted_proxies(settings, assistant, start_server):
+    key = WidgetKeys(assistant.store).create("acme", [SHOP]).key
+
+    def config(live, forwarded):
+        return call(live, "GET", f"/v1/widget/config?key={key}", origin=SHOP, headers={"X-Forwarded-For": forwarded})
+
+    # Not behind a trusted proxy: the header is the client's word and is ignored.
+    live = serve(settings, assistant, start_server, widget_ip_rate_per_minute=2)
+    assert config(live, "203.0.113.1").status_code == 200
+    assert config(live, "203.0.113.2").status_code == 200
+    assert_error(config(live, "203.0.113.3"), 429, "rate_limit_exceeded")
+
+    # Behind a trusted proxy (this machine): each forwarded client has its own budget,
+    # and an address forged in front of the real one does not buy a new budget.
+    proxied = serve(settings, assistant, start_server, widget_ip_rate_per_minute=2, trusted_proxies=["127.0.0.0/8"])
+    assert config(proxied, "203.0.113.1").status_code == 200
+    assert config(proxied, "198.51.100.7, 203.0.113.1").status_code == 200
+    assert_error(config(proxied, "192.0.2.99, 203.0.113.1"), 429, "rate_limit_exceeded")
+    assert config(proxied, "203.0.113.2").status_code == 200
+
+
+def test_widget_keys_cannot_ask_for_longer_answers_than_the_cap(settings, assistant, start_server):
+    live = serve(settings, assistant, start_server, widget_max_tokens=3)
+    key = WidgetKeys(assistant.store).create("acme", [SHOP]).key
+    capped = chat(live, key, SHOP, model="recommendation", max_tokens=40)
+    assert capped.status_code == 200 and capped.json()["usage"]["completion_tokens"] <= 3
+    assert capped.json()["choices"][0]["finish_reason"] == "length"
+    # Integrators without a widget key are not capped by it.
+    free = chat(live, model="recommendation", max_tokens=6)
+    assert free.json()["usage"]["completion_tokens"] > 3
+
+
 def test_per_conversation_rate_limit(settings, assistant, start_server):
     live = serve(settings, assistant, start_server, widget_rate_per_minute=1)
     key = WidgetKeys(assistant.store).create("acme", [SHOP]).key
@@ -516,6 +548,14 @@ def test_markdown_and_citations_are_rendered_safely(browser, settings, llm, help
         widget.get_by_role("button", name="Send message").click()
         expect(widget.get_by_role("alert")).to_have_text(
             "You are sending messages too quickly. Please wait 60 seconds and try again.")
+
+        # After a reload the answer comes back with its sources, rendered as safely.
+        page.reload()
+        widget.get_by_role("button", name="Open chat: Shop help").click()
+        expect(widget.locator(".msg-assistant .sources li")).to_have_text(["Shipping policy", "Returns", "Evil"])
+        assert shadow_eval(page, "return [...root.querySelectorAll('.sources a')].map(a => a.getAttribute('href'))") == [
+            "https://shop.example/help/shipping"
+        ]
         context.close()
     finally:
         host.close()
