@@ -124,6 +124,40 @@ def throughput(base_path: str, rows: list, config: dict, steps: int) -> dict:
     return out
 
 
+def train_through_cli(args, work: Path, data_dir: Path, prepared: Path, report: dict) -> tuple[str, dict]:
+    """`lepton finetune prepare` and `train` on the Banking77 training rows; returns the adapter and config."""
+    train_rows = read_csv(args.train)
+    if args.train_rows:
+        train_rows = random.Random(args.seed).sample(train_rows, args.train_rows)
+    source = work / "banking77_train.csv"
+    with open(source, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["text", "label"])
+        writer.writerows(train_rows)
+
+    started = time.perf_counter()
+    report["prepare"] = lepton(data_dir, "prepare", str(source), "--out", str(prepared), "--system", SYSTEM,
+                               "--eval-size", str(args.eval_size), "--seed", str(args.seed), "--overwrite")
+    report["prepare"]["seconds"] = round(time.perf_counter() - started, 1)
+
+    config = {"lora_r": args.rank, "lora_alpha": 2 * args.rank, "lora_dropout": 0.0, "target_modules": "all-linear",
+              "learning_rate": args.lr, "batch_size": args.batch_size, "max_length": 128, "epochs": args.epochs,
+              "max_steps": args.max_steps, "seed": args.seed, "bf16": not args.fp32, "save_every": 100,
+              "warmup_ratio": 0.05, "weight_decay": 0.0, "threads": args.threads}
+    config_file = work / "train_config.json"
+    config_file.write_text(json.dumps(config, indent=2))
+    name = f"banking77-{int(time.time())}"
+    started = time.perf_counter()
+    base = ["--base-model", args.base_model] if args.base_model else []
+    report["train"] = lepton(data_dir, "train", "--skill", "customer_service", "--data", str(prepared),
+                             "--config", str(config_file), "--name", name, *base)
+    report["train"]["wall_seconds"] = round(time.perf_counter() - started, 1)
+    report["train"]["peak_rss_mb_children"] = round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1)
+    print(json.dumps(report["train"]), file=sys.stderr, flush=True)
+
+    return name, config
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--train", type=Path, required=True, help="Banking77 train.csv (text,category)")
@@ -145,6 +179,10 @@ def main() -> None:
                     help="torch threads for training and scoring; 1 was faster than 2 on a 2-core machine "
                          "shared with other busy processes")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--base-model", help="model folder to fine-tune; default: the embedded model")
+    ap.add_argument("--adapter", help="measure this adapter, already trained in --work (by an earlier run of this "
+                                      "script, e.g. interrupted and registered with `finetune train --resume`), "
+                                      "instead of preparing and training")
     args = ap.parse_args()
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -154,35 +192,18 @@ def main() -> None:
     report: dict = {"args": {k: str(v) for k, v in vars(args).items()},
                     "machine": {"cpus": os.cpu_count(), "load_at_start": os.getloadavg()}}
 
-    train_rows = read_csv(args.train)
-    if args.train_rows:
-        train_rows = random.Random(args.seed).sample(train_rows, args.train_rows)
-    source = work / "banking77_train.csv"
-    with open(source, "w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["text", "label"])
-        writer.writerows(train_rows)
-
     prepared = work / "prepared"
-    started = time.perf_counter()
-    report["prepare"] = lepton(data_dir, "prepare", str(source), "--out", str(prepared), "--system", SYSTEM,
-                               "--eval-size", str(args.eval_size), "--seed", str(args.seed), "--overwrite")
-    report["prepare"]["seconds"] = round(time.perf_counter() - started, 1)
-    report["prepare"].pop("problems", None)
+    if args.adapter:
+        from assistant.adapters import AdapterRegistry
 
-    config = {"lora_r": args.rank, "lora_alpha": 2 * args.rank, "lora_dropout": 0.0, "target_modules": "all-linear",
-              "learning_rate": args.lr, "batch_size": args.batch_size, "max_length": 128, "epochs": args.epochs,
-              "max_steps": args.max_steps, "seed": args.seed, "bf16": not args.fp32, "save_every": 100,
-              "warmup_ratio": 0.05, "weight_decay": 0.0, "threads": args.threads}
-    config_file = work / "train_config.json"
-    config_file.write_text(json.dumps(config, indent=2))
-    name = f"banking77-{int(time.time())}"
-    started = time.perf_counter()
-    report["train"] = lepton(data_dir, "train", "--skill", "customer_service", "--data", str(prepared),
-                             "--config", str(config_file), "--name", name)
-    report["train"]["wall_seconds"] = round(time.perf_counter() - started, 1)
-    report["train"]["peak_rss_mb_children"] = round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1)
-    print(json.dumps(report["train"]), file=sys.stderr, flush=True)
+        name = args.adapter
+        record = AdapterRegistry(data_dir / "adapters").get(name)
+        config = record.config["train"]
+        report["prepare"] = json.loads((prepared / "stats.json").read_text())
+        report["train"] = dict(record.metrics["train"])
+    else:
+        name, config = train_through_cli(args, work, data_dir, prepared, report)
+    report["prepare"].pop("problems", None)
 
     started = time.perf_counter()
     report["eval"] = lepton(data_dir, "eval", name)

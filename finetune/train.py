@@ -139,7 +139,7 @@ def _lr_lambda(total: int, warmup: int):
     return factor
 
 
-def _save_checkpoint(folder: Path, model, optimizer, scheduler, step: int, run: dict) -> None:
+def _save_checkpoint(folder: Path, model, optimizer, scheduler, step: int, run: dict, progress: dict) -> None:
     import torch
 
     folder.parent.mkdir(parents=True, exist_ok=True)
@@ -147,7 +147,7 @@ def _save_checkpoint(folder: Path, model, optimizer, scheduler, step: int, run: 
     model.save_pretrained(staging)
     torch.save({"step": step, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                 "torch_rng": torch.get_rng_state()}, staging / _STATE)
-    (staging / _RUN).write_text(json.dumps({**run, "step": step}, indent=2))
+    (staging / _RUN).write_text(json.dumps({**run, "step": step, "progress": progress}, indent=2))
     old = folder.with_name(".checkpoint-old")
     if old.exists():
         shutil.rmtree(old)
@@ -203,6 +203,7 @@ def train(
     run = {"name": name, "skill": skill, "base_model": base_path, "data": str(data.resolve()),
            "dataset_hash": data_hash, "train": config.to_dict()}
     start_step = 0
+    done: dict = {}  # counters of the segments before a resume, so metrics cover the whole run
     if checkpoint.exists() and not fresh:
         saved = json.loads((checkpoint / _RUN).read_text())
         if not resume:
@@ -220,6 +221,7 @@ def train(
             changed = sorted(k for k in fixed if fixed[k] != now[k])
             raise FinetuneError(f"cannot resume run {name!r} with a different config ({', '.join(changed)} changed)")
         start_step = saved["step"]
+        done = saved.get("progress", {})
     elif resume:
         raise FinetuneError(f"there is no interrupted run {name!r} to resume")
     elif fresh and folder.exists():
@@ -262,9 +264,14 @@ def train(
     bar = tqdm(total=total, initial=start_step, file=sys.stderr, unit="step", disable=not progress,
                dynamic_ncols=True, desc=f"train {name}")
     epoch_batches: dict[int, list[list[int]]] = {}
-    losses: list[float] = []
-    tokens = 0
-    started = time.perf_counter()
+    losses: list[float] = list(done.get("losses", []))
+    tokens = int(done.get("tokens", 0))
+    started = time.perf_counter() - float(done.get("seconds", 0.0))
+
+    def progress_so_far() -> dict:
+        return {"losses": losses, "tokens": tokens, "seconds": time.perf_counter() - started,
+                "peak_rss_mb": max(_peak_rss_mb(), float(done.get("peak_rss_mb", 0.0)))}
+
     step = start_step
     try:
         while step < total:
@@ -288,11 +295,11 @@ def train(
             if on_step is not None:
                 on_step(step, losses[-1])
             if step % config.save_every == 0 and step < total:
-                _save_checkpoint(checkpoint, model, optimizer, scheduler, step, run)
+                _save_checkpoint(checkpoint, model, optimizer, scheduler, step, run, progress_so_far())
     except KeyboardInterrupt:
         bar.close()
         if step > start_step:
-            _save_checkpoint(checkpoint, model, optimizer, scheduler, step, run)
+            _save_checkpoint(checkpoint, model, optimizer, scheduler, step, run, progress_so_far())
         if checkpoint.exists():
             log(f"Interrupted at step {step} of {total}; continue with: lepton finetune train ... --name {name} --resume")
         raise
@@ -309,7 +316,7 @@ def train(
         "train_seconds": round(elapsed, 2),
         "tokens": tokens,
         "tokens_per_second": round(tokens / elapsed, 1) if elapsed > 0 and tokens else None,
-        "peak_rss_mb": round(_peak_rss_mb(), 1),
+        "peak_rss_mb": round(progress_so_far()["peak_rss_mb"], 1),
     }
     adapter_dir = _register(registry, model, tokenizer, name=name, skill=skill, base_path=base_path,
                             data=data, data_hash=data_hash, eval_rows=eval_rows, config=config,

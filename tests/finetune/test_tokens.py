@@ -6,6 +6,9 @@ import pytest
 
 from finetune.tokens import IGNORE, encode_messages
 
+# Needs the converted embedded model's tokenizer (a one-time conversion per session).
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def tokenizer(model_path):
