@@ -69,7 +69,8 @@ def trained(ft_settings, prepared, model_path):
     path = Path(ft_settings.data_dir) / "colours-config.json"
     path.write_text(json.dumps(config.to_dict()))
     main_args = ["--data-dir", str(ft_settings.data_dir), "finetune", "train", "--skill", "customer_service",
-                 "--data", str(prepared), "--config", str(path), "--name", "colours", "--json"]
+                 "--data", str(prepared), "--config", str(path), "--name", "colours", "--base-model", model_path,
+                 "--json"]
     try:
         main(main_args)
     except SystemExit as exc:  # pragma: no cover
@@ -94,14 +95,15 @@ def test_train_registers_a_complete_inactive_adapter(trained, model_path, prepar
     assert (record.path / "eval.jsonl").read_text() == (prepared / "eval.jsonl").read_text()
 
 
-def test_saved_config_repeats_the_run_and_interrupt_resume_matches(ft_settings, prepared, trained, capsys):
+def test_saved_config_repeats_the_run_and_interrupt_resume_matches(ft_settings, prepared, trained, capsys,
+                                                                  model_path):
     """The adapter's own train_config.json repeats the run bit for bit; so does a
     run interrupted by Ctrl-C and resumed from its checkpoint."""
     from safetensors.torch import load_file
 
     config_path = trained.path / "train_config.json"
     cli(capsys, "--data-dir", str(ft_settings.data_dir), "finetune", "train", "--skill", "customer_service",
-        "--data", str(prepared), "--config", str(config_path), "--name", "repeat")
+        "--data", str(prepared), "--config", str(config_path), "--name", "repeat", "--base-model", model_path)
 
     def interrupt(step, loss):
         if step == 4:
@@ -110,22 +112,24 @@ def test_saved_config_repeats_the_run_and_interrupt_resume_matches(ft_settings, 
     config = TrainConfig(**json.loads(config_path.read_text())["train"])
     with pytest.raises(KeyboardInterrupt):
         train(ft_settings, skill="customer_service", data=prepared, name="resumed", config=config,
-              progress=False, log=lambda m: None, on_step=interrupt)
+              base_model=model_path, progress=False, log=lambda m: None, on_step=interrupt)
     registry = AdapterRegistry(ft_settings.adapters_dir)
     with pytest.raises(AdapterError):
         registry.get("resumed")  # nothing half-registered
     assert not [p for p in ft_settings.adapters_dir.iterdir() if "resumed" in p.name]
     checkpoint = json.loads((run_dir(ft_settings, "resumed") / "checkpoint" / "run.json").read_text())
     assert checkpoint["step"] == 4
+    capsys.readouterr()  # the in-process run's model-loading output is not the CLI's
 
     # Without --resume the interrupted run is not silently overwritten.
     err = fails(capsys, "--data-dir", str(ft_settings.data_dir), "finetune", "train", "--skill", "customer_service",
-                "--data", str(prepared), "--config", str(config_path), "--name", "resumed")
+                "--data", str(prepared), "--config", str(config_path), "--name", "resumed", "--base-model", model_path)
     assert "interrupted at step 4" in err and "--resume" in err
     report, _ = cli(capsys, "--data-dir", str(ft_settings.data_dir), "finetune", "train", "--skill",
                     "customer_service", "--data", str(prepared), "--config", str(config_path), "--name", "resumed",
-                    "--resume", "--json")
+                    "--resume", "--base-model", model_path, "--json")
     assert (report["start_step"], report["steps"]) == (4, 8)
+    assert report["tokens"] == trained.metrics["train"]["tokens"]  # counters span both segments
     assert not run_dir(ft_settings, "resumed").exists()
 
     reference = load_file(trained.path / "adapter_model.safetensors")
