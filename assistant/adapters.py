@@ -43,6 +43,7 @@ __all__ = [
     "ModelIdentity",
     "chat_template_hash",
     "model_identity",
+    "check_adapter_name",
 ]
 
 MANIFEST = "lepton_adapter.json"
@@ -52,6 +53,12 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 class AdapterError(LeptonError):
     """An adapter is unknown, malformed or does not fit the served model."""
+
+
+def check_adapter_name(name: str) -> None:
+    """Raise AdapterError unless ``name`` can name an adapter (checked before long work)."""
+    if not _NAME.match(name):
+        raise AdapterError(f"adapter name {name!r} is invalid: use letters, digits, '.', '_' or '-' (max 64)")
 
 
 def chat_template_hash(folder: str | Path) -> str | None:
@@ -212,8 +219,7 @@ class AdapterRegistry:
         replace: bool = False,
     ) -> AdapterRecord:
         """Copy a peft adapter folder into the registry under ``name``."""
-        if not _NAME.match(name):
-            raise AdapterError(f"adapter name {name!r} is invalid: use letters, digits, '.', '_' or '-' (max 64)")
+        check_adapter_name(name)
         source = Path(source_dir)
         if not (source / "adapter_config.json").is_file():
             raise AdapterError(f"{source} is not a peft adapter folder (no adapter_config.json)")

@@ -8,6 +8,7 @@
     lepton ingest PATH...        add documents to a knowledge collection
     lepton eval retrieval FILE   measure retrieval on WixQA-format questions
     lepton keys create-widget    make a public widget key and print the snippet
+    lepton finetune ...          prepare data, train/evaluate/export LoRA adapters
 
 Every command honours --data-dir / LEPTON_DATA_DIR. A user error prints one
 line starting with "Error:" and exits non-zero; it never shows a traceback.
@@ -206,11 +207,13 @@ def eval_routing(ctx, file: Path, as_json: bool, threshold: float | None) -> Non
 
 def _attach_plugins() -> None:
     """Command groups that live with the package they manage."""
+    from finetune.cli import finetune
     from retrieval.cli import ingest, retrieval_eval
     from server.cli_keys import keys_group
     from skills.customer_service.cli import eval_intents, train_intents_command
 
     cli.add_command(keys_group)
+    cli.add_command(finetune)
     cli.add_command(ingest)
     eval_group.add_command(retrieval_eval)
     eval_group.add_command(eval_intents)

@@ -12,13 +12,14 @@ import unicodedata
 
 from .prompts import CARD_MASK
 
-__all__ = ["clean_text", "mask_card_numbers"]
+__all__ = ["clean_text", "luhn_ok", "mask_card_numbers"]
 
 # 13-19 digits, optionally grouped by single spaces or dashes.
 _CARD_CANDIDATE = re.compile(r"(?<!\d)(?:\d[ -]?){12,18}\d(?!\d)")
 
 
-def _luhn_ok(digits: str) -> bool:
+def luhn_ok(digits: str) -> bool:
+    """True when ``digits`` passes the Luhn checksum of payment card numbers."""
     total = 0
     for i, ch in enumerate(reversed(digits)):
         d = int(ch)
@@ -35,7 +36,7 @@ def mask_card_numbers(text: str) -> tuple[str, int]:
     def replace(match: re.Match[str]) -> str:
         nonlocal count
         digits = re.sub(r"\D", "", match.group())
-        if 13 <= len(digits) <= 19 and _luhn_ok(digits):
+        if 13 <= len(digits) <= 19 and luhn_ok(digits):
             count += 1
             return CARD_MASK
         return match.group()
