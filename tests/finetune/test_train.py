@@ -36,9 +36,11 @@ def fails(capsys, *argv: str) -> str:
     with pytest.raises(SystemExit) as exc:
         main(list(argv))
     assert exc.value.code == 1
+    # Model loading may draw progress bars first; the failure itself is one line, the last.
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("Error: ")
-    return err[0]
+    errors = [line for line in err if line.startswith("Error: ")]
+    assert len(errors) == 1 and err[-1] == errors[0], err
+    return errors[0]
 
 
 @pytest.fixture(scope="module")
