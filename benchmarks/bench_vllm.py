@@ -32,16 +32,14 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from bench_turn_overhead import pct  # noqa: E402 - a sibling script: benchmarks/ is on sys.path
+from bench_turn_overhead import pct, serve  # noqa: E402 - a sibling script: benchmarks/ is on sys.path
 
 MESSAGES = [
     "I need a present for my niece, she is ten",
@@ -115,14 +113,11 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="also print the figures as one JSON line")
     args = parser.parse_args()
 
-    import uvicorn
-
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from assistant import Assistant, Settings
     from assistant.adapters import model_identity
     from assistant.llm.vllm import start_managed_vllm
     from assistant.models import resolve_model
-    from server import create_app
 
     data = Path(tempfile.mkdtemp(prefix="bench-vllm-"))
     model = resolve_model(Settings(data_dir=os.environ.get("LEPTON_DATA_DIR") or data))
@@ -135,18 +130,11 @@ def main() -> None:
         model_time: dict[str, tuple[float, list[float]]] = {}  # conversation -> (waiting, window)
         assistant.turn_observers.append(lambda turn: model_time.__setitem__(
             turn.conversation_id, (turn.context.llm_seconds, list(turn.context.llm_window))))
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-        server = uvicorn.Server(uvicorn.Config(create_app(settings, assistant), host="127.0.0.1", port=port,
-                                               log_level="warning"))
-        threading.Thread(target=server.run, daemon=True).start()
-        while not server.started:
-            time.sleep(0.05)
+        server, base_url = serve(settings, assistant)
 
         system = assistant.skills["recommendation"].system_prompt
         raw_url = llm.root_url + "/v1/chat/completions"
-        lepton_url = f"http://127.0.0.1:{port}/v1/chat/completions"
+        lepton_url = base_url + "/v1/chat/completions"
 
         def raw_bodies(n: int, model_name: str) -> list[dict]:
             return [{"model": model_name, "stream": True, "stream_options": {"include_usage": True},
