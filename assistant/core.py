@@ -234,12 +234,17 @@ class Assistant:
             return record.name
 
     # -- handoff ----------------------------------------------------------------
-    def handoff_state(self, tenant_id: str, conversation_id: str | None) -> dict[str, Any]:
-        """``{"state": "none"}`` or the handoff record (state pending|released, reason, times)."""
-        record = self.store.handoff(tenant_id, conversation_id) if conversation_id else None
+    @staticmethod
+    def handoff_view(record: dict[str, Any] | None) -> dict[str, Any]:
+        """What clients see of a stored handoff record: ``{"state": "none"}`` without
+        one, else its state (pending|released), reason and times."""
         if record is None:
             return {"state": "none"}
         return {k: v for k, v in record.items() if k not in ("conversation_id", "webhook_status")}
+
+    def handoff_state(self, tenant_id: str, conversation_id: str | None) -> dict[str, Any]:
+        """The conversation's handoff as clients see it (see ``handoff_view``)."""
+        return self.handoff_view(self.store.handoff(tenant_id, conversation_id) if conversation_id else None)
 
     def _notify(self, event: str, tenant_id: str, conversation_id: str, **fields: Any) -> None:
         if self.webhook is None:
@@ -257,19 +262,24 @@ class Assistant:
     ) -> None:
         tenant, conversation = turn.tenant_id, turn.conversation_id
         if reason is not None:
-            record = self.store.open_handoff(tenant, conversation, reason)
+            handoff = self.handoff_view(self.store.open_handoff(tenant, conversation, reason))
             log.info("conversation %s handed off: %s", conversation, reason)
             self._notify("handoff.requested", tenant, conversation, reason=reason, transcript=transcript)
-        elif turn.context.handoff_pending:
-            self._notify("handoff.message", tenant, conversation, message=transcript[-1] if transcript else None)
-        turn.extras = {**turn.extras, "handoff": self.handoff_state(tenant, conversation)}
+        else:
+            # Read again rather than reuse the turn's start: an agent may have released it meanwhile.
+            handoff = self.handoff_state(tenant, conversation)
+            if turn.context.handoff_pending:
+                self._notify("handoff.message", tenant, conversation, message=transcript[-1] if transcript else None)
+        turn.extras = {**turn.extras, "handoff": handoff}
 
-    def _append_agent_message(self, tenant_id: str, conversation_id: str, message: Message) -> None:
+    def _append_agent_message(self, tenant_id: str, conversation_id: str, message: Message) -> int:
+        """Append to the stored history; returns the message's index in it."""
         config = self._config(tenant_id, conversation_id)
         with self._lock_for(config["configurable"]["thread_id"]):
             history = list(self.graph.get_state(config).values.get("messages", []))
             # Written as guard_out, the graph's last node: nothing runs after it.
             self.graph.update_state(config, {"messages": history + [message]}, as_node="guard_out")
+        return len(history)
 
     def agent_reply(self, tenant_id: str, conversation_id: str, content: str, agent: str | None = None) -> int:
         """A person's answer in a handed-off conversation; returns its message index."""
@@ -279,8 +289,7 @@ class Assistant:
         if not content.strip():
             raise InvalidRequest("content is empty", "content")
         message: Message = {"role": "assistant", "content": content, "agent": agent or "agent"}
-        self._append_agent_message(tenant_id, conversation_id, message)
-        return len(self.history(tenant_id, conversation_id)) - 1
+        return self._append_agent_message(tenant_id, conversation_id, message)
 
     def release_handoff(self, tenant_id: str, conversation_id: str) -> dict[str, Any]:
         """Give the conversation back to the assistant."""

@@ -10,6 +10,10 @@ A conversation becomes ``handoff: pending`` when
 - the assistant failed twice in a row (the skill declined or the message was
   out of scope in two consecutive turns).
 
+The ``reason`` in API responses and webhooks is ``requested``, ``angry``,
+``repeated_complaint``, ``repeated_failure``, or what a skill asked for (the
+customer-service skill's tenant intents: ``intent``).
+
 From then on the assistant stays silent in that conversation: user messages are
 stored and forwarded to the webhook, and agents answer through the admin API
 until they release it. Every rule here is deterministic and lists the words that
@@ -40,13 +44,9 @@ __all__ = [
     "is_affirmative",
     "wants_person",
     "ANGRY_SCORE",
-    "REASONS",
 ]
 
 log = logging.getLogger(__name__)
-
-#: Why a conversation was handed off (the ``reason`` in API responses and webhooks).
-REASONS = ("requested", "angry", "repeated_complaint", "repeated_failure")
 
 _PERSON = (
     r"(?:human(?:\s+being)?|person|people|agent|representative|rep|operator|someone|somebody|"
