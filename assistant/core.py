@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterator
 
 from langgraph.checkpoint.sqlite import SqliteSaver
 
-from retrieval import load_encoder
+from retrieval.query_encoder import load_query_encoder
 from skills import LoadedSkills, Skill, load_skills
 
 from .adapters import AdapterRegistry, model_identity
@@ -135,7 +135,8 @@ class Assistant:
         loaded = load_skills(settings.skills)
         if not loaded.skills:
             raise UnknownSkill("no skills could be loaded: " + "; ".join(f"{k}: {v}" for k, v in loaded.failures.items()))
-        encoder = load_encoder(settings.embedding_model)
+        encoder = load_query_encoder(settings.embedding_model)
+        encoder.prepare()  # the ONNX export happens at start-up, not on the first message
         router = EmbeddingRouter(
             encoder, {name: s.examples for name, s in loaded.skills.items()}, threshold=settings.router_threshold
         )

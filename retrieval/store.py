@@ -143,7 +143,6 @@ class SentenceEmbeddingFunction(EmbeddingFunction[Documents]):
     def __init__(self, model_path: str | None = None, batch_size: int = 64):
         self.model_path = model_path
         self.batch_size = batch_size
-        self._direct: bool | None = None  # whether encode_query may call the model directly
 
     @property
     def encoder(self):  # noqa: ANN201 - SentenceTransformer, imported lazily
@@ -171,41 +170,11 @@ class SentenceEmbeddingFunction(EmbeddingFunction[Documents]):
         return np.asarray(vectors, dtype=np.float32)
 
     def encode_query(self, text: str) -> np.ndarray:
-        """``encode([text])`` for one search query, with less overhead around the model.
+        """``encode([text])`` for one search query, on ONNX Runtime when that was verified
+        to give the same vectors (see :mod:`retrieval.query_encoder`)."""
+        from .query_encoder import load_query_encoder
 
-        sentence-transformers' ``encode`` sorts the batch by length, checks every
-        parameter's device and switches the model to eval mode on each call, which adds
-        a few milliseconds per query on a small CPU. Here the text is tokenised and run
-        through the model directly. On first use the result is compared with ``encode``
-        on a probe text; if they are not bit-identical (a model with a default prompt,
-        another library version), ``encode`` is used from then on.
-        """
-        if self._direct is None:
-            self._direct = self._direct_matches()
-        if not self._direct:
-            return self.encode([text])
-        return self._forward(text)
-
-    def _forward(self, text: str) -> np.ndarray:
-        import torch
-
-        encoder = self.encoder
-        with torch.inference_mode():
-            features = encoder.preprocess([text])
-            vector = encoder(features)["sentence_embedding"]
-            vector = torch.nn.functional.normalize(vector, p=2, dim=1)
-        return np.asarray(vector.float().numpy(), dtype=np.float32)
-
-    def _direct_matches(self) -> bool:
-        encoder = self.encoder
-        try:
-            if encoder.device.type != "cpu" or not hasattr(encoder, "preprocess"):
-                return False
-            encoder.eval()
-            probe = "How do I connect a custom domain to my site?"
-            return bool(np.array_equal(self._forward(probe), self.encode([probe])))
-        except Exception:  # any API difference: keep to the library's own path
-            return False
+        return load_query_encoder(self.model_path).encode([text])
 
     def __call__(self, input: Documents) -> Embeddings:  # noqa: A002 - Chroma's signature
         return list(self.encode(list(input)))

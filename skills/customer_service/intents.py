@@ -107,13 +107,13 @@ class SentenceEmbedder:
     def transform(self, texts):  # noqa: ANN001, ANN201 - sklearn signature
         import numpy as np
 
-        from retrieval import load_encoder
+        from retrieval.query_encoder import load_query_encoder
 
         texts = list(texts)
         memo = self._memo if self._memo is not None else {}
         missing = [t for t in dict.fromkeys(texts) if t not in memo]
         if missing:
-            vectors = load_encoder(self.model_path).encode(
+            vectors = load_query_encoder(self.model_path).encode(
                 missing, batch_size=64, normalize_embeddings=True, show_progress_bar=False
             )
             memo.update(zip(missing, vectors))

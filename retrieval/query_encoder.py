@@ -1,0 +1,213 @@
+"""Short texts (a search query, a chat message to route) encoded on ONNX Runtime.
+
+A single query through PyTorch's eager sentence-transformers model spends most
+of its ~13 ms (all-MiniLM-L6-v2, one thread, this project's 2-core machine) in
+per-operator overhead. The same model exported to ONNX and run by ONNX Runtime,
+which fuses the attention, layer-norm and GELU operators, takes ~7 ms for the same
+text with one thread (``benchmarks/bench_retrieval.py`` reports the stages).
+
+How it works: on first use the sentence-transformers model is exported in memory
+(``torch.onnx.export``, a few seconds, nothing written to disk) and checked
+against ``SentenceTransformer.encode`` on probe texts of different lengths, one
+at a time and padded in a batch. Only if every vector agrees within
+``TOLERANCE`` are short requests served by ONNX Runtime; otherwise (an
+unsupported module layout, a missing ``onnx`` package, a failed export) the
+encoder logs why once and keeps to sentence-transformers. Big jobs (ingestion,
+training the router) always use sentence-transformers, which sorts and batches
+them.
+
+ONNX Runtime runs with one intra-op thread: the encoder shares the machine with
+the LLM, and one query is too small to gain from a second thread.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import logging
+import threading
+import warnings
+from typing import Any, Sequence
+
+import numpy as np
+
+from .embeddings import load_encoder
+
+__all__ = ["QueryEncoder", "load_query_encoder", "TOLERANCE", "SMALL_BATCH"]
+
+log = logging.getLogger(__name__)
+
+#: Largest absolute difference allowed between an ONNX vector and the library's own.
+TOLERANCE = 1e-5
+#: Requests of up to this many texts go to ONNX Runtime; larger ones to sentence-transformers.
+SMALL_BATCH = 8
+
+_PROBES = (
+    "How do I connect a custom domain to my site?",
+    "refund",
+    "My card was declined at a shop yesterday although there was money in the account; "
+    "what can I do and will I be charged a fee for the failed payment?",
+)
+
+
+class QueryEncoder:
+    """``encode(texts)`` with ``SentenceTransformer.encode``'s keywords, unit vectors out.
+
+    Use :func:`load_query_encoder` to get the shared instance for a model folder.
+    """
+
+    def __init__(self, model: Any):
+        self.model = model  # the SentenceTransformer
+        self._session: Any = None
+        self._checked = False
+        self._lock = threading.Lock()
+        self.reason: str | None = None  # why ONNX Runtime is not used, once known
+
+    def prepare(self) -> bool:
+        """Export and verify now (a few seconds) instead of on the first short request.
+
+        Returns whether ONNX Runtime serves short requests (if not, ``reason`` says why).
+        """
+        self._ensure_session()
+        return self._session is not None
+
+    def encode(
+        self,
+        texts: Sequence[str],
+        batch_size: int = 64,
+        normalize_embeddings: bool = True,
+        show_progress_bar: bool = False,
+        **_: Any,
+    ) -> np.ndarray:
+        """float32 array (len(texts), dim); always L2-normalised, like the store's vectors."""
+        texts = list(texts)
+        if texts and len(texts) <= SMALL_BATCH:
+            self._ensure_session()
+            if self._session is not None:
+                return self._run(texts)
+        vectors = self.model.encode(
+            texts,
+            batch_size=batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=show_progress_bar,
+        )
+        return np.asarray(vectors, dtype=np.float32)
+
+    # ------------------------------------------------------------ internals
+
+    def _run(self, texts: list[str]) -> np.ndarray:
+        features = self.model.preprocess(texts)
+        feeds = {name: features[name].numpy() for name in self._inputs}
+        (vectors,) = self._session.run(None, feeds)
+        return np.asarray(vectors, dtype=np.float32)
+
+    def _ensure_session(self) -> None:
+        if self._checked:
+            return
+        with self._lock:
+            if self._checked:
+                return
+            try:
+                self._session, self._inputs = self._build()
+                self._verify()
+            except Exception as exc:  # any reason at all: keep to sentence-transformers
+                self._session = None
+                self.reason = f"{type(exc).__name__}: {exc}"
+                log.warning("query encoder: using sentence-transformers, not ONNX Runtime (%s)", self.reason)
+            self._checked = True
+
+    def _build(self) -> tuple[Any, list[str]]:
+        import onnxruntime
+        import torch
+
+        graph = _PooledModel.from_sentence_transformer(self.model)
+        features = self.model.preprocess(list(_PROBES[:2]))
+        inputs = [name for name in ("input_ids", "attention_mask", "token_type_ids") if name in features]
+        example = tuple(features[name] for name in inputs)
+        axes = {name: {0: "batch", 1: "tokens"} for name in inputs}
+        axes["embedding"] = {0: "batch"}
+        buffer = io.BytesIO()
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                graph.with_inputs(inputs),
+                example,
+                buffer,
+                input_names=inputs,
+                output_names=["embedding"],
+                dynamic_axes=axes,
+                opset_version=17,
+                dynamo=False,
+            )
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = 1
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        session = onnxruntime.InferenceSession(buffer.getvalue(), options, providers=["CPUExecutionProvider"])
+        return session, inputs
+
+    def _verify(self) -> None:
+        reference = np.asarray(
+            self.model.encode(list(_PROBES), normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False),
+            dtype=np.float32,
+        )
+        single = np.vstack([self._run([text]) for text in _PROBES])
+        batched = self._run(list(_PROBES))
+        worst = float(max(np.abs(single - reference).max(), np.abs(batched - reference).max()))
+        if worst > TOLERANCE:
+            raise ValueError(f"ONNX vectors differ from sentence-transformers' by {worst:.2e}")
+
+
+class _PooledModel:
+    """The transformer, mean or CLS pooling and normalisation as one traceable module."""
+
+    @staticmethod
+    def from_sentence_transformer(model: Any) -> "_PooledModel":
+        names = [type(module).__name__ for module in model]
+        if names[:2] != ["Transformer", "Pooling"] or any(n != "Normalize" for n in names[2:]):
+            raise ValueError(f"unsupported module layout {names}")
+        pooling = model[1]
+        config = pooling.get_config_dict()
+        # sentence-transformers >= 6 says pooling_mode="mean"; older versions set one flag per mode.
+        mode = config.get("pooling_mode") or "+".join(
+            k.removeprefix("pooling_mode_") for k, v in config.items() if k.startswith("pooling_mode_") and v is True
+        )
+        mode = {"mean_tokens": "mean", "cls_token": "cls"}.get(mode, mode)
+        if mode not in ("mean", "cls") or config.get("include_prompt", True) is not True:
+            raise ValueError(f"unsupported pooling {mode!r}")
+        transformer = model[0].auto_model
+        transformer.eval()
+        return _PooledModel(transformer, mean=mode == "mean")
+
+    def __init__(self, transformer: Any, mean: bool):
+        self.transformer = transformer
+        self.mean = mean
+
+    def with_inputs(self, inputs: list[str]) -> Any:
+        import torch
+
+        transformer, mean = self.transformer, self.mean
+
+        class Graph(torch.nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.transformer = transformer
+
+            def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
+                named = dict(zip(inputs, tensors))
+                hidden = self.transformer(**named).last_hidden_state
+                if mean:
+                    weights = named["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+                    pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
+                else:
+                    pooled = hidden[:, 0]
+                return torch.nn.functional.normalize(pooled, p=2, dim=1)
+
+        return Graph().eval()
+
+
+@functools.lru_cache(maxsize=4)
+def load_query_encoder(path: str | None = None) -> QueryEncoder:
+    """The shared :class:`QueryEncoder` for ``path`` (default: the wheel's model)."""
+    return QueryEncoder(load_encoder(path))
