@@ -431,7 +431,13 @@ class Assistant:
                 stream.close()
             if turn.skill is None:
                 return
-            self.store.record_turn(turn.tenant_id, turn.conversation_id, turn.skill)
+            self.store.record_turn(
+                turn.tenant_id,
+                turn.conversation_id,
+                turn.skill,
+                answer_index=len(transcript) - 1 if transcript else None,
+                prompt_system=turn.context.prompt_system,
+            )
             self._after_turn_handoff(turn, handoff_reason, transcript)
             for observer in self.turn_observers:
                 observer(turn)

@@ -117,6 +117,7 @@ def make_skill_node(skill: Skill) -> Callable[..., dict]:
             started = time.perf_counter()
             if not turn.llm_window:
                 turn.llm_window[:] = [started, started]
+            turn.prompt_system = next((m["content"] for m in messages if m["role"] == "system"), None)
             if adapter is None and turn.adapter_for is not None:
                 adapter = turn.adapter_for(skill.name)
             generation = turn.llm.stream(messages, turn.params, adapter=adapter)

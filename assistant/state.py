@@ -80,3 +80,6 @@ class TurnContext:
     handoff_requested: bool = False
     #: skill name -> the registered adapter it answers with (None: base model).
     adapter_for: Callable[[str], str | None] | None = None
+    #: System message of the turn's last model prompt (None when no model answered).
+    #: Stored with the answer, so feedback trains on the prompt the model saw.
+    prompt_system: str | None = None

@@ -55,6 +55,16 @@ CREATE TABLE IF NOT EXISTS handoffs (
     webhook_status TEXT,
     PRIMARY KEY (tenant_id, conversation_id)
 );
+-- The system message of the prompt behind each model-written answer (message_index
+-- is the answer's place in the conversation): `lepton finetune export-feedback`
+-- trains on what the model actually saw (the skill's prompt, retrieved sources).
+CREATE TABLE IF NOT EXISTS answer_prompts (
+    tenant_id TEXT NOT NULL,
+    conversation_id TEXT NOT NULL,
+    message_index INTEGER NOT NULL,
+    system TEXT NOT NULL,
+    PRIMARY KEY (tenant_id, conversation_id, message_index)
+);
 -- Public widget keys. The key itself is stored as is: it is published in the
 -- customer's page source, so hashing it would protect nothing.
 CREATE TABLE IF NOT EXISTS widget_keys (
@@ -94,7 +104,16 @@ class Store:
             ).fetchone()
         return row is not None
 
-    def record_turn(self, tenant_id: str, conversation_id: str, skill: str) -> None:
+    def record_turn(
+        self,
+        tenant_id: str,
+        conversation_id: str,
+        skill: str,
+        answer_index: int | None = None,
+        prompt_system: str | None = None,
+    ) -> None:
+        """Count a committed turn; with ``prompt_system``, also keep the system message
+        of the prompt behind the answer at ``answer_index``."""
         now = time.time()
         with self._lock, self._conn:
             self._conn.execute(
@@ -104,6 +123,21 @@ class Store:
                 " updated_at = excluded.updated_at, last_skill = excluded.last_skill, turns = turns + 1",
                 (tenant_id, conversation_id, now, now, skill),
             )
+            if prompt_system is not None and answer_index is not None:
+                self._conn.execute(
+                    "INSERT OR REPLACE INTO answer_prompts (tenant_id, conversation_id, message_index, system)"
+                    " VALUES (?, ?, ?, ?)",
+                    (tenant_id, conversation_id, answer_index, prompt_system),
+                )
+
+    def answer_prompt(self, tenant_id: str, conversation_id: str, message_index: int) -> str | None:
+        """The system message the model was given for that answer, if one was recorded."""
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT system FROM answer_prompts WHERE tenant_id = ? AND conversation_id = ? AND message_index = ?",
+                (tenant_id, conversation_id, message_index),
+            ).fetchone()
+        return row[0] if row else None
 
     def turn_count(self, tenant_id: str, conversation_id: str) -> int:
         with self._lock:

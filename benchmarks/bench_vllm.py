@@ -10,11 +10,13 @@ through the assistant's /v1/chat/completions:
 - tokens/s = completion tokens of all requests / wall time of the batch;
   the ratio assistant / raw is the figure of merit (goal >= 0.95 at 16 streams);
 - non-LLM time per turn, p50/p95, two ways (the assistant's turn observers report
-  the model's share; client and server share one clock, the server runs in this process):
+  the model's share; the server runs in this process, the client in another, and both
+  read the system-wide monotonic clock):
   "outside" = latency - the window from the turn's first model call to its last token,
   i.e. what the assistant adds before and after generation (routing, graph, SQLite,
   HTTP); "waiting" = latency - time the graph spent blocked on the model, which also
   counts relaying each token while the model is already generating the next;
+- the requests come from a separate load-generator process, for both sides;
 - base model vs a LoRA adapter (random r=8 on q_proj/v_proj, active for the skill)
   at the highest concurrency, raw and through the assistant.
 
@@ -31,10 +33,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import multiprocessing
 import os
 import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -91,6 +95,11 @@ async def batch(url: str, bodies: list[dict], concurrency: int) -> tuple[float, 
         return time.perf_counter() - start, results
 
 
+def client_batch(url: str, bodies: list[dict], concurrency: int) -> tuple[float, list[tuple]]:
+    """``batch`` in the load-generator process (see ``main``)."""
+    return asyncio.run(batch(url, bodies, concurrency))
+
+
 def make_lora(model_path: str, folder: Path) -> Path:
     import torch
     from peft import LoraConfig, get_peft_model
@@ -131,6 +140,10 @@ def main() -> None:
         assistant.turn_observers.append(lambda turn: model_time.__setitem__(
             turn.conversation_id, (turn.context.llm_seconds, list(turn.context.llm_window))))
         server, base_url = serve(settings, assistant)
+        # The load generator is a separate process, as real clients are: parsing the
+        # streams must not compete with the assistant for this interpreter's lock.
+        # perf_counter is CLOCK_MONOTONIC, so its timestamps compare with the server's.
+        client = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
 
         system = assistant.skills["recommendation"].system_prompt
         raw_url = llm.root_url + "/v1/chat/completions"
@@ -148,7 +161,7 @@ def main() -> None:
 
         def run_lepton(n: int, concurrency: int) -> tuple[float, int, list[tuple[float, float]]]:
             """(wall, tokens, [(outside, waiting) non-LLM seconds per turn])."""
-            wall, results = asyncio.run(batch(lepton_url, lepton_bodies(n), concurrency))
+            wall, results = client.submit(client_batch, lepton_url, lepton_bodies(n), concurrency).result()
             skills = {r[3] for r in results}
             if skills != {"recommendation"}:
                 raise SystemExit(f"the router sent benchmark messages to {skills}; the comparison needs one prompt")
@@ -159,7 +172,7 @@ def main() -> None:
             return wall, sum(r[1] for r in results), overheads
 
         def run_raw(n: int, concurrency: int, model_name: str) -> tuple[float, int]:
-            wall, results = asyncio.run(batch(raw_url, raw_bodies(n, model_name), concurrency))
+            wall, results = client.submit(client_batch, raw_url, raw_bodies(n, model_name), concurrency).result()
             return wall, sum(r[1] for r in results)
 
         base_name = llm._model_name()
@@ -222,6 +235,7 @@ def main() -> None:
         if args.json:
             print(json.dumps({k: round(v, 4) for k, v in figures.items()}))
         server.should_exit = True
+        client.shutdown()
     finally:
         llm.close()
 

@@ -9,6 +9,12 @@ row: the earlier turns as context (earlier answers with weight 0, since nobody
 rated them), then the rated answer (thumbs up) or the correction (thumbs down
 with a correction) as the target. A thumbs down without a correction says what
 not to answer but not what to answer, so it is skipped.
+
+The row starts with the system message of the prompt the model answered from
+(the ``answer_prompts`` table: the skill's prompt, with the retrieved sources for
+grounded skills), so an adapter trained on feedback is trained on the prompt it
+will be served with. Answers written without the model (a fixed refusal, a
+handoff notice) have no such message (``with_prompt`` counts those that do).
 """
 
 from __future__ import annotations
@@ -75,6 +81,10 @@ def export_feedback(settings: Settings, skill: str, out: Path, tenant: str | Non
                 {"role": m["role"], "content": m["content"], **({"weight": 0} if m["role"] == "assistant" else {})}
                 for m in messages[:index]
             ]
+            system = store.answer_prompt(tenant, conv, index)
+            if system is not None:
+                context.insert(0, {"role": "system", "content": system})
+                counts["with_prompt"] += 1
             target = fb["correction"] if fb["rating"] < 0 else messages[index]["content"]
             rows.append({"messages": context + [{"role": "assistant", "content": target}],
                          "lepton": {"conversation_id": conv, "message_index": index, "rating": fb["rating"],
@@ -101,4 +111,4 @@ def export_feedback(settings: Settings, skill: str, out: Path, tenant: str | Non
     return {"out": str(out.resolve()), "rows": len(rows), "skill": skill, "tenant": tenant,
             **{k: counts.get(k, 0) for k in ("feedback", "thumbs_up", "corrections",
                                                "skipped_thumbs_down_without_correction", "other_skills",
-                                               "skipped_missing_conversation")}}
+                                               "skipped_missing_conversation", "with_prompt")}}

@@ -8,6 +8,7 @@ import pytest
 
 from assistant.cli import main
 from assistant.llm import GenerationParams
+from skills.customer_service import SYSTEM_PROMPT as CS_PROMPT
 
 pytestmark = pytest.mark.slow
 
@@ -43,9 +44,13 @@ def test_export_feedback_to_prepare(settings, assistant, tmp_path, capsys):
     assert report["skipped_thumbs_down_without_correction"] == 1 and report["other_skills"] == 1
 
     rows = [json.loads(line) for line in out.read_text().splitlines()]
-    assert rows[0]["messages"] == [{"role": "user", "content": "Where is my parcel?"},
+    # No help centre here: the skill answered from its own system prompt, which leads each row.
+    assert report["with_prompt"] == 2
+    system = {"role": "system", "content": CS_PROMPT}
+    assert rows[0]["messages"] == [system, {"role": "user", "content": "Where is my parcel?"},
                                    {"role": "assistant", "content": first.reply}]
     assert rows[1]["messages"] == [
+        system,
         {"role": "user", "content": "Where is my parcel?"},
         {"role": "assistant", "content": first.reply, "weight": 0},
         {"role": "user", "content": "It was due on Monday."},
@@ -64,3 +69,23 @@ def test_export_feedback_to_prepare(settings, assistant, tmp_path, capsys):
     assert exc.value.code == 1
     assert "no usable feedback for skill 'customer_service' of tenant 'acme'" in capsys.readouterr().err
     assert not (tmp_path / "acme.jsonl").exists()
+
+
+def test_exported_rows_start_with_the_prompt_the_model_answered_from(settings, assistant, tmp_path, capsys):
+    from skills.recommendation import SYSTEM_PROMPT
+
+    turn = say(assistant, "I need a present for my niece, she is ten", model="recommendation")
+    assistant.store.add_feedback("default", turn.conversation_id, 1, +1, None)
+    assistant.close()
+
+    out = tmp_path / "feedback.jsonl"
+    main(["--data-dir", str(settings.data_dir), "finetune", "export-feedback", "--skill", "recommendation",
+          "--out", str(out), "--json"])
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert (report["rows"], report["with_prompt"]) == (1, 1)
+    (row,) = [json.loads(line) for line in out.read_text().splitlines()]
+    assert row["messages"] == [
+        {"role": "system", "content": SYSTEM_PROMPT},
+        {"role": "user", "content": "I need a present for my niece, she is ten"},
+        {"role": "assistant", "content": turn.reply},
+    ]
