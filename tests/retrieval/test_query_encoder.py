@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import logging
+import threading
+import time
 
 import numpy as np
+import pytest
 from sentence_transformers import SentenceTransformer
 from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
 
 from retrieval import default_embedding_path
-from retrieval.query_encoder import SMALL_BATCH, TOLERANCE, QueryEncoder, load_query_encoder
+from retrieval.query_encoder import SMALL_BATCH, TOLERANCE, QueryEncoder, _Merger, load_query_encoder
 
 TEXTS = [
     "Where is my refund?",
@@ -56,3 +59,68 @@ def test_unsupported_model_layout_keeps_to_sentence_transformers(caplog):
     assert "using sentence-transformers, not ONNX Runtime" in caplog.text
     vectors = query_encoder.encode(TEXTS[:2])
     assert np.array_equal(vectors, max_pooled.encode(TEXTS[:2], normalize_embeddings=True, convert_to_numpy=True))
+
+
+def _wait_for(condition, seconds: float = 5.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.005)
+
+
+def test_requests_arriving_during_a_run_go_through_together_in_the_next():
+    calls: list[list[str]] = []
+    gate = threading.Event()
+
+    def run(texts):
+        calls.append(list(texts))
+        if len(calls) == 1:
+            gate.wait(5)  # hold the first run so that the others queue behind it
+        return np.array([[len(t)] for t in texts], dtype=np.float32)
+
+    merger = _Merger(run, limit=16)
+    results: dict = {}
+    first = threading.Thread(target=lambda: results.__setitem__(0, merger(["a"])))
+    first.start()
+    _wait_for(lambda: len(calls) == 1)
+    others = [threading.Thread(target=lambda i=i: results.__setitem__(i, merger(["x" * i, "y" * i])))
+              for i in range(1, 5)]
+    for thread in others:
+        thread.start()
+    _wait_for(lambda: len(merger._queue) == 4)
+    gate.set()
+    for thread in [first, *others]:
+        thread.join(5)
+
+    assert [len(batch) for batch in calls] == [1, 8]  # four waiting requests, one run
+    assert results[0].tolist() == [[1.0]]
+    for i in range(1, 5):
+        assert results[i].tolist() == [[float(i)], [float(i)]]  # each caller gets its own rows
+
+
+def test_a_failed_run_fails_its_callers_only():
+    def run(texts):
+        if "bad" in texts:
+            raise RuntimeError("encoder broke")
+        return np.zeros((len(texts), 1), np.float32)
+
+    merger = _Merger(run, limit=16)
+    with pytest.raises(RuntimeError, match="encoder broke"):
+        merger(["bad"])
+    assert merger(["fine"]).shape == (1, 1)
+
+
+def test_concurrent_queries_get_their_own_vectors(encoder):
+    query_encoder = load_query_encoder(None)
+    assert query_encoder.prepare()
+    texts = [f"{text} ({n})" for n in range(3) for text in TEXTS]
+    reference = encoder.encode(texts, normalize_embeddings=True, convert_to_numpy=True)
+    results: dict[int, np.ndarray] = {}
+    threads = [threading.Thread(target=lambda i=i: results.__setitem__(i, query_encoder.encode([texts[i]])))
+               for i in range(len(texts))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    got = np.vstack([results[i] for i in range(len(texts))])
+    assert np.abs(got - reference).max() <= TOLERANCE
