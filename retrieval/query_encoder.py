@@ -2,8 +2,8 @@
 
 A single query through PyTorch's eager sentence-transformers model spends most
 of its ~13 ms (all-MiniLM-L6-v2, one thread, this project's 2-core machine) in
-per-operator overhead. The same model exported to ONNX and run by ONNX Runtime,
-which fuses the attention, layer-norm and GELU operators, takes ~7 ms for the same
+per-operator overhead. The same model exported to ONNX and run by ONNX Runtime
+(graph optimisations on, far less work per operator) takes ~6-7 ms for the same
 text with one thread (``benchmarks/bench_retrieval.py`` reports the stages).
 
 How it works: on first use the sentence-transformers model is exported in memory
