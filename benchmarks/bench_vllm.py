@@ -120,6 +120,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16])
     parser.add_argument("--rounds", type=int, default=3, help="alternating raw/assistant batches per figure")
     parser.add_argument("--json", action="store_true", help="also print the figures as one JSON line")
+    parser.add_argument("--no-adapter", action="store_true", help="skip the base-vs-adapter comparison")
     args = parser.parse_args()
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -217,21 +218,22 @@ def main() -> None:
                   f"{ms(outside)} {ms(waiting)}")
 
         # Base vs adapter, at the highest concurrency.
-        top = max(args.concurrency)
-        identity = model_identity(model)
-        assistant.adapters.register("bench-lora", make_lora(model, data / "lora"), skill="recommendation",
-                                    base_model=identity.base_model, template_hash=identity.template_hash,
-                                    activate=True)
-        run_lepton(2, 2)  # loads the adapter into vLLM (the first turn after activation)
-        raw_ad, lep_ad, overheads = compare(args.requests, top, "bench-lora")
-        figures.update({f"raw_adapter_tps_{top}": raw_ad, f"assistant_adapter_tps_{top}": lep_ad})
-        print(f"\nLoRA adapter (r=8, q_proj/v_proj) at {top} streams, {args.requests} requests x {args.rounds}:")
-        print(f"  raw vLLM   base {figures[f'raw_tps_{top}']:7.1f} tok/s   adapter {raw_ad:7.1f} tok/s"
-              f"   adapter/base {raw_ad / figures[f'raw_tps_{top}']:.3f}")
-        print(f"  assistant  base {figures[f'assistant_tps_{top}']:7.1f} tok/s   adapter {lep_ad:7.1f} "
-              f"tok/s   assistant/raw with adapter {lep_ad / raw_ad:.3f}")
-        print(f"  non-LLM per turn with adapter, outside p50/p95 {ms([o for o, _ in overheads])}, "
-              f"latency-waiting {ms([w for _, w in overheads])}")
+        if not args.no_adapter:
+            top = max(args.concurrency)
+            identity = model_identity(model)
+            assistant.adapters.register("bench-lora", make_lora(model, data / "lora"), skill="recommendation",
+                                        base_model=identity.base_model, template_hash=identity.template_hash,
+                                        activate=True)
+            run_lepton(2, 2)  # loads the adapter into vLLM (the first turn after activation)
+            raw_ad, lep_ad, overheads = compare(args.requests, top, "bench-lora")
+            figures.update({f"raw_adapter_tps_{top}": raw_ad, f"assistant_adapter_tps_{top}": lep_ad})
+            print(f"\nLoRA adapter (r=8, q_proj/v_proj) at {top} streams, {args.requests} requests x {args.rounds}:")
+            print(f"  raw vLLM   base {figures[f'raw_tps_{top}']:7.1f} tok/s   adapter {raw_ad:7.1f} tok/s"
+                  f"   adapter/base {raw_ad / figures[f'raw_tps_{top}']:.3f}")
+            print(f"  assistant  base {figures[f'assistant_tps_{top}']:7.1f} tok/s   adapter {lep_ad:7.1f} "
+                  f"tok/s   assistant/raw with adapter {lep_ad / raw_ad:.3f}")
+            print(f"  non-LLM per turn with adapter, outside p50/p95 {ms([o for o, _ in overheads])}, "
+                  f"latency-waiting {ms([w for _, w in overheads])}")
         if args.json:
             print(json.dumps({k: round(v, 4) for k, v in figures.items()}))
         server.should_exit = True
