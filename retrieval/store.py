@@ -42,6 +42,7 @@ import numpy as np
 
 from .embeddings import load_encoder
 from .errors import CollectionNotFoundError, InvalidNameError, RetrievalError, StoreUnavailableError
+from .query_encoder import load_query_encoder
 
 __all__ = [
     "KnowledgeStore",
@@ -172,8 +173,6 @@ class SentenceEmbeddingFunction(EmbeddingFunction[Documents]):
     def encode_query(self, text: str) -> np.ndarray:
         """``encode([text])`` for one search query, on ONNX Runtime when that was verified
         to give the same vectors (see :mod:`retrieval.query_encoder`)."""
-        from .query_encoder import load_query_encoder
-
         return load_query_encoder(self.model_path).encode([text])
 
     def __call__(self, input: Documents) -> Embeddings:  # noqa: A002 - Chroma's signature
