@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
 import weakref
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 from langgraph.checkpoint.sqlite import SqliteSaver
 
@@ -37,7 +38,7 @@ from .settings import Settings
 from .state import TurnContext
 from .store import Store, connect
 
-__all__ = ["Assistant", "Turn", "AUTO_MODEL", "ROLES"]
+__all__ = ["Assistant", "Turn", "EventSink", "AUTO_MODEL", "ROLES"]
 
 log = logging.getLogger(__name__)
 
@@ -46,10 +47,15 @@ AUTO_MODEL = "assistant"
 ROLES = ("system", "user", "assistant")
 
 
+#: Receives a turn's events as they happen: ("route", skill name), then ("delta", text)
+#: pieces. It runs in the thread that runs the turn and may raise to abandon it.
+EventSink = Callable[[str, Any], None]
+
+
 @dataclass
 class Turn:
-    """One running chat turn. Iterate ``events()`` for ("delta", text) pieces;
-    the other fields are filled as the turn progresses and complete at the end."""
+    """One chat turn, validated and ready. ``run()`` runs it in the calling thread;
+    the fields are filled as it progresses and complete when it returns."""
 
     conversation_id: str
     tenant_id: str
@@ -58,16 +64,16 @@ class Turn:
     extras: dict[str, Any] = field(default_factory=dict)
     route_scores: dict[str, float] = field(default_factory=dict)
     context: TurnContext | None = None
-    _events: Iterator[tuple[str, Any]] | None = None
+    _start: Callable[[EventSink | None], None] | None = None
 
-    def events(self) -> Iterator[tuple[str, Any]]:
-        assert self._events is not None
-        return self._events
+    def run(self, on_event: EventSink | None = None) -> "Turn":
+        """Run the turn to its end, handing each event to ``on_event`` as it happens.
 
-    def run(self) -> "Turn":
-        """Consume the turn to the end (non-streaming use)."""
-        for _ in self.events():
-            pass
+        Raises what stopped the turn (a backend failure, or whatever ``on_event``
+        raised); a turn that raises leaves the stored conversation as it was."""
+        assert self._start is not None, "a Turn comes from Assistant.start_turn"
+        start, self._start = self._start, None
+        start(on_event)
         return self
 
     @property
@@ -351,7 +357,7 @@ class Assistant:
         )
         turn = Turn(conversation_id=conversation_id, tenant_id=tenant_id, context=context)
         requested = None if model == AUTO_MODEL else model
-        turn._events = self._run(turn, incoming, requested)
+        turn._start = lambda on_event: self._run(turn, incoming, requested, on_event)
         return turn
 
     # -- internals --------------------------------------------------------------
@@ -393,33 +399,37 @@ class Assistant:
                 self._locks[key] = lock
             return lock
 
-    def _run(self, turn: Turn, incoming: list[Message], requested: str | None) -> Iterator[tuple[str, Any]]:
+    def _run(self, turn: Turn, incoming: list[Message], requested: str | None, on_event: EventSink | None) -> None:
         config = self._config(turn.tenant_id, turn.conversation_id)
         lock = self._lock_for(config["configurable"]["thread_id"])
         handoff_reason: str | None = None
         transcript: list[Message] = []
+        marks = turn.context.marks
+        marks["started"] = time.perf_counter()
+        if on_event is not None:
+            turn.context.emit = lambda text: on_event("delta", text)
         with lock:
-            stream = self.graph.stream(
-                {"incoming": incoming, "requested_skill": requested},
-                config,
-                context=turn.context,
-                stream_mode=["updates", "custom"],
-                # One checkpoint write when the turn ends: intermediate states are
-                # worthless here, and history only changes in guard_out anyway.
-                durability="exit",
-            )
             try:
-                for mode, chunk in stream:
-                    if mode == "custom":
-                        yield "delta", chunk["delta"]
-                        continue
+                # Updates only: every node runs inline in this thread, and text reaches
+                # ``on_event`` through ``TurnContext.emit`` (see assistant/graph.py).
+                for chunk in self.graph.stream(
+                    {"incoming": incoming, "requested_skill": requested},
+                    config,
+                    context=turn.context,
+                    stream_mode="updates",
+                    # One checkpoint write when the turn ends: intermediate states are
+                    # worthless here, and history only changes in guard_out anyway.
+                    durability="exit",
+                ):
                     for node, update in chunk.items():
                         if not update:
                             continue
                         if node == "route":
+                            marks["routed"] = time.perf_counter()
                             turn.skill = update["skill"]
                             turn.route_scores = update.get("route_scores", {})
-                            yield "route", turn.skill
+                            if on_event is not None:
+                                on_event("route", turn.skill)
                         if "extras" in update:
                             turn.extras = update["extras"]
                         if node == "guard_out":
@@ -428,9 +438,9 @@ class Assistant:
                             transcript = update["messages"]
             finally:
                 turn.context.cancelled.set()
-                stream.close()
             if turn.skill is None:
                 return
+            marks["answered"] = time.perf_counter()
             self.store.record_turn(
                 turn.tenant_id,
                 turn.conversation_id,
@@ -439,6 +449,7 @@ class Assistant:
                 prompt_system=turn.context.prompt_system,
             )
             self._after_turn_handoff(turn, handoff_reason, transcript)
+            marks["recorded"] = time.perf_counter()
             for observer in self.turn_observers:
                 observer(turn)
             log.info(

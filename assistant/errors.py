@@ -7,7 +7,8 @@
     │   └── BackendBusy        the local queue is full; retry later (HTTP 503)
     ├── InvalidRequest         a request is malformed (HTTP 400)
     ├── UnknownSkill           a request names a skill that is not loaded (HTTP 404)
-    └── ConversationNotFound   a conversation id unknown for this tenant (HTTP 404)
+    ├── ConversationNotFound   a conversation id unknown for this tenant (HTTP 404)
+    └── TurnAbandoned          the caller stopped a running turn (a client went away); nothing is stored
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ __all__ = [
     "InvalidRequest",
     "UnknownSkill",
     "ConversationNotFound",
+    "HandoffStateError",
+    "TurnAbandoned",
 ]
 
 
@@ -62,3 +65,7 @@ class ConversationNotFound(LeptonError):
 
 class HandoffStateError(LeptonError):
     """The conversation is not in the handoff state the action needs."""
+
+
+class TurnAbandoned(LeptonError):
+    """The caller stopped a running turn (its client went away); nothing is stored."""

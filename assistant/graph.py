@@ -1,8 +1,16 @@
 """The agent graph: guard_in → route → <skill> → guard_out.
 
 Nodes come first, then the builder, then the edges, then ``compile()``. Tokens
-reach the caller through LangGraph's custom stream (``{"delta": text}``) while a
-skill generates; the committed history changes only in guard_out, the last node.
+reach the caller through the turn's ``emit`` callback (``TurnContext.emit``) while
+a skill generates; the committed history changes only in guard_out, the last node.
+
+Why a callback and not LangGraph's "custom" stream mode: with a custom stream,
+LangGraph runs every node on a pool thread and relays each token through a second
+waiter thread to the thread iterating the stream. With "updates" only, each node
+(one per step here) runs inline in the thread that runs the turn, so a token goes
+from the backend to the caller with no thread hand-off at all. Under load (many
+turns sharing the cores with the model) every hand-off is a wait for the
+scheduler; see benchmarks/bench_vllm.py.
 """
 
 from __future__ import annotations
@@ -10,12 +18,12 @@ from __future__ import annotations
 import time
 from typing import Callable
 
-from langgraph.config import get_stream_writer
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 
 from skills import Skill, SkillContext
 
+from .errors import TurnAbandoned
 from .guards import clean_text, mask_card_numbers
 from .handoff import ANGRY_SCORE, frustration, is_affirmative, wants_person
 from .prompts import EMPTY_REPLY, HANDOFF_REPLY, OUT_OF_SCOPE_REPLY
@@ -89,20 +97,21 @@ def handoff(state: ConversationState, runtime: Runtime[TurnContext]) -> dict:
     stored for the agent and the webhook)."""
     if runtime.context.handoff_pending:
         return {"reply": ""}
-    say, said = _emitter()
+    say, said = _emitter(runtime.context)
     say(HANDOFF_REPLY)
     return {"reply": "".join(said)}
 
 
-def _emitter():
-    """A ``say`` function that streams text and remembers everything said."""
-    writer = get_stream_writer()
+def _emitter(turn: TurnContext):
+    """A ``say`` function that streams text to the turn's caller and remembers everything said."""
+    emit = turn.emit
     said: list[str] = []
 
     def say(text: str) -> None:
         if text:
             said.append(text)
-            writer({"delta": text})
+            if emit is not None:
+                emit(text)
 
     return say, said
 
@@ -110,7 +119,7 @@ def _emitter():
 def make_skill_node(skill: Skill) -> Callable[..., dict]:
     def run_skill(state: ConversationState, runtime: Runtime[TurnContext]) -> dict:
         turn = runtime.context
-        say, said = _emitter()
+        say, said = _emitter(turn)
 
         def generate(messages, adapter=None) -> str:
             # Only time spent waiting on the model counts as LLM time (not streaming it on).
@@ -163,7 +172,7 @@ def make_out_of_scope(skills: dict[str, Skill]) -> Callable[..., dict]:
 
     def out_of_scope(state: ConversationState, runtime: Runtime[TurnContext]) -> dict:
         """Say what the assistant can help with instead of guessing."""
-        say, said = _emitter()
+        say, said = _emitter(runtime.context)
         say(OUT_OF_SCOPE_REPLY.format(capabilities=capabilities))
         return {"reply": "".join(said)}
 
@@ -173,11 +182,14 @@ def make_out_of_scope(skills: dict[str, Skill]) -> Callable[..., dict]:
 def guard_out(state: ConversationState, runtime: Runtime[TurnContext]) -> dict:
     """Commit the turn: history gains the new messages and the answer, in one write.
 
-    Also counts unanswered turns: the second in a row calls in a person."""
+    Also counts unanswered turns: the second in a row calls in a person. A turn whose
+    client went away is not committed (its answer may have been cut short)."""
+    if runtime.context.cancelled.is_set():
+        raise TurnAbandoned("the client went away before the answer was complete")
     history = state.get("messages", []) + state["incoming"]
     if runtime.context.handoff_pending:  # silent: the agent answers
         return {"messages": history, "incoming": [], "reply": "", "failures": 0, "handoff_offered": False}
-    say, _ = _emitter()
+    say, _ = _emitter(runtime.context)
     reply = state.get("reply", "")
     extras = state.get("extras", {})
     declined = bool(extras.get("declined"))

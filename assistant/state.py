@@ -68,8 +68,15 @@ class TurnContext:
     #: what lies outside this window is time the assistant adds to a turn whatever
     #: the model does (relaying tokens inside it overlaps with generation).
     llm_window: list[float] = field(default_factory=list)
-    #: Set when the client went away; skills stop generating.
+    #: perf_counter() at points of the turn, for benchmarks: "received" (the server read
+    #: the request), "started" (the turn began to run), "routed", "answered" (the graph
+    #: ended) and "recorded" (the turn's records are written).
+    marks: dict[str, float] = field(default_factory=dict)
+    #: Set when the client went away; skills stop generating and the turn is not stored.
     cancelled: threading.Event = field(default_factory=threading.Event)
+    #: Receives each piece of the answer as it is said, in the thread that runs the
+    #: turn (see ``Turn.run``); it may raise to abandon the turn.
+    emit: Callable[[str], None] | None = None
     #: Knowledge search already scoped to ``tenant_id`` (see ``SkillContext.retrieve``).
     retrieve: Callable[..., list[Any]] | None = None
     #: Where skills find what tenants trained for them.

@@ -80,10 +80,20 @@ CREATE TABLE IF NOT EXISTS widget_keys (
 
 
 def connect(path: Path) -> sqlite3.Connection:
-    """A connection shared across threads (callers serialise writes with a lock)."""
+    """A connection shared across threads (callers serialise writes with a lock).
+
+    Write-ahead log with ``synchronous=NORMAL``: a commit is an append to the log,
+    and the log is synced to disk at checkpoints rather than at every commit. Every
+    turn commits while holding the connection's lock, so on a slow disk a sync per
+    commit would make concurrent turns queue behind it (on the development machine's
+    fast disk a 2 kB commit took 0.15 ms with syncs, 0.035 ms without). A crash of
+    the process loses nothing; a power cut or OS crash can lose the last turns
+    committed before it, never the database's consistency.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     conn = sqlite3.connect(str(path), check_same_thread=False, timeout=30)
     conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
     return conn
 
 

@@ -7,7 +7,7 @@ Answers stream to the terminal as they are generated.
 from __future__ import annotations
 
 import sys
-from typing import Callable, Iterator, Protocol
+from typing import Callable, Protocol
 
 import click
 
@@ -17,7 +17,9 @@ __all__ = ["EmbeddedSession", "RemoteSession", "run_chat"]
 
 
 class ChatSession(Protocol):
-    def send(self, text: str) -> Iterator[str]: ...
+    def send(self, text: str, on_text: Callable[[str], None]) -> None:
+        """Send one message; each piece of the answer goes to ``on_text`` as it arrives."""
+        ...
 
     skill: str | None
 
@@ -35,16 +37,14 @@ class EmbeddedSession:
         self._conversation: str | None = None
         self.skill: str | None = None
 
-    def send(self, text: str) -> Iterator[str]:
+    def send(self, text: str, on_text: Callable[[str], None]) -> None:
         turn = self._assistant.start_turn(
             [{"role": "user", "content": text}],
             model=self._model,
             conversation_id=self._conversation,
             params=self._params,
         )
-        for kind, value in turn.events():
-            if kind == "delta":
-                yield value
+        turn.run(lambda kind, value: on_text(value) if kind == "delta" else None)
         self._conversation = turn.conversation_id
         self.skill = turn.skill
 
@@ -68,7 +68,7 @@ class RemoteSession:
         except openai.APIStatusError as exc:
             raise LeptonError(f"{url} answered {exc.status_code}: {exc.message}") from None
 
-    def send(self, text: str) -> Iterator[str]:
+    def send(self, text: str, on_text: Callable[[str], None]) -> None:
         extra = {"lepton": {"conversation_id": self._conversation}} if self._conversation else None
         try:
             stream = self._client.chat.completions.create(
@@ -85,7 +85,7 @@ class RemoteSession:
                     self.skill = lepton.get("skill", self.skill)
                 for choice in chunk.choices:
                     if choice.delta and choice.delta.content:
-                        yield choice.delta.content
+                        on_text(choice.delta.content)
         except self._openai.APIStatusError as exc:
             raise LeptonError(f"server answered {exc.status_code}: {exc.message}") from None
         except self._openai.APIConnectionError:
@@ -109,8 +109,7 @@ def run_chat(session: ChatSession, interactive: bool) -> None:
             continue
         click.echo("assistant> ", nl=False)
         try:
-            for piece in session.send(text):
-                click.echo(piece, nl=False)
+            session.send(text, lambda piece: click.echo(piece, nl=False))
         except LeptonError as exc:
             click.echo("")
             click.echo(f"Error: {exc}", err=True)

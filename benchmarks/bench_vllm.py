@@ -137,9 +137,10 @@ def main() -> None:
     figures: dict[str, float] = {}
     try:
         assistant = Assistant.from_settings(settings, llm=llm)
-        model_time: dict[str, tuple[float, list[float]]] = {}  # conversation -> (waiting, window)
+        # conversation -> (waiting, window, marks)
+        model_time: dict[str, tuple[float, list[float], dict[str, float]]] = {}
         assistant.turn_observers.append(lambda turn: model_time.__setitem__(
-            turn.conversation_id, (turn.context.llm_seconds, list(turn.context.llm_window))))
+            turn.conversation_id, (turn.context.llm_seconds, list(turn.context.llm_window), dict(turn.context.marks))))
         server, base_url = serve(settings, assistant)
         # The load generator is a separate process, as real clients are: parsing the
         # streams must not compete with the assistant for this interpreter's lock.
@@ -160,16 +161,28 @@ def main() -> None:
             return [{"model": "assistant", "stream": True, "max_tokens": args.max_tokens,
                      "messages": [{"role": "user", "content": MESSAGES[i % len(MESSAGES)]}]} for i in range(n)]
 
+        phases: dict[int, dict[str, list[float]]] = {}  # concurrency -> phase -> seconds per turn
+
         def run_lepton(n: int, concurrency: int) -> tuple[float, int, list[tuple[float, float]]]:
-            """(wall, tokens, [(outside, waiting) non-LLM seconds per turn])."""
+            """(wall, tokens, [(outside, waiting) non-LLM seconds per turn]); per-phase
+            times of the non-LLM part go to ``phases[concurrency]``."""
             wall, results = client.submit(client_batch, lepton_url, lepton_bodies(n), concurrency).result()
             skills = {r[3] for r in results}
             if skills != {"recommendation"}:
                 raise SystemExit(f"the router sent benchmark messages to {skills}; the comparison needs one prompt")
             overheads = []
             for latency, _, conv, _, start, end in results:
-                waiting, (first, last) = model_time[conv]
+                waiting, (first, last), marks = model_time[conv]
                 overheads.append(((first - start) + (end - last), latency - waiting))
+                points = [("request to server", start, marks["received"]),
+                          ("to turn thread", marks["received"], marks["started"]),
+                          ("guard_in + route", marks["started"], marks["routed"]),
+                          ("route to model call", marks["routed"], first),
+                          ("last token to graph end", last, marks["answered"]),
+                          ("records", marks["answered"], marks["recorded"]),
+                          ("to client's end", marks["recorded"], end)]
+                for name, a, b in points:
+                    phases.setdefault(concurrency, {}).setdefault(name, []).append(b - a)
             return wall, sum(r[1] for r in results), overheads
 
         def run_raw(n: int, concurrency: int, model_name: str) -> tuple[float, int]:
@@ -188,19 +201,46 @@ def main() -> None:
         def ms(values: list[float]) -> str:
             return f"{pct(values, .5) * 1000:9.1f} /{pct(values, .95) * 1000:7.1f} ms"
 
+        def vllm_cpu() -> float:
+            """CPU seconds used so far by the vLLM server and its engine processes."""
+            import psutil
+
+            total = 0.0
+            root = psutil.Process(llm.server.pid)
+            for process in [root, *root.children(recursive=True)]:
+                try:
+                    times = process.cpu_times()
+                except psutil.NoSuchProcess:
+                    continue
+                total += times.user + times.system
+            return total
+
+        cpu: dict[int, dict[str, float]] = {}  # concurrency -> CPU ms per turn, by process
+
         def compare(n: int, concurrency: int, raw_model: str) -> tuple[float, float, list[tuple[float, float]]]:
-            """(raw tok/s, assistant tok/s, non-LLM seconds per assistant turn) over alternating rounds."""
+            """(raw tok/s, assistant tok/s, non-LLM seconds per assistant turn) over alternating rounds.
+
+            Also fills ``cpu[concurrency]``: CPU per turn of this process (the assistant;
+            the load generator is another process) and of vLLM, on each side."""
             totals = {"raw": [0.0, 0], "lepton": [0.0, 0]}
+            spent = {"raw": [0.0, 0.0], "lepton": [0.0, 0.0]}  # [assistant, vLLM] CPU seconds
             overheads: list[tuple[float, float]] = []
             for round_ in range(args.rounds):
                 for side in (("raw", "lepton") if round_ % 2 == 0 else ("lepton", "raw")):
+                    own, engine = time.process_time(), vllm_cpu()
                     if side == "raw":
                         wall, tokens = run_raw(n, concurrency, raw_model)
                     else:
                         wall, tokens, turn_overheads = run_lepton(n, concurrency)
                         overheads += turn_overheads
+                    spent[side][0] += time.process_time() - own
+                    spent[side][1] += vllm_cpu() - engine
                     totals[side][0] += wall
                     totals[side][1] += tokens
+            turns = n * args.rounds
+            cpu[concurrency] = {"assistant_cpu_ms_per_turn": spent["lepton"][0] / turns * 1000,
+                                "vllm_cpu_ms_per_turn_raw": spent["raw"][1] / turns * 1000,
+                                "vllm_cpu_ms_per_turn_assistant": spent["lepton"][1] / turns * 1000}
             return (totals["raw"][1] / totals["raw"][0], totals["lepton"][1] / totals["lepton"][0], overheads)
 
         for concurrency in args.concurrency:
@@ -216,6 +256,15 @@ def main() -> None:
                             f"waiting_p95_ms_{concurrency}": pct(waiting, .95) * 1000})
             print(f"{concurrency:>7} {n:>5}x{args.rounds:<2} {raw_tps:>10.1f} {lep_tps:>16.1f} {lep_tps / raw_tps:>6.3f} "
                   f"{ms(outside)} {ms(waiting)}")
+            figures.update({f"{k}_{concurrency}": v for k, v in cpu[concurrency].items()})
+            print(f"{'':>7} non-LLM phases p50/p95: " + "; ".join(
+                f"{name} {pct(v, .5) * 1000:.1f}/{pct(v, .95) * 1000:.1f}" for name, v in phases[concurrency].items())
+                + " ms")
+            phases.clear()
+            c = cpu[concurrency]
+            print(f"{'':>7} CPU per turn: assistant {c['assistant_cpu_ms_per_turn']:.1f} ms; vLLM "
+                  f"{c['vllm_cpu_ms_per_turn_raw']:.1f} ms raw, {c['vllm_cpu_ms_per_turn_assistant']:.1f} ms "
+                  "through the assistant")
 
         # Base vs adapter, at the highest concurrency.
         if not args.no_adapter:

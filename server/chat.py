@@ -1,7 +1,7 @@
 """Serving object for ``POST /v1/chat/completions``, built once at start-up.
 
 A turn runs in a worker thread (the model and the graph are synchronous) and
-hands its events to the event loop through an asyncio queue. The response
+hands its events to the event loop in batches (``_TurnPump``). The response
 status is decided only after the turn produced its first text — so a busy or
 failing backend still gets a proper 503 — and a client that disconnects stops
 the turn, which is then not stored.
@@ -20,6 +20,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import ValidationError
 
 from assistant import Assistant, GenerationParams, Turn
+from assistant.errors import TurnAbandoned
 
 from .errors import ApiError, api_error_from, validation_message
 from .protocol import ChatCompletionRequest, chat_chunk, chat_completion, completion_id
@@ -43,40 +44,70 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 
 class _TurnPump:
-    """Runs a turn's events in a thread; ``get()`` awaits the next one."""
+    """Runs a turn in a thread of its own; the request coroutine ``take()``s its events.
 
-    def __init__(self, turn: Turn):
-        self.turn = turn
+    The thread appends each event to a list and wakes the event loop only when the
+    list was empty, so events that arrive while the loop is busy (many streams at
+    once) travel together: one wake-up, and one socket write, for all of them.
+    """
+
+    def __init__(self, begin: Callable[[], Turn]):
+        """``begin()`` validates and prepares the turn, in the turn's thread: it reads
+        SQLite, which must never block the event loop."""
+        self._begin = begin
+        self.turn: Turn | None = None
         self._loop = asyncio.get_running_loop()
-        self._queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        self._pending: list[tuple[str, Any]] = []
+        self._guard = threading.Lock()
+        self._waiter: asyncio.Future[None] | None = None
         self._stop = threading.Event()
         threading.Thread(target=self._work, name="lepton-turn", daemon=True).start()
 
-    def _put(self, item: tuple[str, Any]) -> None:
-        self._loop.call_soon_threadsafe(self._queue.put_nowait, item)
+    def _put(self, kind: str, value: Any) -> None:
+        """The turn's event sink (turn thread). Raising abandons the turn: nothing is stored."""
+        if self._stop.is_set():
+            raise TurnAbandoned("the client went away")
+        self._append((kind, value))
+
+    def _append(self, item: tuple[str, Any]) -> None:
+        with self._guard:
+            self._pending.append(item)
+            if len(self._pending) > 1:
+                return  # the wake-up for the first one is on its way
+        self._loop.call_soon_threadsafe(self._wake)
+
+    def _wake(self) -> None:
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     def _work(self) -> None:
-        events = self.turn.events()
         try:
-            for event in events:
-                if self._stop.is_set():
-                    events.close()  # abandons the turn: nothing is committed
-                    return
-                self._put(event)
-            self._put(_END)
+            self.turn = self._begin()
+            self.turn.run(self._put)
+        except TurnAbandoned:
+            return
         except BaseException as exc:  # handed to the request coroutine
-            self._put(("error", exc))
+            self._append(("error", exc))
+            return
+        self._append(_END)
 
-    async def get(self) -> tuple[str, Any]:
-        kind, value = await self._queue.get()
-        if kind == "error":
-            raise value
-        return kind, value
+    async def take(self) -> list[tuple[str, Any]]:
+        """Every event since the last call (at least one), oldest first. The last may be
+        ("end", None) or ("error", exception)."""
+        while True:
+            with self._guard:
+                items, self._pending = self._pending, []
+            if items:
+                return items
+            self._waiter = self._loop.create_future()
+            await self._waiter
 
     def stop(self) -> None:
         self._stop.set()
-        if self.turn.context is not None:
-            self.turn.context.cancelled.set()
+        turn = self.turn
+        if turn is not None and turn.context is not None:
+            turn.context.cancelled.set()
 
 
 class ChatService:
@@ -132,45 +163,51 @@ class ChatService:
         it runs once the turn is validated and before it starts, so a refused turn
         leaves nothing behind. ``max_tokens_cap`` bounds the answer's length whatever
         the request asks (widget keys are public)."""
+        received = time.perf_counter()
         req = self.parse(await read_body(request, self.settings.max_request_bytes))
-        try:
-            turn = self.start(req, tenant_id, request.headers.get("x-conversation-id"), max_tokens_cap)
-        except Exception as exc:
-            raise api_error_from(exc) from None
-        if admit is not None:
-            admit(req.model, turn.conversation_id)
-        pump = _TurnPump(turn)
+        header_conversation = request.headers.get("x-conversation-id")
+
+        def begin() -> Turn:
+            turn = self.start(req, tenant_id, header_conversation, max_tokens_cap)
+            if admit is not None:
+                admit(req.model, turn.conversation_id)
+            turn.context.marks["received"] = received
+            return turn
+
+        pump = _TurnPump(begin)
         # Wait for the first piece of text (or the end) before choosing a status.
-        first = await self._pull(pump, until_text=True)
+        first, done = await self._pull(pump, until_text=True)
+        turn = pump.turn
         headers = {"X-Conversation-Id": turn.conversation_id}
         if req.stream:
             return StreamingResponse(
-                self._sse(req, turn, pump, first, done=not first), media_type="text/event-stream", headers=headers
+                self._sse(req, turn, pump, first, done), media_type="text/event-stream", headers=headers
             )
-        if first:
+        if not done:
             await self._pull(pump, until_text=False)
         body = chat_completion(completion_id(), req.model, turn.reply, turn.finish_reason, turn.usage, self._lepton(turn))
         return JSONResponse(body, headers=headers)
 
-    async def _pull(self, pump: _TurnPump, until_text: bool) -> list[str]:
-        """Take the turn's events up to its first text (``until_text``) or its end;
-        failures become API errors, and a client that left stops the turn."""
+    async def _pull(self, pump: _TurnPump, until_text: bool) -> tuple[list[str], bool]:
+        """The turn's text up to its first piece (``until_text``) or its end, and whether
+        it ended; failures become API errors, and a client that left stops the turn."""
         pieces: list[str] = []
         try:
             while True:
-                kind, value = await pump.get()
-                if kind == "end":
-                    break
-                if kind == "delta":
-                    pieces.append(value)
-                    if until_text:
-                        break
+                for kind, value in await pump.take():
+                    if kind == "error":
+                        raise value
+                    if kind == "delta":
+                        pieces.append(value)
+                    elif kind == "end":
+                        return pieces, True
+                if until_text and pieces:
+                    return pieces, False
         except asyncio.CancelledError:
             pump.stop()
             raise
         except Exception as exc:
             raise api_error_from(exc) from None
-        return pieces
 
     async def _sse(
         self, req: ChatCompletionRequest, turn: Turn, pump: _TurnPump, first: list[str], done: bool
@@ -180,17 +217,26 @@ class ChatService:
         def event(data: dict) -> str:
             return f"data: {json.dumps(data, ensure_ascii=False)}\n\n"
 
+        def text(pieces: list[str]) -> str:
+            return "".join(event(chat_chunk(cid, req.model, created, {"content": p})) for p in pieces)
+
         try:
             yield event(chat_chunk(cid, req.model, created, {"role": "assistant", "content": ""},
-                                   lepton={"skill": turn.skill, "conversation_id": turn.conversation_id}))
-            for text in first:
-                yield event(chat_chunk(cid, req.model, created, {"content": text}))
+                                   lepton={"skill": turn.skill, "conversation_id": turn.conversation_id})) + text(first)
             while not done:
-                kind, value = await pump.get()
-                if kind == "delta":
-                    yield event(chat_chunk(cid, req.model, created, {"content": value}))
-                elif kind == "end":
-                    done = True
+                # Each piece stays its own chunk; the pieces of one batch go out in one write.
+                pieces, failure = [], None
+                for kind, value in await pump.take():
+                    if kind == "delta":
+                        pieces.append(value)
+                    elif kind == "end":
+                        done = True
+                    elif kind == "error":
+                        failure = value
+                if pieces:
+                    yield text(pieces)
+                if failure is not None:
+                    raise failure
             yield event(chat_chunk(cid, req.model, created, {}, finish_reason=turn.finish_reason,
                                    usage=turn.usage, lepton=self._lepton(turn)))
         except asyncio.CancelledError:

@@ -67,7 +67,8 @@ def test_second_turn_prompt_contains_the_first_turn(settings, llm):
 def test_routing_streams_the_skill_before_any_text(assistant):
     turn = assistant.start_turn([{"role": "user", "content": "I think my ankle is broken, it is very swollen"}],
                                 params=PARAMS)
-    events = list(turn.events())
+    events = []
+    turn.run(lambda kind, value: events.append((kind, value)))
     assert events[0] == ("route", "medical_triage")
     assert all(kind == "delta" for kind, _ in events[1:])
     assert "".join(v for _, v in events[1:]) == turn.reply

@@ -202,3 +202,64 @@ def test_unknown_conversation_history_is_404(live):
 
 def test_health(live):
     assert httpx.get(live.base_url + "/healthz").json() == {"status": "ok"}
+
+
+class CountingModel:
+    """The real model, counting the pieces each generation handed out."""
+
+    def __init__(self, inner):
+        self.inner, self.pieces = inner, []
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def stream(self, messages, params, *, adapter=None):
+        from assistant.llm import Generation
+
+        generation = self.inner.stream(messages, params, adapter=adapter)
+        self.pieces.append(0)
+
+        def counted():
+            for piece in generation:
+                self.pieces[-1] += 1
+                yield piece
+
+        return Generation(counted(), generation.close)
+
+
+def wait_for_turn_threads(timeout: float = 30.0) -> None:
+    import threading
+    import time
+
+    deadline = time.monotonic() + timeout
+    while any(t.name == "lepton-turn" for t in threading.enumerate()):
+        assert time.monotonic() < deadline, "a turn kept running after its client left"
+        time.sleep(0.05)
+
+
+def test_client_leaving_mid_stream_stops_the_model_and_stores_nothing(settings, llm, start_server):
+    counting = CountingModel(llm)
+    assistant = Assistant.from_settings(settings, llm=counting)
+    try:
+        live = start_server(settings, assistant)
+        first = client(live).chat.completions.create(
+            model="recommendation", messages=[{"role": "user", "content": "A gift for my sister?"}], max_tokens=4)
+        conversation = lepton_of(first)["conversation_id"]
+        history = assistant.history("default", conversation)
+
+        # The user closes the page after the first words of a long answer.
+        with httpx.stream("POST", live.base_url + "/v1/chat/completions", json={
+            "model": "recommendation", "stream": True, "max_tokens": 200,
+            "messages": [{"role": "user", "content": "Tell me everything about board games for children"}],
+            "lepton": {"conversation_id": conversation},
+        }) as response:
+            lines = response.iter_lines()
+            assert any('"content": "' in line and '"content": ""' not in line for line in lines)
+        wait_for_turn_threads()
+
+        # The model was stopped long before 200 tokens, and the conversation is as it was.
+        assert counting.pieces[-1] < 50
+        assert assistant.history("default", conversation) == history
+        assert assistant.store.turn_count("default", conversation) == 1
+    finally:
+        assistant.close()
