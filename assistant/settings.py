@@ -91,6 +91,14 @@ class Settings(BaseSettings):
         description="KV-cache size in GiB for vLLM's CPU build (VLLM_CPU_KVCACHE_SPACE, "
         "unless that is set in the environment).",
     )
+    vllm_nice: int = Field(
+        default=0,
+        ge=0,
+        le=19,
+        description="Nice value added to the managed vLLM's processes. Where vLLM shares "
+        "the CPU with the assistant (vLLM's CPU build), a positive value lets the "
+        "assistant's threads run as soon as they wake; vLLM keeps every cycle they leave.",
+    )
     vllm_args: list[str] = Field(
         default_factory=list,
         description="Extra command-line arguments for the managed vLLM (JSON list), "

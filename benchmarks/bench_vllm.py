@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import multiprocessing
 import os
@@ -121,6 +122,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="alternating raw/assistant batches per figure")
     parser.add_argument("--json", action="store_true", help="also print the figures as one JSON line")
     parser.add_argument("--no-adapter", action="store_true", help="skip the base-vs-adapter comparison")
+    parser.add_argument("--vllm-nice", type=int, default=None,
+                        help="nice value added to the managed vLLM (default: the LEPTON_VLLM_NICE setting)")
     args = parser.parse_args()
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -133,6 +136,9 @@ def main() -> None:
     model = resolve_model(Settings(data_dir=os.environ.get("LEPTON_DATA_DIR") or data))
     settings = Settings(data_dir=data / "bench", model=model, backend="vllm", demo_knowledge=False,
                         max_queue=256)
+    if args.vllm_nice is not None:
+        settings = settings.model_copy(update={"vllm_nice": args.vllm_nice})
+    print(f"managed vLLM at nice +{settings.vllm_nice}", file=sys.stderr)
     llm = start_managed_vllm(settings, model, progress=lambda m: print(m, file=sys.stderr))
     figures: dict[str, float] = {}
     try:
@@ -142,6 +148,16 @@ def main() -> None:
         assistant.turn_observers.append(lambda turn: model_time.__setitem__(
             turn.conversation_id, (turn.context.llm_seconds, list(turn.context.llm_window), dict(turn.context.marks))))
         server, base_url = serve(settings, assistant)
+        pauses: list[float] = []  # seconds of each garbage collection in this (the assistant's) process
+        collecting: list[float] = []
+
+        def on_gc(phase: str, info: dict) -> None:
+            if phase == "start":
+                collecting[:] = [time.perf_counter()]
+            elif collecting:
+                pauses.append(time.perf_counter() - collecting[0])
+
+        gc.callbacks.append(on_gc)
         # The load generator is a separate process, as real clients are: parsing the
         # streams must not compete with the assistant for this interpreter's lock.
         # perf_counter is CLOCK_MONOTONIC, so its timestamps compare with the server's.
@@ -261,6 +277,10 @@ def main() -> None:
                 f"{name} {pct(v, .5) * 1000:.1f}/{pct(v, .95) * 1000:.1f}" for name, v in phases[concurrency].items())
                 + " ms")
             phases.clear()
+            print(f"{'':>7} garbage collections in the assistant's process: {len(pauses)}, longest "
+                  f"{max(pauses, default=0) * 1000:.1f} ms, {sum(pauses) * 1000:.0f} ms in all")
+            figures[f"gc_longest_ms_{concurrency}"] = max(pauses, default=0) * 1000
+            pauses.clear()
             c = cpu[concurrency]
             print(f"{'':>7} CPU per turn: assistant {c['assistant_cpu_ms_per_turn']:.1f} ms; vLLM "
                   f"{c['vllm_cpu_ms_per_turn_raw']:.1f} ms raw, {c['vllm_cpu_ms_per_turn_assistant']:.1f} ms "

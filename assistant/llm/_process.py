@@ -19,6 +19,7 @@ from __future__ import annotations
 import atexit
 import collections
 import ctypes
+import functools
 import logging
 import os
 import signal
@@ -43,10 +44,12 @@ class StartupFailed(BackendError):
     """The child exited or never became healthy; the message carries its last log lines."""
 
 
-def _die_with_parent() -> None:  # runs in the child between fork and exec
+def _child_setup(niceness: int) -> None:  # runs in the child between fork and exec
     if sys.platform.startswith("linux"):
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    if niceness:
+        os.nice(niceness)
 
 
 class Supervised:
@@ -69,6 +72,7 @@ class Supervised:
         backoff: tuple[float, float] = (2.0, 60.0),
         log_lines: int = 40,
         on_ready: Callable[[], None] | None = None,
+        niceness: int = 0,
     ):
         self.name = name
         self._command = command
@@ -78,6 +82,8 @@ class Supervised:
         self._backoff_first, self._backoff_max = backoff
         self._log: collections.deque[str] = collections.deque(maxlen=log_lines)
         self._on_ready = on_ready
+        #: Added to the child's nice value (lower CPU priority than this process).
+        self.niceness = niceness
         self._process: subprocess.Popen | None = None
         self._state = "stopped"
         self._stopping = threading.Event()
@@ -145,7 +151,7 @@ class Supervised:
                     text=True,
                     errors="replace",
                     start_new_session=True,
-                    preexec_fn=_die_with_parent,
+                    preexec_fn=functools.partial(_child_setup, self.niceness),
                 )
             except OSError as exc:
                 self._state = "stopped"

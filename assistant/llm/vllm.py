@@ -29,8 +29,8 @@ import httpx
 from ..errors import BackendError, ConfigError, ModelError
 from ..settings import Settings
 from ._process import StartupFailed, Supervised
-from .base import Health, Message
-from .openai_compat import OpenAIChatModel
+from .base import Health
+from .openai_compat import OpenAIChatModel, error_message
 
 __all__ = ["VLLMChatModel", "start_managed_vllm", "vllm_command", "lora_rank", "MAX_LORA_RANKS"]
 
@@ -136,7 +136,7 @@ class VLLMChatModel(OpenAIChatModel):
         if response.status_code >= 500 and self.server is not None and self.server.state != "ready":
             raise BackendError(f"vLLM went down while loading adapter {name!r}")
         if response.status_code != 200:
-            raise ModelError(f"vLLM refused adapter {name!r} from {path}: {_error_text(response)}")
+            raise ModelError(f"vLLM refused adapter {name!r} from {path}: {error_message(response)}")
 
     def _served_adapters(self) -> set[str]:
         """Names vLLM serves besides the base model (adapters have a ``parent``)."""
@@ -151,10 +151,6 @@ class VLLMChatModel(OpenAIChatModel):
         if self.server is not None and self.server.state != "ready":
             reason = f" after it {self.server.last_exit}" if self.server.last_exit else ""
             raise BackendError(f"the managed vLLM is {self.server.state}{reason}")
-
-    def _request(self, messages: list[Message], params, adapter: str | None, stream: bool):
-        self._check_available()
-        return super()._request(messages, params, adapter, stream)
 
     def health(self) -> Health:
         if self.server is not None and self.server.state != "ready":
@@ -173,17 +169,6 @@ class VLLMChatModel(OpenAIChatModel):
             self.server.stop()
         self._http.close()
         super().close()
-
-
-def _error_text(response: httpx.Response) -> str:
-    try:
-        body = response.json()
-    except ValueError:
-        return response.text[:300] or f"HTTP {response.status_code}"
-    error = body.get("error", body) if isinstance(body, dict) else body
-    if isinstance(error, dict) and "message" in error:
-        return str(error["message"])
-    return str(error)[:300]
 
 
 def _free_port() -> int:
@@ -244,7 +229,8 @@ def start_managed_vllm(
         current = backend.adapter_paths() if backend is not None else adapters
         return vllm_command(settings, model_path, served_name, port, current, rank)
 
-    server = Supervised("vllm", command, root + "/health", env=env, startup_timeout=settings.vllm_startup_timeout)
+    server = Supervised("vllm", command, root + "/health", env=env, startup_timeout=settings.vllm_startup_timeout,
+                        niceness=settings.vllm_nice)
     backend = VLLMChatModel(root, served_name, server=server, max_lora_rank=rank, model_path=model_path)
     backend._adapters.update(adapters)
     progress(f"Starting vLLM on {model_path} (port {port}, up to {settings.vllm_startup_timeout:.0f} s)...")

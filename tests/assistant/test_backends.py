@@ -98,10 +98,19 @@ def test_openai_backend_talks_to_an_openai_compatible_server(live):
     assert completion.completion_tokens > 0
 
 
+def test_openai_backend_relays_the_endpoints_own_error(live):
+    remote = OpenAIChatModel(live.base_url + "/v1", model="no_such_skill")
+    with pytest.raises(BackendError, match="backend answered 404: model 'no_such_skill' does not exist"):
+        remote.stream(QUESTION, GenerationParams(max_tokens=2))
+    remote.close()
+
+
 def test_openai_backend_unreachable_is_a_backend_error():
     remote = OpenAIChatModel("http://127.0.0.1:9/v1", model="x", timeout=2)
     with pytest.raises(BackendError, match="unreachable"):
         remote.complete(QUESTION, GenerationParams(max_tokens=2))
+    with pytest.raises(BackendError, match="unreachable"):
+        remote.stream(QUESTION, GenerationParams(max_tokens=2))
 
 
 @pytest.mark.parametrize("kwargs,message", [

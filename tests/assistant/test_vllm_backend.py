@@ -53,9 +53,9 @@ def wait_until(condition, timeout: float = 30.0) -> bool:
     return condition()
 
 
-def health_child(port: int) -> Supervised:
+def health_child(port: int, niceness: int = 0) -> Supervised:
     return Supervised("child", lambda: [sys.executable, "-c", HEALTH_SERVER, str(port)],
-                      f"http://127.0.0.1:{port}/health", startup_timeout=30, backoff=(0.2, 1.0))
+                      f"http://127.0.0.1:{port}/health", startup_timeout=30, backoff=(0.2, 1.0), niceness=niceness)
 
 
 def test_supervisor_restarts_a_child_that_dies_and_stop_leaves_nothing():
@@ -74,6 +74,15 @@ def test_supervisor_restarts_a_child_that_dies_and_stop_leaves_nothing():
         child.stop()
     assert child.state == "stopped"
     assert not alive(first) and not alive(second)
+
+
+def test_a_niced_child_runs_at_lower_cpu_priority_than_the_assistant():
+    child = health_child(free_port(), niceness=7)
+    child.start()
+    try:
+        assert os.getpriority(os.PRIO_PROCESS, child.pid) == os.getpriority(os.PRIO_PROCESS, 0) + 7
+    finally:
+        child.stop()
 
 
 def test_startup_failure_carries_the_childs_last_output():
