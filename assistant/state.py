@@ -68,9 +68,10 @@ class TurnContext:
     #: what lies outside this window is time the assistant adds to a turn whatever
     #: the model does (relaying tokens inside it overlaps with generation).
     llm_window: list[float] = field(default_factory=list)
-    #: perf_counter() at points of the turn, for benchmarks: "received" (the server read
-    #: the request), "started" (the turn began to run), "routed", "answered" (the graph
-    #: ended) and "recorded" (the turn's records are written).
+    #: perf_counter() at points of the turn, for benchmarks: "received" (the server got
+    #: the request), "thread" (its turn thread runs), "started" (the turn is validated
+    #: and begins to run), "routed", "answered" (the graph ended) and "recorded" (the
+    #: turn's records are written).
     marks: dict[str, float] = field(default_factory=dict)
     #: Set when the client went away; skills stop generating and the turn is not stored.
     cancelled: threading.Event = field(default_factory=threading.Event)

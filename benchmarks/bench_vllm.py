@@ -191,7 +191,8 @@ def main() -> None:
                 waiting, (first, last), marks = model_time[conv]
                 overheads.append(((first - start) + (end - last), latency - waiting))
                 points = [("request to server", start, marks["received"]),
-                          ("to turn thread", marks["received"], marks["started"]),
+                          ("to turn thread", marks["received"], marks["thread"]),
+                          ("validation", marks["thread"], marks["started"]),
                           ("guard_in + route", marks["started"], marks["routed"]),
                           ("route to model call", marks["routed"], first),
                           ("last token to graph end", last, marks["answered"]),

@@ -51,6 +51,7 @@ def create_app(settings: Settings, assistant: Assistant | None = None, *, close_
         # (longer under load), holding up every turn in flight.
         gc.freeze()
         yield
+        app.state.chat.close()
         if owned:
             app.state.assistant.close()
 

@@ -13,6 +13,7 @@ import asyncio
 import json
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, AsyncIterator, Callable
 
 from fastapi import Request
@@ -28,6 +29,8 @@ from .protocol import ChatCompletionRequest, chat_chunk, chat_completion, comple
 __all__ = ["ChatService", "read_body"]
 
 _END = ("end", None)
+#: Turns that run at once; more wait for one of them to end.
+TURN_THREADS = 256
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -51,7 +54,7 @@ class _TurnPump:
     once) travel together: one wake-up, and one socket write, for all of them.
     """
 
-    def __init__(self, begin: Callable[[], Turn]):
+    def __init__(self, begin: Callable[[], Turn], workers: ThreadPoolExecutor):
         """``begin()`` validates and prepares the turn, in the turn's thread: it reads
         SQLite, which must never block the event loop."""
         self._begin = begin
@@ -61,7 +64,7 @@ class _TurnPump:
         self._guard = threading.Lock()
         self._waiter: asyncio.Future[None] | None = None
         self._stop = threading.Event()
-        threading.Thread(target=self._work, name="lepton-turn", daemon=True).start()
+        workers.submit(self._work)
 
     def _put(self, kind: str, value: Any) -> None:
         """The turn's event sink (turn thread). Raising abandons the turn: nothing is stored."""
@@ -82,8 +85,10 @@ class _TurnPump:
             waiter.set_result(None)
 
     def _work(self) -> None:
+        running = time.perf_counter()
         try:
             self.turn = self._begin()
+            self.turn.context.marks["thread"] = running
             self.turn.run(self._put)
         except TurnAbandoned:
             return
@@ -114,6 +119,15 @@ class ChatService:
     def __init__(self, assistant: Assistant):
         self.assistant = assistant
         self.settings = assistant.settings
+        # Turns run on long-lived threads: starting a thread per turn blocks the event
+        # loop until the new thread first runs, and a new thread waits longest for a
+        # core when the model keeps the CPU busy. More turns than this at once wait
+        # for a free thread.
+        self._workers = ThreadPoolExecutor(max_workers=TURN_THREADS, thread_name_prefix="lepton-turn")
+
+    def close(self) -> None:
+        """Stop taking turns; running ones finish on their threads."""
+        self._workers.shutdown(wait=False)
 
     def parse(self, body: bytes) -> ChatCompletionRequest:
         try:
@@ -174,7 +188,7 @@ class ChatService:
             turn.context.marks["received"] = received
             return turn
 
-        pump = _TurnPump(begin)
+        pump = _TurnPump(begin, self._workers)
         # Wait for the first piece of text (or the end) before choosing a status.
         first, done = await self._pull(pump, until_text=True)
         turn = pump.turn
