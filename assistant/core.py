@@ -105,7 +105,11 @@ class Assistant:
         # once) made SQLite fail with "cannot start a transaction within a transaction".
         saver = SqliteSaver(self._conn)
         self.store = Store(self._conn, lock=saver.lock)
+        #: The graph with its checkpointer: every read and write of a conversation's state.
         self.graph = build_graph(self.skills, router, saver)
+        # The same graph without one runs the turns: the turn reads the state before it
+        # starts and writes it once, in its own thread, when it ends (see ``_run``).
+        self._turn_graph = build_graph(self.skills, router)
         self._locks: "weakref.WeakValueDictionary[str, threading.Lock]" = weakref.WeakValueDictionary()
         self._locks_guard = threading.Lock()
         #: Called with every completed Turn (metrics, benchmarks); must not raise.
@@ -409,21 +413,22 @@ class Assistant:
         if on_event is not None:
             turn.context.emit = lambda text: on_event("delta", text)
         with lock:
+            # The turn runs on the graph without a checkpointer, from the stored state, and
+            # its final state is written in one update, as guard_out. Left to itself,
+            # LangGraph's checkpointing saves from a thread pool made for each run (one or
+            # more new threads per turn, each a wait for a core when the model keeps the
+            # CPU busy) and writes a first checkpoint for every new conversation. A turn
+            # that fails writes nothing at all.
+            state = dict(self.graph.get_state(config).values)
+            state.update(incoming=incoming, requested_skill=requested)
             try:
                 # Updates only: every node runs inline in this thread, and text reaches
                 # ``on_event`` through ``TurnContext.emit`` (see assistant/graph.py).
-                for chunk in self.graph.stream(
-                    {"incoming": incoming, "requested_skill": requested},
-                    config,
-                    context=turn.context,
-                    stream_mode="updates",
-                    # One checkpoint write when the turn ends: intermediate states are
-                    # worthless here, and history only changes in guard_out anyway.
-                    durability="exit",
-                ):
+                for chunk in self._turn_graph.stream(state, context=turn.context, stream_mode="updates"):
                     for node, update in chunk.items():
                         if not update:
                             continue
+                        state.update(update)  # no reducers: each update replaces its keys
                         if node == "route":
                             marks["routed"] = time.perf_counter()
                             turn.skill = update["skill"]
@@ -438,8 +443,9 @@ class Assistant:
                             transcript = update["messages"]
             finally:
                 turn.context.cancelled.set()
-            if turn.skill is None:
+            if turn.skill is None or not transcript:
                 return
+            self.graph.update_state(config, state, as_node="guard_out")
             marks["answered"] = time.perf_counter()
             self.store.record_turn(
                 turn.tenant_id,
