@@ -122,6 +122,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="alternating raw/assistant batches per figure")
     parser.add_argument("--json", action="store_true", help="also print the figures as one JSON line")
     parser.add_argument("--no-adapter", action="store_true", help="skip the base-vs-adapter comparison")
+    parser.add_argument("--switch-interval", type=float, default=None,
+                        help="sys.setswitchinterval for this process, in seconds (default: the server's)")
     parser.add_argument("--vllm-nice", type=int, default=None,
                         help="nice value added to the managed vLLM (default: the LEPTON_VLLM_NICE setting)")
     args = parser.parse_args()
@@ -148,6 +150,9 @@ def main() -> None:
         assistant.turn_observers.append(lambda turn: model_time.__setitem__(
             turn.conversation_id, (turn.context.llm_seconds, list(turn.context.llm_window), dict(turn.context.marks))))
         server, base_url = serve(settings, assistant)
+        if args.switch_interval is not None:
+            sys.setswitchinterval(args.switch_interval)
+        print(f"switch interval {sys.getswitchinterval() * 1000:.2f} ms", file=sys.stderr)
         pauses: list[float] = []  # seconds of each garbage collection in this (the assistant's) process
         collecting: list[float] = []
 

@@ -31,6 +31,8 @@ __all__ = ["ChatService", "read_body"]
 _END = ("end", None)
 #: Turns that run at once; more wait for one of them to end.
 TURN_THREADS = 256
+#: Turn threads started with the server (more start when that many turns run at once).
+READY_TURN_THREADS = 32
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -124,6 +126,12 @@ class ChatService:
         # core when the model keeps the CPU busy. More turns than this at once wait
         # for a free thread.
         self._workers = ThreadPoolExecutor(max_workers=TURN_THREADS, thread_name_prefix="lepton-turn")
+        # The first threads start now, not while a burst of turns waits for them: the pool
+        # starts a thread only when none is idle, and that blocks the event loop until it runs.
+        ready = threading.Barrier(READY_TURN_THREADS + 1)
+        for _ in range(READY_TURN_THREADS):
+            self._workers.submit(ready.wait, 30)
+        ready.wait(30)
 
     def close(self) -> None:
         """Stop taking turns; running ones finish on their threads."""
