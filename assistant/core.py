@@ -421,6 +421,7 @@ class Assistant:
             # that fails writes nothing at all.
             state = dict(self.graph.get_state(config).values)
             state.update(incoming=incoming, requested_skill=requested)
+            marks["loaded"] = time.perf_counter()
             try:
                 # Updates only: every node runs inline in this thread, and text reaches
                 # ``on_event`` through ``TurnContext.emit`` (see assistant/graph.py).
