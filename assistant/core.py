@@ -444,8 +444,7 @@ class Assistant:
                             transcript = update["messages"]
             finally:
                 turn.context.cancelled.set()
-            if turn.skill is None or not transcript:
-                return
+            # The graph always ends in guard_out; a turn that stopped earlier raised above.
             self.graph.update_state(config, state, as_node="guard_out")
             marks["answered"] = time.perf_counter()
             self.store.record_turn(

@@ -49,7 +49,7 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 
 class _TurnPump:
-    """Runs a turn in a thread of its own; the request coroutine ``take()``s its events.
+    """Runs a turn on one of the server's turn threads; the request coroutine ``take()``s its events.
 
     The thread appends each event to a list and wakes the event loop only when the
     list was empty, so events that arrive while the loop is busy (many streams at
