@@ -1,6 +1,7 @@
 """The assistant's API over vLLM against raw vLLM, in one run, on the same prompts.
 
-    python benchmarks/bench_vllm.py [--max-tokens 64] [--requests 48] [--concurrency 1 16] [--rounds 3]
+    python benchmarks/bench_vllm.py [--max-tokens 64] [--length-spread 0.5] [--stagger-ms 300]
+                                    [--requests 48] [--concurrency 1 16] [--rounds 3]
 
 Starts a managed vLLM (as `lepton serve --backend vllm` does) and the real
 assistant on it behind a real uvicorn server on loopback. For each concurrency
@@ -17,6 +18,13 @@ through the assistant's /v1/chat/completions:
   HTTP); "waiting" = latency - time the graph spent blocked on the model, which also
   counts relaying each token while the model is already generating the next;
 - the requests come from a separate load-generator process, for both sides;
+- each stream is a user who sends the next request when the last answer ends.
+  Users do not all press enter in the same millisecond: stream k starts
+  ``--stagger-ms`` * k after the first, and the requests' max_tokens spread over
+  ``--max-tokens`` +/- ``--length-spread``, so the streams stay out of step. ``--length-spread 0
+  --stagger-ms 0`` puts them in lock-step: every turn of a wave reaches the server
+  in the same few milliseconds and waits for the CPU work of the others before
+  its own (how many arrived together is reported);
 - base model vs a LoRA adapter (random r=8 on q_proj/v_proj, active for the skill)
   at the highest concurrency, raw and through the assistant.
 
@@ -80,25 +88,41 @@ async def stream_one(client, url: str, body: dict) -> tuple[float, int, str | No
     return end - start, tokens, conversation, skill, start, end
 
 
-async def batch(url: str, bodies: list[dict], concurrency: int) -> tuple[float, list[tuple]]:
-    """Send ``bodies`` with at most ``concurrency`` in flight; (wall seconds, results)."""
+async def batch(url: str, bodies: list[dict], concurrency: int, stagger: float) -> tuple[float, list[tuple]]:
+    """Send ``bodies`` over ``concurrency`` streams; (wall seconds, results in body order).
+
+    Each stream is one user sending its next request as soon as the last answer
+    ends; stream k sends its first one ``k * stagger`` seconds after the start."""
     import httpx
 
-    semaphore = asyncio.Semaphore(concurrency)
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    pending = iter(enumerate(bodies))
+    results: list[tuple] = [()] * len(bodies)
     async with httpx.AsyncClient(timeout=600, limits=limits) as client:
-        async def guarded(body):
-            async with semaphore:
-                return await stream_one(client, url, body)
+        async def stream(k: int) -> None:
+            await asyncio.sleep(k * stagger)
+            for i, body in pending:  # one event loop: streams never take the same body
+                results[i] = await stream_one(client, url, body)
 
         start = time.perf_counter()
-        results = await asyncio.gather(*(guarded(b) for b in bodies))
+        await asyncio.gather(*(stream(k) for k in range(concurrency)))
         return time.perf_counter() - start, results
 
 
-def client_batch(url: str, bodies: list[dict], concurrency: int) -> tuple[float, list[tuple]]:
+def client_batch(url: str, bodies: list[dict], concurrency: int, stagger: float) -> tuple[float, list[tuple]]:
     """``batch`` in the load-generator process (see ``main``)."""
-    return asyncio.run(batch(url, bodies, concurrency))
+    return asyncio.run(batch(url, bodies, concurrency, stagger))
+
+
+def answer_lengths(n: int, mean: int, spread: float) -> list[int]:
+    """max_tokens of request i: spread evenly over mean * [1 - spread, 1 + spread] (golden-ratio
+    sequence, no randomness), so answers of different lengths end at different times."""
+    return [max(1, round(mean * (1 + spread * (2 * ((i * 0.6180339887498949) % 1) - 1)))) for i in range(n)]
+
+
+def simultaneous(starts: list[float], window: float = 0.025) -> list[int]:
+    """For each request, how many others were sent within ``window`` seconds of it."""
+    return [sum(1 for other in starts if abs(other - t) < window) - 1 for t in starts]
 
 
 def make_lora(model_path: str, folder: Path) -> Path:
@@ -116,7 +140,11 @@ def make_lora(model_path: str, folder: Path) -> Path:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--max-tokens", type=int, default=64)
+    parser.add_argument("--max-tokens", type=int, default=64, help="mean answer length in tokens")
+    parser.add_argument("--length-spread", type=float, default=0.5,
+                        help="answer lengths spread over max-tokens * [1 - s, 1 + s] (0: all equal)")
+    parser.add_argument("--stagger-ms", type=float, default=300.0,
+                        help="stream k sends its first request k times this late (0: all at once)")
     parser.add_argument("--requests", type=int, default=48, help="requests per batch at the highest concurrency")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16])
     parser.add_argument("--rounds", type=int, default=3, help="alternating raw/assistant batches per figure")
@@ -174,23 +202,28 @@ def main() -> None:
 
         def raw_bodies(n: int, model_name: str) -> list[dict]:
             return [{"model": model_name, "stream": True, "stream_options": {"include_usage": True},
-                     "max_tokens": args.max_tokens, "temperature": 0.0, "top_p": 1.0,
+                     "max_tokens": length, "temperature": 0.0, "top_p": 1.0,
                      "messages": [{"role": "system", "content": system},
-                                  {"role": "user", "content": MESSAGES[i % len(MESSAGES)]}]} for i in range(n)]
+                                  {"role": "user", "content": MESSAGES[i % len(MESSAGES)]}]}
+                    for i, length in enumerate(answer_lengths(n, args.max_tokens, args.length_spread))]
 
         def lepton_bodies(n: int) -> list[dict]:
-            return [{"model": "assistant", "stream": True, "max_tokens": args.max_tokens,
-                     "messages": [{"role": "user", "content": MESSAGES[i % len(MESSAGES)]}]} for i in range(n)]
+            return [{"model": "assistant", "stream": True, "max_tokens": length,
+                     "messages": [{"role": "user", "content": MESSAGES[i % len(MESSAGES)]}]}
+                    for i, length in enumerate(answer_lengths(n, args.max_tokens, args.length_spread))]
 
         phases: dict[int, dict[str, list[float]]] = {}  # concurrency -> phase -> seconds per turn
+        together: dict[int, list[int]] = {}  # concurrency -> per turn, others sent within 25 ms of it
+        stagger = args.stagger_ms / 1000
 
         def run_lepton(n: int, concurrency: int) -> tuple[float, int, list[tuple[float, float]]]:
             """(wall, tokens, [(outside, waiting) non-LLM seconds per turn]); per-phase
             times of the non-LLM part go to ``phases[concurrency]``."""
-            wall, results = client.submit(client_batch, lepton_url, lepton_bodies(n), concurrency).result()
+            wall, results = client.submit(client_batch, lepton_url, lepton_bodies(n), concurrency, stagger).result()
             skills = {r[3] for r in results}
             if skills != {"recommendation"}:
                 raise SystemExit(f"the router sent benchmark messages to {skills}; the comparison needs one prompt")
+            together.setdefault(concurrency, []).extend(simultaneous([r[4] for r in results]))
             overheads = []
             for latency, _, conv, _, start, end in results:
                 waiting, (first, last), marks = model_time[conv]
@@ -209,7 +242,7 @@ def main() -> None:
             return wall, sum(r[1] for r in results), overheads
 
         def run_raw(n: int, concurrency: int, model_name: str) -> tuple[float, int]:
-            wall, results = client.submit(client_batch, raw_url, raw_bodies(n, model_name), concurrency).result()
+            wall, results = client.submit(client_batch, raw_url, raw_bodies(n, model_name), concurrency, stagger).result()
             return wall, sum(r[1] for r in results)
 
         base_name = llm._model_name()
@@ -217,7 +250,8 @@ def main() -> None:
         run_raw(4, 4, base_name)
         run_lepton(4, 4)
 
-        print(f"vLLM CPU, greedy, max_tokens={args.max_tokens}, streaming; messages routed to 'recommendation'")
+        print(f"vLLM CPU, greedy, max_tokens {args.max_tokens} +/- {args.length_spread:.0%}, streams started "
+              f"{args.stagger_ms:.0f} ms apart, streaming; messages routed to 'recommendation'")
         print(f"{'streams':>7} {'requests':>8} {'raw tok/s':>10} {'assistant tok/s':>16} {'ratio':>6} "
               f"{'non-LLM outside p50/p95':>24} {'latency-waiting p50/p95':>24}")
 
@@ -284,6 +318,10 @@ def main() -> None:
                 f"{name} {pct(v, .5) * 1000:.1f}/{pct(v, .95) * 1000:.1f}" for name, v in phases[concurrency].items())
                 + " ms")
             phases.clear()
+            near = together.pop(concurrency)
+            figures[f"sent_together_p50_{concurrency}"] = pct(near, .5)
+            print(f"{'':>7} other turns sent within 25 ms of a turn: p50 {pct(near, .5)}, p95 {pct(near, .95)}, "
+                  f"max {max(near)}")
             print(f"{'':>7} garbage collections in the assistant's process: {len(pauses)}, longest "
                   f"{max(pauses, default=0) * 1000:.1f} ms, {sum(pauses) * 1000:.0f} ms in all")
             figures[f"gc_longest_ms_{concurrency}"] = max(pauses, default=0) * 1000
