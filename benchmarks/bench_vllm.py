@@ -138,6 +138,29 @@ def make_lora(model_path: str, folder: Path) -> Path:
     return folder
 
 
+def run_queue_wait() -> float:
+    """Seconds this thread has spent runnable but waiting for a core (Linux schedstat)."""
+    with open("/proc/thread-self/schedstat") as f:
+        return int(f.read().split()[1]) / 1e9
+
+
+def timed_router(router, calls: list[tuple[float, float, float]]):  # noqa: ANN001, ANN201
+    """Wrap ``router.route`` to record (wall, thread CPU, wait for a core) seconds per call.
+
+    What is left of the wall time, beyond CPU and the wait for a core, is time the
+    thread slept: mostly waiting for the interpreter lock after ONNX Runtime released it."""
+    route = router.route
+
+    def timed(text: str):  # noqa: ANN202
+        wall, cpu, queued = time.perf_counter(), time.thread_time(), run_queue_wait()
+        try:
+            return route(text)
+        finally:
+            calls.append((time.perf_counter() - wall, time.thread_time() - cpu, run_queue_wait() - queued))
+
+    router.route = timed
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--max-tokens", type=int, default=64, help="mean answer length in tokens")
@@ -177,6 +200,8 @@ def main() -> None:
         model_time: dict[str, tuple[float, list[float], dict[str, float]]] = {}
         assistant.turn_observers.append(lambda turn: model_time.__setitem__(
             turn.conversation_id, (turn.context.llm_seconds, list(turn.context.llm_window), dict(turn.context.marks))))
+        routing: list[tuple[float, float, float]] = []
+        timed_router(assistant.router, routing)
         server, base_url = serve(settings, assistant)
         if args.switch_interval is not None:
             sys.setswitchinterval(args.switch_interval)
@@ -249,6 +274,7 @@ def main() -> None:
         # Warm-up: vLLM compiles/caches on first use; the assistant loads its router.
         run_raw(4, 4, base_name)
         run_lepton(4, 4)
+        routing.clear()
 
         print(f"vLLM CPU, greedy, max_tokens {args.max_tokens} +/- {args.length_spread:.0%}, streams started "
               f"{args.stagger_ms:.0f} ms apart, streaming; messages routed to 'recommendation'")
@@ -318,6 +344,13 @@ def main() -> None:
                 f"{name} {pct(v, .5) * 1000:.1f}/{pct(v, .95) * 1000:.1f}" for name, v in phases[concurrency].items())
                 + " ms")
             phases.clear()
+            wall, on_cpu, queued = (sorted(column) for column in zip(*routing))
+            rest = sorted(w - c - q for w, c, q in routing)
+            print(f"{'':>7} router.route p50/p95: wall {pct(wall, .5) * 1000:.1f}/{pct(wall, .95) * 1000:.1f}, CPU "
+                  f"{pct(on_cpu, .5) * 1000:.1f}/{pct(on_cpu, .95) * 1000:.1f}, waiting for a core "
+                  f"{pct(queued, .5) * 1000:.1f}/{pct(queued, .95) * 1000:.1f}, asleep (interpreter lock, I/O) "
+                  f"{pct(rest, .5) * 1000:.1f}/{pct(rest, .95) * 1000:.1f} ms")
+            routing.clear()
             near = together.pop(concurrency)
             figures[f"sent_together_p50_{concurrency}"] = pct(near, .5)
             print(f"{'':>7} other turns sent within 25 ms of a turn: p50 {pct(near, .5)}, p95 {pct(near, .95)}, "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 
@@ -12,7 +13,7 @@ from sentence_transformers import SentenceTransformer
 from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
 
 from retrieval import default_embedding_path
-from retrieval.query_encoder import SMALL_BATCH, TOLERANCE, QueryEncoder, _Merger, load_query_encoder
+from retrieval.query_encoder import SMALL_BATCH, THREADS, TOLERANCE, QueryEncoder, _Merger, load_query_encoder
 
 TEXTS = [
     "Where is my refund?",
@@ -35,6 +36,15 @@ def test_default_model_runs_on_onnx_runtime_with_the_same_vectors(encoder):
     assert np.abs(one_by_one - reference).max() <= TOLERANCE
     # The nearest neighbour of every text is itself, under both encoders alike.
     assert (np.argmax(one_by_one @ reference.T, axis=1) == np.arange(len(TEXTS))).all()
+
+
+def test_onnx_threads_sleep_between_runs_rather_than_spin():
+    """The LLM shares the cores: the encoder's threads must not keep one busy waiting for work."""
+    query_encoder = load_query_encoder(None)
+    assert query_encoder.prepare(), query_encoder.reason
+    options = query_encoder._session.get_session_options()
+    assert options.intra_op_num_threads == THREADS == min(2, len(os.sched_getaffinity(0)))
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
 
 
 def test_big_requests_go_through_sentence_transformers_unchanged(encoder):
