@@ -99,6 +99,13 @@ class Settings(BaseSettings):
         "the CPU with the assistant (vLLM's CPU build), a positive value lets the "
         "assistant's threads run as soon as they wake; vLLM keeps every cycle they leave.",
     )
+    vllm_idle: bool = Field(
+        default=False,
+        description="Run the managed vLLM in Linux's SCHED_IDLE scheduling class: it gets a "
+        "core only when no other thread wants one and gives it up the moment one wakes "
+        "(a niced vLLM may first finish its time slice). For vLLM's CPU build on the "
+        "assistant's own cores; not for a GPU host, whose vLLM must feed the GPU promptly.",
+    )
     vllm_args: list[str] = Field(
         default_factory=list,
         description="Extra command-line arguments for the managed vLLM (JSON list), "

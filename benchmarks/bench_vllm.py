@@ -177,6 +177,8 @@ def main() -> None:
                         help="sys.setswitchinterval for this process, in seconds (default: the server's)")
     parser.add_argument("--vllm-nice", type=int, default=None,
                         help="nice value added to the managed vLLM (default: the LEPTON_VLLM_NICE setting)")
+    parser.add_argument("--vllm-idle", action="store_true",
+                        help="run the managed vLLM in the SCHED_IDLE class (the LEPTON_VLLM_IDLE setting)")
     args = parser.parse_args()
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -191,7 +193,10 @@ def main() -> None:
                         max_queue=256)
     if args.vllm_nice is not None:
         settings = settings.model_copy(update={"vllm_nice": args.vllm_nice})
-    print(f"managed vLLM at nice +{settings.vllm_nice}", file=sys.stderr)
+    if args.vllm_idle:
+        settings = settings.model_copy(update={"vllm_idle": True})
+    print(f"managed vLLM at nice +{settings.vllm_nice}{', SCHED_IDLE' if settings.vllm_idle else ''}",
+          file=sys.stderr)
     llm = start_managed_vllm(settings, model, progress=lambda m: print(m, file=sys.stderr))
     figures: dict[str, float] = {}
     try:

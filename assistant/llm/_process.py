@@ -44,12 +44,14 @@ class StartupFailed(BackendError):
     """The child exited or never became healthy; the message carries its last log lines."""
 
 
-def _child_setup(niceness: int) -> None:  # runs in the child between fork and exec
+def _child_setup(niceness: int, idle: bool) -> None:  # runs in the child between fork and exec
     if sys.platform.startswith("linux"):
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
     if niceness:
         os.nice(niceness)
+    if idle:  # inherited by every process and thread the child starts
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
 
 
 class Supervised:
@@ -73,6 +75,7 @@ class Supervised:
         log_lines: int = 40,
         on_ready: Callable[[], None] | None = None,
         niceness: int = 0,
+        idle: bool = False,
     ):
         self.name = name
         self._command = command
@@ -84,6 +87,10 @@ class Supervised:
         self._on_ready = on_ready
         #: Added to the child's nice value (lower CPU priority than this process).
         self.niceness = niceness
+        #: Run the child in Linux's SCHED_IDLE class: a core only when nothing else wants it.
+        if idle and not hasattr(os, "SCHED_IDLE"):
+            raise ValueError("running a child in the SCHED_IDLE class needs Linux")
+        self.idle = idle
         self._process: subprocess.Popen | None = None
         self._state = "stopped"
         self._stopping = threading.Event()
@@ -151,7 +158,7 @@ class Supervised:
                     text=True,
                     errors="replace",
                     start_new_session=True,
-                    preexec_fn=functools.partial(_child_setup, self.niceness),
+                    preexec_fn=functools.partial(_child_setup, self.niceness, self.idle),
                 )
             except OSError as exc:
                 self._state = "stopped"

@@ -230,7 +230,7 @@ def start_managed_vllm(
         return vllm_command(settings, model_path, served_name, port, current, rank)
 
     server = Supervised("vllm", command, root + "/health", env=env, startup_timeout=settings.vllm_startup_timeout,
-                        niceness=settings.vllm_nice)
+                        niceness=settings.vllm_nice, idle=settings.vllm_idle)
     backend = VLLMChatModel(root, served_name, server=server, max_lora_rank=rank, model_path=model_path)
     backend._adapters.update(adapters)
     progress(f"Starting vLLM on {model_path} (port {port}, up to {settings.vllm_startup_timeout:.0f} s)...")

@@ -53,9 +53,10 @@ def wait_until(condition, timeout: float = 30.0) -> bool:
     return condition()
 
 
-def health_child(port: int, niceness: int = 0) -> Supervised:
+def health_child(port: int, niceness: int = 0, idle: bool = False) -> Supervised:
     return Supervised("child", lambda: [sys.executable, "-c", HEALTH_SERVER, str(port)],
-                      f"http://127.0.0.1:{port}/health", startup_timeout=30, backoff=(0.2, 1.0), niceness=niceness)
+                      f"http://127.0.0.1:{port}/health", startup_timeout=30, backoff=(0.2, 1.0),
+                      niceness=niceness, idle=idle)
 
 
 def test_supervisor_restarts_a_child_that_dies_and_stop_leaves_nothing():
@@ -81,6 +82,21 @@ def test_a_niced_child_runs_at_lower_cpu_priority_than_the_assistant():
     child.start()
     try:
         assert os.getpriority(os.PRIO_PROCESS, child.pid) == os.getpriority(os.PRIO_PROCESS, 0) + 7
+    finally:
+        child.stop()
+
+
+def test_an_idle_class_child_runs_only_on_cores_nothing_else_wants():
+    child = health_child(free_port(), idle=True)
+    child.start()
+    try:
+        assert os.sched_getscheduler(child.pid) == os.SCHED_IDLE
+        assert os.sched_getscheduler(0) == os.SCHED_OTHER  # the assistant keeps its class
+        # So does a restarted child.
+        first = child.pid
+        os.kill(first, signal.SIGKILL)
+        assert wait_until(lambda: child.state == "ready" and child.pid != first, 30), child.state
+        assert os.sched_getscheduler(child.pid) == os.SCHED_IDLE
     finally:
         child.stop()
 
