@@ -97,7 +97,7 @@ class Settings(BaseSettings):
         le=19,
         description="Nice value added to the managed vLLM's processes. Where vLLM shares "
         "the CPU with the assistant (vLLM's CPU build), a positive value lets the "
-        "assistant's threads run as soon as they wake; vLLM keeps every cycle they leave.",
+        "assistant's threads get a core sooner when they wake; vLLM keeps every cycle they leave.",
     )
     vllm_idle: bool = Field(
         default=False,
