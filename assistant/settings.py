@@ -11,6 +11,7 @@ files under one data directory.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -219,6 +220,8 @@ class Settings(BaseSettings):
             )
         if self.vllm_url is not None and not self.vllm_url.startswith(("http://", "https://")):
             raise ValueError(f"vllm_url must start with http:// or https://, not {self.vllm_url!r}")
+        if self.vllm_idle and not hasattr(os, "SCHED_IDLE"):
+            raise ValueError("vllm_idle needs Linux's SCHED_IDLE scheduling class; unset LEPTON_VLLM_IDLE")
         return self
 
     # Paths under the data directory, in one place so nobody builds them twice.

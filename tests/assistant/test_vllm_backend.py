@@ -101,6 +101,15 @@ def test_an_idle_class_child_runs_only_on_cores_nothing_else_wants():
         child.stop()
 
 
+def test_idle_class_setting_is_refused_where_the_kernel_has_none(tmp_path, monkeypatch):
+    from pydantic import ValidationError
+
+    assert Settings(data_dir=tmp_path, vllm_idle=True).vllm_idle
+    monkeypatch.delattr(os, "SCHED_IDLE")  # as on macOS
+    with pytest.raises(ValidationError, match="vllm_idle needs Linux's SCHED_IDLE scheduling class"):
+        Settings(data_dir=tmp_path, vllm_idle=True)
+
+
 def test_startup_failure_carries_the_childs_last_output():
     child = Supervised("child", lambda: [sys.executable, "-c", "print('cannot load the model'); raise SystemExit(3)"],
                        f"http://127.0.0.1:{free_port()}/health", startup_timeout=30)
