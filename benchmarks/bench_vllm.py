@@ -25,6 +25,8 @@ through the assistant's /v1/chat/completions:
   --stagger-ms 0`` puts them in lock-step: every turn of a wave reaches the server
   in the same few milliseconds and waits for the CPU work of the others before
   its own (how many arrived together is reported);
+- where ``router.route`` spends its time per call: the thread's own CPU, waiting for a
+  core (Linux schedstat), and asleep (the interpreter lock, I/O);
 - base model vs a LoRA adapter (random r=8 on q_proj/v_proj, active for the skill)
   at the highest concurrency, raw and through the assistant.
 
