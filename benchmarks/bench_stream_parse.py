@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
-import socket
 import subprocess
 import sys
 import time
@@ -115,7 +114,6 @@ def main() -> None:
     server = subprocess.Popen([sys.executable, "-c", SERVER, str(args.gap_ms / 1000)], stdout=subprocess.PIPE, text=True)
     try:
         port = int(server.stdout.readline())
-        socket.create_connection(("127.0.0.1", port)).close()
         bare = cpu_per_token(bare_reader(port, args.tokens), args.turns, args.tokens)
         ours = cpu_per_token(assistant_reader(port, args.tokens), args.turns, args.tokens)
         bare_again = cpu_per_token(bare_reader(port, args.tokens), args.turns, args.tokens)
