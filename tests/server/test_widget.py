@@ -4,7 +4,9 @@ from another origin, talking to a real server answered by the real model."""
 
 from __future__ import annotations
 
+import math
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -164,11 +166,15 @@ def test_widget_keys_cannot_ask_for_longer_answers_than_the_cap(settings, assist
 def test_per_conversation_rate_limit(settings, assistant, start_server):
     live = serve(settings, assistant, start_server, widget_rate_per_minute=1)
     key = WidgetKeys(assistant.store).create("acme", [SHOP]).key
+    sent = time.monotonic()
     first = chat(live, key, SHOP)
     conversation = first.json()["lepton"]["conversation_id"]
     limited = chat(live, key, SHOP, lepton={"conversation_id": conversation})
+    elapsed = time.monotonic() - sent
     assert_error(limited, 429, "rate_limit_exceeded")
-    assert int(limited.headers["retry-after"]) == 60
+    # Retry when the minute that began with the first message is over (less the
+    # seconds the first answer took: several on a busy machine).
+    assert 60 - math.ceil(elapsed) <= int(limited.headers["retry-after"]) <= 60
     assert "in this conversation" in limited.json()["error"]["message"]
     assert chat(live, key, SHOP).status_code == 200  # a new conversation has its own bucket
 
