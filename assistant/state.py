@@ -70,8 +70,9 @@ class TurnContext:
     llm_window: list[float] = field(default_factory=list)
     #: perf_counter() at points of the turn, for benchmarks: "received" (the server got
     #: the request), "thread" (its turn thread runs), "started" (the turn is validated
-    #: and begins to run), "loaded" (its stored state is read), "routed", "answered" (the graph ended and the conversation's
-    #: new state is written) and "recorded" (the turn's records are written).
+    #: and begins to run), "loaded" (its stored state is read), "routed", "answered"
+    #: (the graph ended and the conversation's new state is written) and "recorded"
+    #: (the turn's records are written).
     marks: dict[str, float] = field(default_factory=dict)
     #: Set when the client went away; skills stop generating and the turn is not stored.
     cancelled: threading.Event = field(default_factory=threading.Event)

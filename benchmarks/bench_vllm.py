@@ -245,7 +245,7 @@ def main() -> None:
                     for i, length in enumerate(answer_lengths(n, args.max_tokens, args.length_spread))]
 
         phases: dict[int, dict[str, list[float]]] = {}  # concurrency -> phase -> seconds per turn
-        together: dict[int, list[int]] = {}  # concurrency -> per turn, others sent within 25 ms of it
+        together: list[int] = []  # per turn of this level, other turns sent within 25 ms of it
         stagger = args.stagger_ms / 1000
 
         def run_lepton(n: int, concurrency: int) -> tuple[float, int, list[tuple[float, float]]]:
@@ -255,7 +255,7 @@ def main() -> None:
             skills = {r[3] for r in results}
             if skills != {"recommendation"}:
                 raise SystemExit(f"the router sent benchmark messages to {skills}; the comparison needs one prompt")
-            together.setdefault(concurrency, []).extend(simultaneous([r[4] for r in results]))
+            together.extend(simultaneous([r[4] for r in results]))
             overheads = []
             for latency, _, conv, _, start, end in results:
                 waiting, (first, last), marks = model_time[conv]
@@ -351,17 +351,17 @@ def main() -> None:
                 f"{name} {pct(v, .5) * 1000:.1f}/{pct(v, .95) * 1000:.1f}" for name, v in phases[concurrency].items())
                 + " ms")
             phases.clear()
-            wall, on_cpu, queued = (sorted(column) for column in zip(*routing))
-            rest = sorted(w - c - q for w, c, q in routing)
-            print(f"{'':>7} router.route p50/p95: wall {pct(wall, .5) * 1000:.1f}/{pct(wall, .95) * 1000:.1f}, CPU "
-                  f"{pct(on_cpu, .5) * 1000:.1f}/{pct(on_cpu, .95) * 1000:.1f}, waiting for a core "
-                  f"{pct(queued, .5) * 1000:.1f}/{pct(queued, .95) * 1000:.1f}, asleep (interpreter lock, I/O) "
-                  f"{pct(rest, .5) * 1000:.1f}/{pct(rest, .95) * 1000:.1f} ms")
+            wall, on_cpu, queued = zip(*routing)
+            asleep = [w - c - q for w, c, q in routing]
+            print(f"{'':>7} router.route p50/p95: " + ", ".join(
+                f"{name} {pct(v, .5) * 1000:.1f}/{pct(v, .95) * 1000:.1f}" for name, v in
+                [("wall", wall), ("CPU", on_cpu), ("waiting for a core", queued),
+                 ("asleep (interpreter lock, I/O)", asleep)]) + " ms")
             routing.clear()
-            near = together.pop(concurrency)
-            figures[f"sent_together_p50_{concurrency}"] = pct(near, .5)
-            print(f"{'':>7} other turns sent within 25 ms of a turn: p50 {pct(near, .5)}, p95 {pct(near, .95)}, "
-                  f"max {max(near)}")
+            figures[f"sent_together_p50_{concurrency}"] = pct(together, .5)
+            print(f"{'':>7} other turns sent within 25 ms of a turn: p50 {pct(together, .5)}, "
+                  f"p95 {pct(together, .95)}, max {max(together)}")
+            together.clear()
             print(f"{'':>7} garbage collections in the assistant's process: {len(pauses)}, longest "
                   f"{max(pauses, default=0) * 1000:.1f} ms, {sum(pauses) * 1000:.0f} ms in all")
             figures[f"gc_longest_ms_{concurrency}"] = max(pauses, default=0) * 1000
