@@ -145,15 +145,23 @@ class Assistant:
         loaded = load_skills(settings.skills)
         if not loaded.skills:
             raise UnknownSkill("no skills could be loaded: " + "; ".join(f"{k}: {v}" for k, v in loaded.failures.items()))
-        encoder = load_query_encoder(settings.embedding_model)
-        encoder.prepare()  # the ONNX export happens at start-up, not on the first message
-        router = EmbeddingRouter(
-            encoder, {name: s.examples for name, s in loaded.skills.items()}, threshold=settings.router_threshold
-        )
         owned = llm is None
         if llm is None:
-            # A managed vLLM takes the active adapters as start-up arguments.
+            # A managed vLLM takes the active adapters as start-up arguments. It starts
+            # before the encoder's threads are made: once it is up, the assistant may keep
+            # to fewer CPUs (LEPTON_VLLM_SEPARATE_CPUS), and ONNX Runtime sizes its thread
+            # pool from the CPUs it has when the session is built.
             llm = create_chat_model(settings, progress, adapters=AdapterRegistry(settings.adapters_dir).active())
+        try:
+            encoder = load_query_encoder(settings.embedding_model, int8=settings.router_int8)
+            encoder.prepare()  # the ONNX export happens at start-up, not on the first message
+            router = EmbeddingRouter(
+                encoder, {name: s.examples for name, s in loaded.skills.items()}, threshold=settings.router_threshold
+            )
+        except BaseException:
+            if owned:
+                llm.close()  # a managed vLLM must not outlive a failed start
+            raise
         assistant = cls(settings, llm, loaded, router, knowledge)
         assistant._owns_llm = owned
         return assistant

@@ -37,7 +37,7 @@ def read_labelled(path: Path) -> list[dict]:
 
 
 def evaluate_routing(settings: Settings, rows: list[dict]) -> dict:
-    from retrieval import load_encoder
+    from retrieval.query_encoder import load_query_encoder
     from skills import load_skills
 
     loaded = load_skills(settings.skills)
@@ -46,7 +46,7 @@ def evaluate_routing(settings: Settings, rows: list[dict]) -> dict:
     if unknown:
         raise InvalidRequest(f"labels name unknown skills: {', '.join(unknown)}; known: {', '.join(sorted(known))}")
     router = EmbeddingRouter(
-        load_encoder(settings.embedding_model),
+        load_query_encoder(settings.embedding_model, int8=settings.router_int8),  # the server's encoder
         {name: s.examples for name, s in loaded.skills.items()},
         threshold=settings.router_threshold,
     )

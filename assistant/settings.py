@@ -107,6 +107,14 @@ class Settings(BaseSettings):
         "(a niced vLLM may first finish its time slice). For vLLM's CPU build on the "
         "assistant's own cores; not for a GPU host, whose vLLM must feed the GPU promptly.",
     )
+    vllm_separate_cpus: bool = Field(
+        default=True,
+        description="Once a managed vLLM is up, move the assistant's threads off the CPUs "
+        "vLLM's model worker is bound to (vLLM's CPU build binds it to all CPUs but one, "
+        "which it keeps for its own scheduler), so that a turn's routing and tokens never "
+        "queue behind the model's compute. No effect where vLLM binds nothing (a GPU host). "
+        "Off: the assistant's threads may run on any CPU.",
+    )
     vllm_args: list[str] = Field(
         default_factory=list,
         description="Extra command-line arguments for the managed vLLM (JSON list), "
@@ -120,6 +128,13 @@ class Settings(BaseSettings):
         le=1.0,
         description="Minimum probability the router must give a skill "
         "to pick it; below it the assistant says what it can do.",
+    )
+    router_int8: bool = Field(
+        default=True,
+        description="Route with an int8 copy of the embedding model (ONNX Runtime's dynamic "
+        "quantisation of its matrix products, per output channel): about a third of the CPU "
+        "per message. On the routing evaluation it scored 0.923 accuracy against 0.919 for "
+        "the float model, 2 of 480 decisions differing. Off: the router uses float vectors.",
     )
     embedding_model: str | None = Field(
         default=None,

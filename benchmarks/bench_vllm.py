@@ -17,7 +17,11 @@ through the assistant's /v1/chat/completions:
   i.e. what the assistant adds before and after generation (routing, graph, SQLite,
   HTTP); "waiting" = latency - time the graph spent blocked on the model, which also
   counts relaying each token while the model is already generating the next;
-- the requests come from a separate load-generator process, for both sides;
+- the requests come from a separate load-generator process, for both sides. It is
+  started after vLLM is up, so it runs on the CPUs the assistant keeps to (off vLLM's
+  model, ``LEPTON_VLLM_SEPARATE_CPUS``; on a 2-core machine the one CPU vLLM leaves to
+  its scheduler) and takes nothing from the model; ``--shared-cpus`` lets the assistant
+  and the load generator run on every CPU;
 - each stream is a user who sends the next request when the last answer ends.
   Users do not all press enter in the same millisecond: stream k starts
   ``--stagger-ms`` * k after the first, and the requests' max_tokens spread over
@@ -46,6 +50,7 @@ import gc
 import json
 import multiprocessing
 import os
+import signal
 import sys
 import tempfile
 import time
@@ -181,7 +186,13 @@ def main() -> None:
                         help="nice value added to the managed vLLM (default: the LEPTON_VLLM_NICE setting)")
     parser.add_argument("--vllm-idle", action="store_true",
                         help="run the managed vLLM in the SCHED_IDLE class (the LEPTON_VLLM_IDLE setting)")
+    parser.add_argument("--shared-cpus", action="store_true",
+                        help="the assistant may run on vLLM's model CPUs (LEPTON_VLLM_SEPARATE_CPUS=false)")
+    parser.add_argument("--float-router", action="store_true",
+                        help="route with the float encoder, not its int8 copy (LEPTON_ROUTER_INT8=false)")
     args = parser.parse_args()
+    # A SIGTERM ends the run through the finally blocks: vLLM and the load generator go too.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from assistant import Assistant, Settings
@@ -197,11 +208,18 @@ def main() -> None:
         settings = settings.model_copy(update={"vllm_nice": args.vllm_nice})
     if args.vllm_idle:
         settings = settings.model_copy(update={"vllm_idle": True})
+    if args.shared_cpus:
+        settings = settings.model_copy(update={"vllm_separate_cpus": False})
+    if args.float_router:
+        settings = settings.model_copy(update={"router_int8": False})
     print(f"managed vLLM at nice +{settings.vllm_nice}{', SCHED_IDLE' if settings.vllm_idle else ''}",
           file=sys.stderr)
     llm = start_managed_vllm(settings, model, progress=lambda m: print(m, file=sys.stderr))
     figures: dict[str, float] = {}
+    client: ProcessPoolExecutor | None = None
     try:
+        print(f"the assistant runs on CPUs {sorted(os.sched_getaffinity(0))}; router "
+              f"{'int8' if settings.router_int8 else 'float'}", file=sys.stderr)
         assistant = Assistant.from_settings(settings, llm=llm)
         # conversation -> (waiting, window, marks)
         model_time: dict[str, tuple[float, list[float], dict[str, float]]] = {}
@@ -391,8 +409,9 @@ def main() -> None:
         if args.json:
             print(json.dumps({k: round(v, 4) for k, v in figures.items()}))
         server.should_exit = True
-        client.shutdown()
     finally:
+        if client is not None:
+            client.shutdown(cancel_futures=True)
         llm.close()
 
 

@@ -4,8 +4,9 @@ a real vLLM (CPU build) as its child, driven with the official openai client.
 One test, because vLLM takes a minute and a half to start on two cores: it covers
 streaming and non-streaming chat, a skill answering through a LoRA adapter given
 at start-up, an adapter activated while the server runs (no restart), vLLM dying
-mid-run (503 + Retry-After, nothing stored, restarted with its adapters), and a
-clean SIGTERM shutdown that leaves no vLLM process behind.
+mid-run (503 + Retry-After, nothing stored, restarted with its adapters), the
+assistant keeping off the CPUs of vLLM's model (before and after the restart), and
+a clean SIGTERM shutdown that leaves no vLLM process behind.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from assistant.llm._cpus import bound_cpus
 from tests.conftest import free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.vllm]
@@ -28,6 +30,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.vllm]
 STARTUP_S = 900  # vLLM takes ~90 s here alone; on a busy 2-core machine much more
 QUESTION = [{"role": "user", "content": "My parcel never arrived, what can I do?"}]
 GIFT = [{"role": "user", "content": "Suggest a gift for my sister"}]
+CPUS = set(os.sched_getaffinity(0))
 
 
 def vllm_processes(port: int) -> dict[int, int]:
@@ -46,6 +49,14 @@ def vllm_processes(port: int) -> dict[int, int]:
             table[int(entry.name)] = (int(stat[2]), cmdline)
     groups = {pgid for pgid, cmd in table.values() if "vllm.entrypoints" in cmd and f"--port {port}" in cmd}
     return {pid: pgid for pid, (pgid, _) in table.items() if pgid in groups}
+
+
+def cpu_placement(server_pid: int, vllm_port: int) -> tuple[set[int], list[set[int]]]:
+    """(CPUs the vLLM processes' threads are bound to, the distinct CPU sets of the
+    assistant server's threads)."""
+    model = bound_cpus(list(vllm_processes(vllm_port)), CPUS)
+    masks = {frozenset(os.sched_getaffinity(int(tid))) for tid in os.listdir(f"/proc/{server_pid}/task")}
+    return model, [set(mask) for mask in masks]
 
 
 def make_lora(model_path: str, folder: Path, seed: int) -> Path:
@@ -105,6 +116,13 @@ def test_lepton_serve_through_a_managed_vllm(tmp_path, model_path):
         wait_ready(base, process, log, STARTUP_S + 120)
         seen_pids |= set(vllm_processes(vllm_port))
         assert seen_pids, "no vLLM process serves the configured port"
+        # vLLM's CPU build binds its model worker to all CPUs but one; the assistant's
+        # threads keep to the others (LEPTON_VLLM_SEPARATE_CPUS, on by default).
+        model_cpus, assistant_cpus = cpu_placement(process.pid, vllm_port)
+        if len(CPUS) > 1:
+            assert model_cpus and model_cpus < CPUS, model_cpus
+            assert assistant_cpus == [CPUS - model_cpus], (model_cpus, assistant_cpus)
+            assert "The assistant keeps to CPUs" in log.read_text()
 
         # The assistant lists skills, never adapters; vLLM lists the start-up adapter.
         ids = {m.id for m in api.models.list().data}
@@ -151,6 +169,8 @@ def test_lepton_serve_through_a_managed_vllm(tmp_path, model_path):
         wait_ready(base, process, log, STARTUP_S + 120)
         seen_pids |= set(vllm_processes(vllm_port))
         assert leader not in vllm_processes(vllm_port)
+        # The restarted vLLM got every CPU back, so it bound its model as the first one did.
+        assert cpu_placement(process.pid, vllm_port) == (model_cpus, assistant_cpus)
         served = {m["id"] for m in httpx.get(vllm_base + "/v1/models").json()["data"]}
         assert {"gifts-v1", "care-v1"} <= served
         again = api.chat.completions.create(model="customer_service", messages=QUESTION, max_tokens=12)

@@ -44,7 +44,9 @@ class StartupFailed(BackendError):
     """The child exited or never became healthy; the message carries its last log lines."""
 
 
-def _child_setup(niceness: int, idle: bool) -> None:  # runs in the child between fork and exec
+def _child_setup(niceness: int, idle: bool, cpus: set[int] | None) -> None:  # runs in the child between fork and exec
+    if cpus is not None:  # the CPUs the supervisor had when made, whichever this thread keeps to now
+        os.sched_setaffinity(0, cpus)
     if sys.platform.startswith("linux"):
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
@@ -90,6 +92,9 @@ class Supervised:
         #: Run the child in Linux's SCHED_IDLE class: a core only when nothing else wants it
         #: (Settings refuse ``vllm_idle`` where the kernel has no such class).
         self.idle = idle
+        #: Every start gets the CPUs this process could use when the supervisor was made,
+        #: even after the assistant has moved its own threads off the model's CPUs.
+        self.cpus = set(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
         self._process: subprocess.Popen | None = None
         self._state = "stopped"
         self._stopping = threading.Event()
@@ -157,7 +162,7 @@ class Supervised:
                     text=True,
                     errors="replace",
                     start_new_session=True,
-                    preexec_fn=functools.partial(_child_setup, self.niceness, self.idle),
+                    preexec_fn=functools.partial(_child_setup, self.niceness, self.idle, self.cpus),
                 )
             except OSError as exc:
                 self._state = "stopped"

@@ -28,6 +28,7 @@ import httpx
 
 from ..errors import BackendError, ConfigError, ModelError
 from ..settings import Settings
+from ._cpus import keep_off_model_cpus
 from ._process import StartupFailed, Supervised
 from .base import Health
 from .openai_compat import OpenAIChatModel, error_message
@@ -240,6 +241,10 @@ def start_managed_vllm(
         backend.close()
         raise ModelError(f"vLLM did not start: {exc}") from None
     progress(f"vLLM ready at {root} (pid {server.pid})")
+    if settings.vllm_separate_cpus and server.pid is not None:
+        left = keep_off_model_cpus(server.pid)
+        if left is not None:
+            progress(f"The assistant keeps to CPUs {','.join(map(str, sorted(left)))}, off vLLM's model")
     return backend
 
 

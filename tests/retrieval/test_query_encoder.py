@@ -13,7 +13,15 @@ from sentence_transformers import SentenceTransformer
 from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
 
 from retrieval import default_embedding_path
-from retrieval.query_encoder import SMALL_BATCH, THREADS, TOLERANCE, QueryEncoder, _Merger, load_query_encoder
+from retrieval.query_encoder import (
+    INT8_MIN_COSINE,
+    SMALL_BATCH,
+    TOLERANCE,
+    QueryEncoder,
+    _Merger,
+    load_query_encoder,
+    threads,
+)
 
 TEXTS = [
     "Where is my refund?",
@@ -43,8 +51,37 @@ def test_onnx_threads_sleep_between_runs_rather_than_spin():
     query_encoder = load_query_encoder(None)
     assert query_encoder.prepare(), query_encoder.reason
     options = query_encoder._session.get_session_options()
-    assert options.intra_op_num_threads == THREADS == min(2, len(os.sched_getaffinity(0)))
+    assert options.intra_op_num_threads == threads() == min(2, len(os.sched_getaffinity(0)))
     assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+
+
+def test_int8_copy_is_close_to_the_float_vectors_but_not_equal(encoder):
+    """The router's copy: near the library's vectors (checked at start-up), and really int8."""
+    int8 = load_query_encoder(None, int8=True)
+    assert int8.prepare(), int8.reason
+    reference = encoder.encode(TEXTS, normalize_embeddings=True, convert_to_numpy=True)
+
+    vectors = int8.encode(TEXTS)
+
+    assert vectors.shape == (len(TEXTS), 384) and vectors.dtype == np.float32
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    assert (np.sum(vectors * reference, axis=1) >= INT8_MIN_COSINE).all()
+    assert np.abs(vectors - reference).max() > TOLERANCE  # not the float model
+    assert (np.argmax(vectors @ reference.T, axis=1) == np.arange(len(TEXTS))).all()
+
+
+def test_int8_vector_of_a_text_does_not_depend_on_the_others():
+    """Activations are quantised per input, so every text runs alone: a message routes
+    the same whether it arrives alone, among others, or in a big request (the router's
+    training examples take that path too)."""
+    int8 = load_query_encoder(None, int8=True)
+    assert int8.prepare(), int8.reason
+    many = [f"filler message number {i}" for i in range(SMALL_BATCH + 2)] + TEXTS
+
+    alone = np.vstack([int8.encode([text]) for text in TEXTS])
+    together = int8.encode(many)[-len(TEXTS):]
+
+    assert np.array_equal(alone, together)
 
 
 def test_big_requests_go_through_sentence_transformers_unchanged(encoder):
