@@ -102,10 +102,11 @@ class Settings(BaseSettings):
     )
     vllm_idle: bool = Field(
         default=False,
-        description="Run the managed vLLM in Linux's SCHED_IDLE scheduling class: it gets a "
-        "core only when no other thread wants one and gives it up the moment one wakes "
-        "(a niced vLLM may first finish its time slice). For vLLM's CPU build on the "
-        "assistant's own cores; not for a GPU host, whose vLLM must feed the GPU promptly.",
+        description="Run the managed vLLM in Linux's SCHED_IDLE scheduling class, meant to "
+        "give it a core only when no other thread wants one. For vLLM's CPU build on the "
+        "assistant's own cores; not for a GPU host, whose vLLM must feed the GPU promptly. "
+        "Measured at 16 streams, the assistant's threads still waited behind vLLM's "
+        "idle-class threads (see the README's Measurements), so it is off by default.",
     )
     vllm_separate_cpus: bool = Field(
         default=True,
