@@ -158,6 +158,8 @@ class Assistant:
             router = EmbeddingRouter(
                 encoder, {name: s.examples for name, s in loaded.skills.items()}, threshold=settings.router_threshold
             )
+            if settings.router_int8:  # search queries keep the float encoder: export it now too
+                load_query_encoder(settings.embedding_model).prepare()
         except BaseException:
             if owned:
                 llm.close()  # a managed vLLM must not outlive a failed start

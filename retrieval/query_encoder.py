@@ -13,8 +13,8 @@ at a time and padded in a batch. Only if every vector agrees within
 ``TOLERANCE`` are short requests served by ONNX Runtime; otherwise (an
 unsupported module layout, a missing ``onnx`` package, a failed export) the
 encoder logs why once and keeps to sentence-transformers. Big jobs (ingestion,
-training the router) always use sentence-transformers, which sorts and batches
-them.
+training a router on float vectors) always use sentence-transformers, which
+sorts and batches them.
 
 ONNX Runtime runs with up to two intra-op threads (``threads()``), which sleep between
 runs instead of spinning: the encoder shares the machine with the LLM, so a
