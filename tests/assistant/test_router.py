@@ -10,13 +10,16 @@ from click.testing import CliRunner
 from assistant.cli import cli
 from assistant.router import OUT_OF_SCOPE, EmbeddingRouter
 from retrieval import load_encoder
+from retrieval.query_encoder import load_query_encoder
 from skills import load_skills
 
 
-@pytest.fixture(scope="module")
-def router():
+@pytest.fixture(scope="module", params=["float", "int8"])
+def router(request):
+    """The router on sentence-transformers' float vectors, and on the int8 copy the server uses."""
+    encoder = load_encoder(None) if request.param == "float" else load_query_encoder(None, int8=True)
     skills = load_skills().skills
-    return EmbeddingRouter(load_encoder(None), {n: s.examples for n, s in skills.items()})
+    return EmbeddingRouter(encoder, {n: s.examples for n, s in skills.items()})
 
 
 @pytest.mark.parametrize("text,skill", [
@@ -63,3 +66,11 @@ def test_eval_routing_reports_accuracy_and_json(tmp_path):
 
     text = runner.invoke(cli, ["--data-dir", str(tmp_path / "d"), "eval", "routing", str(data)])
     assert "accuracy: 1.000" in text.stdout
+
+
+def test_the_assistant_routes_on_the_int8_copy_and_searches_with_the_float_encoder(assistant):
+    """LEPTON_ROUTER_INT8 is on by default; both encoders are exported at start-up."""
+    routing = assistant.router._encoder
+    search = load_query_encoder(assistant.settings.embedding_model)
+    assert routing.int8 and routing._session is not None, routing.reason
+    assert not search.int8 and search._checked and search._session is not None, search.reason
