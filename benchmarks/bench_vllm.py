@@ -198,6 +198,7 @@ def main() -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from assistant import Assistant, Settings
     from assistant.adapters import model_identity
+    from assistant.llm._process import die_with_parent
     from assistant.llm.vllm import start_managed_vllm, vllm_niceness
     from assistant.models import resolve_model
 
@@ -245,7 +246,8 @@ def main() -> None:
         # The load generator is a separate process, as real clients are: parsing the
         # streams must not compete with the assistant for this interpreter's lock.
         # perf_counter is CLOCK_MONOTONIC, so its timestamps compare with the server's.
-        client = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+        # It dies with this process, even one ended by a signal in the middle of a batch.
+        client = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"), initializer=die_with_parent)
 
         system = assistant.skills["recommendation"].system_prompt
         raw_url = llm.root_url + "/v1/chat/completions"
@@ -412,7 +414,7 @@ def main() -> None:
         server.should_exit = True
     finally:
         if client is not None:
-            client.shutdown(cancel_futures=True)
+            client.shutdown(wait=False, cancel_futures=True)  # a batch still running ends with this process
         llm.close()
 
 

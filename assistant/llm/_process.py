@@ -33,7 +33,7 @@ import httpx
 
 from ..errors import BackendError
 
-__all__ = ["Supervised", "StartupFailed"]
+__all__ = ["Supervised", "StartupFailed", "die_with_parent"]
 
 log = logging.getLogger(__name__)
 
@@ -44,12 +44,17 @@ class StartupFailed(BackendError):
     """The child exited or never became healthy; the message carries its last log lines."""
 
 
-def _child_setup(niceness: int, idle: bool, cpus: set[int] | None) -> None:  # runs in the child between fork and exec
-    if cpus is not None:  # the CPUs the supervisor had when made, whichever this thread keeps to now
-        os.sched_setaffinity(0, cpus)
+def die_with_parent() -> None:
+    """Ask the kernel to send this process SIGTERM when the thread that started it ends (Linux)."""
     if sys.platform.startswith("linux"):
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def _child_setup(niceness: int, idle: bool, cpus: set[int] | None) -> None:  # runs in the child between fork and exec
+    if cpus is not None:  # the CPUs the supervisor had when made, whichever this thread keeps to now
+        os.sched_setaffinity(0, cpus)
+    die_with_parent()
     if niceness:
         os.nice(niceness)
     if idle:  # inherited by every process and thread the child starts
