@@ -32,6 +32,7 @@ from typing import Callable
 import httpx
 
 from ..errors import BackendError
+from ._cpus import allowed_cpus
 
 __all__ = ["Supervised", "StartupFailed", "die_with_parent"]
 
@@ -99,7 +100,7 @@ class Supervised:
         self.idle = idle
         #: Every start gets the CPUs this process could use when the supervisor was made,
         #: even after the assistant has moved its own threads off the model's CPUs.
-        self.cpus = set(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+        self.cpus = allowed_cpus()
         self._process: subprocess.Popen | None = None
         self._state = "stopped"
         self._stopping = threading.Event()
