@@ -20,6 +20,7 @@ CPUS = sorted(os.sched_getaffinity(0))
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="CPU placement reads Linux's /proc")
 
+
 def run(script: str) -> dict:
     """Run ``script`` in a fresh interpreter at the project root; it prints one JSON line."""
     done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
