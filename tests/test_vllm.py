@@ -51,6 +51,11 @@ def vllm_processes(port: int) -> dict[int, int]:
     return {pid: pgid for pid, (pgid, _) in table.items() if pgid in groups}
 
 
+def vllm_leader(port: int) -> int:
+    """The pid of the process that leads the vLLM process group (the API server)."""
+    return next(pid for pid, pgid in vllm_processes(port).items() if pid == pgid)
+
+
 def cpu_placement(server_pid: int, vllm_port: int) -> tuple[set[int], list[set[int]]]:
     """(CPUs the vLLM processes' threads are bound to, the distinct CPU sets of the
     assistant server's threads)."""
@@ -119,7 +124,7 @@ def test_lepton_serve_through_a_managed_vllm(tmp_path, model_path):
         # vLLM's CPU build binds its model worker to all CPUs but one; the assistant's
         # threads keep to the others (LEPTON_VLLM_SEPARATE_CPUS, on by default).
         # The CPU build runs at nice 19 (LEPTON_VLLM_NICE unset), below the assistant.
-        leader = next(pid for pid, pgid in vllm_processes(vllm_port).items() if pid == pgid)
+        leader = vllm_leader(vllm_port)
         assert os.getpriority(os.PRIO_PROCESS, leader) == min(19, os.getpriority(os.PRIO_PROCESS, process.pid) + 19)
         model_cpus, assistant_cpus = cpu_placement(process.pid, vllm_port)
         if len(CPUS) > 1:
@@ -158,7 +163,7 @@ def test_lepton_serve_through_a_managed_vllm(tmp_path, model_path):
         # vLLM dies mid-run: 503 with Retry-After, the conversation is untouched, and
         # the restarted vLLM has every adapter again, the run-time one too.
         history = httpx.get(f"{base}/v1/conversations/{conversation}").json()["messages"]
-        leader = next(pid for pid, pgid in vllm_processes(vllm_port).items() if pid == pgid)
+        leader = vllm_leader(vllm_port)
         os.kill(leader, signal.SIGKILL)
         time.sleep(1)
         with pytest.raises(openai.APIStatusError) as down:
