@@ -132,9 +132,14 @@ class EmbeddingRouter:
         for name, items in {**examples, OUT_OF_SCOPE: out_of_scope_examples}.items():
             labels += [name] * len(items)
             texts += items
-        self._model = LogisticRegression(C=regularization, class_weight="balanced", max_iter=2000)
-        self._model.fit(self._embed(texts), labels)
-        self._classes = [str(c) for c in self._model.classes_]
+        #: The fitted scikit-learn model (for audit; routing applies its weights directly).
+        self.model = model = LogisticRegression(C=regularization, class_weight="balanced", max_iter=2000)
+        model.fit(self._embed(texts), labels)
+        self._classes = [str(c) for c in model.classes_]
+        # The fitted weights, applied with numpy (see probabilities): scikit-learn's own
+        # predict_proba validates its input on every call, ~0.2 ms per message.
+        self._coef = np.asarray(model.coef_, dtype=np.float64)
+        self._intercept = np.asarray(model.intercept_, dtype=np.float64)
 
     def _embed(self, texts: list[str]) -> np.ndarray:
         vectors = np.asarray(self._encoder.encode(texts, normalize_embeddings=True, show_progress_bar=False))
@@ -143,8 +148,25 @@ class EmbeddingRouter:
     def route(self, text: str) -> Route:
         return self.route_many([text])[0]
 
+    def probabilities(self, vectors: np.ndarray) -> np.ndarray:
+        """Class probabilities (rows: vectors, columns: ``classes``), as the fitted
+        ``LogisticRegression.predict_proba`` gives them: a softmax of the class scores,
+        or for two classes the logistic function of the one score."""
+        scores = np.asarray(vectors, dtype=np.float64) @ self._coef.T + self._intercept
+        if len(self._classes) == 2:
+            second = 1.0 / (1.0 + np.exp(-scores[:, 0]))
+            return np.column_stack([1.0 - second, second])
+        scores -= scores.max(axis=1, keepdims=True)
+        np.exp(scores, out=scores)
+        return scores / scores.sum(axis=1, keepdims=True)
+
+    @property
+    def classes(self) -> list[str]:
+        """The skills and ``OUT_OF_SCOPE``, in the order of ``probabilities``' columns."""
+        return list(self._classes)
+
     def route_many(self, texts: list[str]) -> list[Route]:
-        probabilities = self._model.predict_proba(self._embed(texts))
+        probabilities = self.probabilities(self._embed(texts))
         routes = []
         for row in probabilities:
             scores = {name: float(p) for name, p in zip(self._classes, row)}

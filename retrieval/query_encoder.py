@@ -95,6 +95,7 @@ class QueryEncoder:
         self.model = model  # the SentenceTransformer
         self.int8 = int8
         self._session: Any = None
+        self._tokenizer: Any = None  # for one text at a time; see _features
         self._checked = False
         self._lock = threading.Lock()
         self.reason: str | None = None  # why ONNX Runtime is not used, once known
@@ -136,10 +137,20 @@ class QueryEncoder:
     # ------------------------------------------------------------ internals
 
     def _run(self, texts: list[str]) -> np.ndarray:
-        features = self.model.preprocess(texts)
-        feeds = {name: features[name].numpy() for name in self._inputs}
-        (vectors,) = self._session.run(None, feeds)
+        (vectors,) = self._session.run(None, self._features(texts))
         return np.asarray(vectors, dtype=np.float32)
+
+    def _features(self, texts: list[str]) -> dict[str, np.ndarray]:
+        """ONNX Runtime's inputs for ``texts``. One text (every message the router sees)
+        goes straight through the fast tokenizer, ~0.04 against ~0.23 ms through
+        sentence-transformers' ``preprocess``, which gives the same ids (checked at start-up)."""
+        if len(texts) == 1 and self._tokenizer is not None:
+            encoding = self._tokenizer.encode(texts[0])
+            columns = {"input_ids": encoding.ids, "attention_mask": encoding.attention_mask,
+                       "token_type_ids": encoding.type_ids}
+            return {name: np.array([columns[name]], dtype=np.int64) for name in self._inputs}
+        features = self.model.preprocess(texts)
+        return {name: features[name].numpy() for name in self._inputs}
 
     def _ensure_session(self) -> None:
         if self._checked:
@@ -149,6 +160,7 @@ class QueryEncoder:
                 return
             try:
                 self._session, self._inputs = self._build()
+                self._tokenizer = self._single_text_tokenizer()
                 self._verify()
             except Exception as exc:  # any reason at all: keep to sentence-transformers
                 self._session = None
@@ -189,6 +201,26 @@ class QueryEncoder:
         options.log_severity_level = 3
         session = onnxruntime.InferenceSession(model, options, providers=["CPUExecutionProvider"])
         return session, inputs
+
+    def _single_text_tokenizer(self) -> Any:
+        """A copy of the model's fast tokenizer that truncates as sentence-transformers does
+        and never pads, if it gives ``preprocess``'s ids for the probes and for a text longer
+        than the model takes; else None (every text then goes through ``preprocess``)."""
+        backend = getattr(self.model.tokenizer, "backend_tokenizer", None)
+        if backend is None:
+            return None
+        from tokenizers import Tokenizer
+
+        tokenizer = Tokenizer.from_str(backend.to_str())
+        tokenizer.no_padding()
+        tokenizer.enable_truncation(self.model.max_seq_length)
+        columns = {"input_ids": "ids", "attention_mask": "attention_mask", "token_type_ids": "type_ids"}
+        for text in [*_PROBES, "word " * (2 * self.model.max_seq_length)]:
+            features, encoding = self.model.preprocess([text]), tokenizer.encode(text)
+            if any(features[name][0].tolist() != getattr(encoding, columns[name]) for name in self._inputs):
+                log.info("query encoder: the fast tokenizer differs from sentence-transformers'; not used")
+                return None
+        return tokenizer
 
     def _verify(self) -> None:
         reference = np.asarray(

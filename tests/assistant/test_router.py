@@ -40,6 +40,28 @@ def test_decisions_are_deterministic_and_scores_are_probabilities(router):
     assert sum(a.scores.values()) == pytest.approx(1.0, abs=1e-5)
 
 
+def test_probabilities_are_scikit_learns(router):
+    """Routing applies the fitted weights itself; a message gets the probabilities
+    scikit-learn's predict_proba would give, and the route follows them."""
+    texts = ["I lost my wallet with my card in it", "sing me a song", "a gift for my dad", "refund"]
+    vectors = router._embed(texts)
+    # scikit-learn works in float32 for float32 vectors; the router in float64.
+    assert router.probabilities(vectors) == pytest.approx(router.model.predict_proba(vectors), abs=1e-6)
+    route = router.route(texts[2])
+    assert route.scores == pytest.approx(dict(zip(router.classes, router.model.predict_proba(vectors[2:3])[0])), abs=1e-6)
+
+
+def test_two_classes_use_the_logistic_function():
+    """One skill: the classes are that skill and out-of-scope, scored as scikit-learn's binary model does."""
+    router = EmbeddingRouter(load_query_encoder(None, int8=True), {"recommendation": load_skills().skills[
+        "recommendation"].examples})
+    vectors = router._embed(["a present for my niece", "what time is it in Tokyo"])
+    assert router.classes == ["out_of_scope", "recommendation"]
+    assert router.probabilities(vectors) == pytest.approx(router.model.predict_proba(vectors), abs=1e-6)
+    assert [r.skill for r in router.route_many(["a present for my niece", "what time is it in Tokyo"])] == [
+        "recommendation", OUT_OF_SCOPE]
+
+
 def test_threshold_one_sends_everything_out_of_scope():
     skills = load_skills().skills
     strict = EmbeddingRouter(load_encoder(None), {n: s.examples for n, s in skills.items()}, threshold=1.0)

@@ -46,6 +46,23 @@ def test_default_model_runs_on_onnx_runtime_with_the_same_vectors(encoder):
     assert (np.argmax(one_by_one @ reference.T, axis=1) == np.arange(len(TEXTS))).all()
 
 
+def test_one_text_skips_preprocess_with_the_same_ids_and_vectors(encoder):
+    """One text at a time goes straight through the fast tokenizer: the same ids as
+    sentence-transformers' preprocess, truncation of an over-long text included."""
+    query_encoder = load_query_encoder(None)
+    assert query_encoder.prepare(), query_encoder.reason
+    assert query_encoder._tokenizer is not None
+    long_text = "please block my card " * 200  # beyond the model's 256 tokens
+    for text in [*TEXTS, long_text, "", "日本語 🙂 émigré"]:
+        fast = query_encoder._features([text])
+        library = {name: value.numpy() for name, value in encoder.preprocess([text]).items()
+                   if name in fast}
+        assert fast.keys() == library.keys() and all(np.array_equal(fast[k], library[k]) for k in fast), text
+    assert query_encoder._features([long_text])["input_ids"].shape == (1, encoder.max_seq_length)
+    reference = encoder.encode([long_text], normalize_embeddings=True, convert_to_numpy=True)
+    assert np.abs(query_encoder.encode([long_text]) - reference).max() <= TOLERANCE
+
+
 def test_onnx_threads_sleep_between_runs_rather_than_spin():
     """The LLM shares the cores: the encoder's threads must not keep one busy waiting for work."""
     query_encoder = load_query_encoder(None)
