@@ -17,7 +17,9 @@ through the assistant's /v1/chat/completions:
   i.e. what the assistant adds before and after generation (routing, graph, SQLite,
   HTTP); "waiting" = latency - time the graph spent blocked on the model, which also
   counts relaying each token while the model is already generating the next;
-- the requests come from a separate load-generator process, for both sides. It is
+- the requests come from a separate load-generator process, for both sides, one
+  keep-alive connection per stream, read by hand on asyncio streams (``Connection``: a
+  client library's own CPU per request and chunk would count as non-LLM time). It is
   started after vLLM is up, so it runs on the CPUs the assistant keeps to (off vLLM's
   model, ``LEPTON_VLLM_SEPARATE_CPUS``; on a 2-core machine the one CPU vLLM leaves to
   its scheduler) and takes nothing from the model; ``--shared-cpus`` lets the assistant
@@ -56,6 +58,7 @@ import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from urllib.parse import urlsplit
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -73,19 +76,73 @@ MESSAGES = [
 ]
 
 
-async def stream_one(client, url: str, body: dict) -> tuple[float, int, str | None, str | None, float, float]:
-    """(latency, completion tokens, conversation id, skill, start, end) of one streamed request."""
+class Connection:
+    """One keep-alive HTTP/1.1 connection of the load generator, on plain asyncio streams.
+
+    The streams are read by hand, not with an HTTP client library: what a client
+    spends building requests and parsing chunks lands between the client's clock
+    and the server's, so it would count as the assistant's non-LLM time. Both
+    servers stream with chunked transfer encoding; error answers may carry a
+    Content-Length instead."""
+
+    def __init__(self, url: str):
+        parts = urlsplit(url)
+        self.host, self.port, self.path = parts.hostname, parts.port, parts.path
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def open(self) -> "Connection":
+        self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        return self
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+    def send(self, body: dict) -> None:
+        payload = json.dumps(body).encode()
+        self.writer.write(b"POST %s HTTP/1.1\r\nHost: %s:%d\r\nContent-Type: application/json\r\n"
+                          b"Content-Length: %d\r\n\r\n%s" % (self.path.encode(), self.host.encode(), self.port,
+                                                          len(payload), payload))
+
+    async def head(self) -> tuple[int, dict[str, str]]:
+        status = int((await self.reader.readline()).split()[1])
+        headers = {}
+        while (line := await self.reader.readline()) not in (b"\r\n", b"\n", b""):
+            name, _, value = line.decode("latin-1").partition(":")
+            headers[name.strip().lower()] = value.strip()
+        return status, headers
+
+    async def body(self, headers: dict[str, str]):  # noqa: ANN201 - async iterator of bytes
+        """The body's pieces as they arrive, to its end (the connection stays usable)."""
+        if "content-length" in headers:
+            yield await self.reader.readexactly(int(headers["content-length"]))
+            return
+        while size := int((await self.reader.readline()).split(b";")[0], 16):
+            yield (await self.reader.readexactly(size + 2))[:-2]
+        while await self.reader.readline() not in (b"\r\n", b"\n", b""):  # trailers, then the blank line
+            pass
+
+
+async def stream_one(connection: Connection, body: dict) -> tuple[float, int, str | None, str | None, float, float]:
+    """(latency, completion tokens, conversation id, skill, start, end) of one streamed request;
+    ``end`` is when the answer's last byte has been read."""
     tokens, conversation, skill = 0, None, None
     start = time.perf_counter()
-    async with client.stream("POST", url, json=body) as response:
-        if response.status_code != 200:
-            raise RuntimeError(f"{url} answered {response.status_code}: {(await response.aread())[:300]!r}")
-        async for line in response.aiter_lines():
-            if not line.startswith("data: ") or line == "data: [DONE]":
+    connection.send(body)
+    status, headers = await connection.head()
+    if status != 200:
+        text = b"".join([piece async for piece in connection.body(headers)])
+        raise RuntimeError(f"{connection.path} answered {status}: {text[:300]!r}")
+    pending = b""
+    async for piece in connection.body(headers):
+        *lines, pending = (pending + piece).split(b"\n")
+        for line in lines:
+            if not line.startswith(b"data: ") or line.rstrip() == b"data: [DONE]":
                 continue
             chunk = json.loads(line[6:])
             if "error" in chunk:
-                raise RuntimeError(f"{url} failed mid-stream: {chunk['error']}")
+                raise RuntimeError(f"{connection.path} failed mid-stream: {chunk['error']}")
             if chunk.get("usage"):
                 tokens = chunk["usage"]["completion_tokens"]
             lepton = chunk.get("lepton") or {}
@@ -98,22 +155,24 @@ async def stream_one(client, url: str, body: dict) -> tuple[float, int, str | No
 async def batch(url: str, bodies: list[dict], concurrency: int, stagger: float) -> tuple[float, list[tuple]]:
     """Send ``bodies`` over ``concurrency`` streams; (wall seconds, results in body order).
 
-    Each stream is one user sending its next request as soon as the last answer
-    ends; stream k sends its first one ``k * stagger`` seconds after the start."""
-    import httpx
-
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    Each stream is one user, on its own connection, sending its next request as soon
+    as the last answer ends; stream k sends its first one ``k * stagger`` seconds
+    after the start."""
     pending = iter(enumerate(bodies))
     results: list[tuple] = [()] * len(bodies)
-    async with httpx.AsyncClient(timeout=600, limits=limits) as client:
-        async def stream(k: int) -> None:
-            await asyncio.sleep(k * stagger)
-            for i, body in pending:  # one event loop: streams never take the same body
-                results[i] = await stream_one(client, url, body)
 
-        start = time.perf_counter()
-        await asyncio.gather(*(stream(k) for k in range(concurrency)))
-        return time.perf_counter() - start, results
+    async def stream(k: int) -> None:
+        await asyncio.sleep(k * stagger)
+        connection = await Connection(url).open()
+        try:
+            for i, body in pending:  # one event loop: streams never take the same body
+                results[i] = await stream_one(connection, body)
+        finally:
+            connection.close()
+
+    start = time.perf_counter()
+    await asyncio.gather(*(stream(k) for k in range(concurrency)))
+    return time.perf_counter() - start, results
 
 
 def client_batch(url: str, bodies: list[dict], concurrency: int, stagger: float) -> tuple[float, list[tuple]]:
