@@ -259,15 +259,17 @@ class ChatService:
                     yield text(pieces)
                 if failure is not None:
                     raise failure
-            yield event(chat_chunk(cid, req.model, created, {}, finish_reason=turn.finish_reason,
-                                   usage=turn.usage, lepton=self._lepton(turn)))
+            # The last chunk and the end marker in one write: the client's answer is
+            # complete when it reads them.
+            last = event(chat_chunk(cid, req.model, created, {}, finish_reason=turn.finish_reason,
+                                    usage=turn.usage, lepton=self._lepton(turn)))
         except asyncio.CancelledError:
             pump.stop()
             raise
         except Exception as exc:
             # Headers are gone; report the failure in-band the way OpenAI servers do.
-            yield event(api_error_from(exc).body())
+            last = event(api_error_from(exc).body())
         finally:
             if not done:
                 pump.stop()
-        yield "data: [DONE]\n\n"
+        yield last + "data: [DONE]\n\n"
