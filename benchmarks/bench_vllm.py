@@ -76,6 +76,10 @@ MESSAGES = [
 ]
 
 
+#: Seconds one streamed answer may take before the benchmark gives up on it.
+TIMEOUT = 600
+
+
 class Connection:
     """One keep-alive HTTP/1.1 connection of the load generator, on plain asyncio streams.
 
@@ -106,7 +110,10 @@ class Connection:
                                                           len(payload), payload))
 
     async def head(self) -> tuple[int, dict[str, str]]:
-        status = int((await self.reader.readline()).split()[1])
+        status_line = await self.reader.readline()
+        if not status_line:
+            raise RuntimeError(f"{self.host}:{self.port} closed the connection before answering")
+        status = int(status_line.split()[1])
         headers = {}
         while (line := await self.reader.readline()) not in (b"\r\n", b"\n", b""):
             name, _, value = line.decode("latin-1").partition(":")
@@ -166,7 +173,7 @@ async def batch(url: str, bodies: list[dict], concurrency: int, stagger: float) 
         connection = await Connection(url).open()
         try:
             for i, body in pending:  # one event loop: streams never take the same body
-                results[i] = await stream_one(connection, body)
+                results[i] = await asyncio.wait_for(stream_one(connection, body), TIMEOUT)
         finally:
             connection.close()
 
