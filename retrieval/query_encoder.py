@@ -84,6 +84,9 @@ _PROBES = (
     "what can I do and will I be charged a fee for the failed payment?",
 )
 
+#: The model's inputs, as fields of a ``tokenizers.Encoding``.
+_ENCODING_FIELDS = {"input_ids": "ids", "attention_mask": "attention_mask", "token_type_ids": "type_ids"}
+
 
 class QueryEncoder:
     """``encode(texts)`` with ``SentenceTransformer.encode``'s keywords, unit vectors out.
@@ -146,9 +149,8 @@ class QueryEncoder:
         sentence-transformers' ``preprocess``, which gives the same ids (checked at start-up)."""
         if len(texts) == 1 and self._tokenizer is not None:
             encoding = self._tokenizer.encode(texts[0])
-            columns = {"input_ids": encoding.ids, "attention_mask": encoding.attention_mask,
-                       "token_type_ids": encoding.type_ids}
-            return {name: np.array([columns[name]], dtype=np.int64) for name in self._inputs}
+            return {name: np.array([getattr(encoding, _ENCODING_FIELDS[name])], dtype=np.int64)
+                    for name in self._inputs}
         features = self.model.preprocess(texts)
         return {name: features[name].numpy() for name in self._inputs}
 
@@ -214,10 +216,9 @@ class QueryEncoder:
         tokenizer = Tokenizer.from_str(backend.to_str())
         tokenizer.no_padding()
         tokenizer.enable_truncation(self.model.max_seq_length)
-        columns = {"input_ids": "ids", "attention_mask": "attention_mask", "token_type_ids": "type_ids"}
         for text in [*_PROBES, "word " * (2 * self.model.max_seq_length)]:
             features, encoding = self.model.preprocess([text]), tokenizer.encode(text)
-            if any(features[name][0].tolist() != getattr(encoding, columns[name]) for name in self._inputs):
+            if any(features[name][0].tolist() != getattr(encoding, _ENCODING_FIELDS[name]) for name in self._inputs):
                 log.info("query encoder: the fast tokenizer differs from sentence-transformers'; not used")
                 return None
         return tokenizer
