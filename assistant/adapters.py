@@ -16,14 +16,17 @@ without a restart. Writes are atomic (staging folder or temp file + rename), so
 a crash never leaves a half-registered adapter.
 
 An adapter is *compatible* with a served model when its base model name and its
-chat-template hash both match; the Assistant refuses incompatible ones (the
-skill then answers with the base model and the refusal is logged).
+chat-template hash both match; ``AdapterLoader`` (the runtime's side: which
+adapter a skill answers with, loaded into the backend on first use) refuses
+incompatible ones (the skill then answers with the base model and the refusal
+is logged).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import re
 import shutil
@@ -32,12 +35,16 @@ import threading
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .errors import LeptonError
+from .errors import BackendError, LeptonError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .llm import ChatModel
 
 __all__ = [
     "AdapterError",
+    "AdapterLoader",
     "AdapterRecord",
     "AdapterRegistry",
     "ModelIdentity",
@@ -49,6 +56,8 @@ __all__ = [
 MANIFEST = "lepton_adapter.json"
 INDEX = "registry.json"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+log = logging.getLogger(__name__)
 
 
 class AdapterError(LeptonError):
@@ -284,3 +293,59 @@ class AdapterRegistry:
         self.deactivate(name)
         with self._lock:
             shutil.rmtree(self.root / name)
+
+
+class AdapterLoader:
+    """Which adapter a skill answers with, loading it into the backend when needed.
+
+    The registry is read on every call, so an adapter activated while the server
+    runs is used from the next turn on. An adapter trained on another base model
+    or chat template is refused (logged once) and the base model answers instead:
+    a mismatched template silently degrades every answer.
+    """
+
+    def __init__(self, registry: AdapterRegistry, llm: "ChatModel", identity: ModelIdentity | None):
+        self.registry = registry
+        self.llm = llm
+        self.identity = identity
+        self._guard = threading.Lock()
+        #: adapter name -> created_at of the version the backend has loaded
+        self._loaded: dict[str, str] = {}
+        #: (name, created_at) of adapters already refused, so each is logged once
+        self._refused: set[tuple[str, str]] = set()
+
+    def adapter_for(self, skill: str) -> str | None:
+        """The name of the adapter ``skill`` answers with (None: the base model).
+
+        Raises BackendError when the backend cannot load it right now (a vLLM
+        restarting): that turn fails with a 503 and the next one tries again."""
+        try:
+            record = self.registry.active_for(skill)
+        except LeptonError as exc:
+            log.error("adapter registry: %s", exc)
+            return None
+        if record is None:
+            return None
+        version = (record.name, record.created_at)
+        with self._guard:
+            if version in self._refused:
+                return None
+            if self._loaded.get(record.name) == record.created_at:
+                return record.name
+            problem = record.problem_with(self.identity) if self.identity else None
+            try:
+                if problem is not None:
+                    raise AdapterError(problem)
+                if record.name in self._loaded:  # a new version of a loaded adapter
+                    self.llm.load_adapter(record.name, str(record.path))
+                else:  # the backend may have it already (a managed vLLM's start-up adapters)
+                    self.llm.ensure_adapter(record.name, str(record.path))
+            except BackendError:
+                raise
+            except LeptonError as exc:
+                self._refused.add(version)
+                log.error("skill %s answers with the base model: %s", skill, exc)
+                return None
+            self._loaded[record.name] = record.created_at
+            log.info("adapter %s loaded for skill %s", record.name, skill)
+            return record.name

@@ -1,22 +1,24 @@
-"""The agent graph: guard_in → route → <skill> → guard_out.
+"""The agent graph: guard_in → route → <skill> | out_of_scope | handoff → guard_out.
 
-Nodes come first, then the builder, then the edges, then ``compile()``. Tokens
-reach the caller through the turn's ``emit`` callback (``TurnContext.emit``) while
-a skill generates; the committed history changes only in guard_out, the last node.
+Nodes come first, then the builder, then the edges, then ``compile()``. Nodes
+read the state and the read-only run-time context (``assistant.state``) and
+return updates; reducers combine what several nodes add. The committed history
+changes only in guard_out, the last node.
 
-Why a callback and not LangGraph's "custom" stream mode: with a custom stream,
-LangGraph runs every node on a pool thread and relays each token through a second
-waiter thread to the thread iterating the stream. With "updates" only, each node
-(one per step here) runs inline in the thread that runs the turn, so a token goes
-from the backend to the caller with no thread hand-off at all. Under load (many
-turns sharing the cores with the model) every hand-off is a wait for the
-scheduler; see benchmarks/bench_vllm.py.
+Text reaches the caller through the context's event sink (``TurnContext.emit``)
+while a skill generates, and route announces the skill the same way. Why a sink
+and not LangGraph's "custom" stream mode: with a custom stream, LangGraph runs
+every node on a pool thread and relays each token through a second waiter
+thread. Without it, each node (one per step here) runs inline in the thread that
+runs the turn, so a token goes from the backend to the caller with no thread
+hand-off at all. Under load (many turns sharing the cores with the model) every
+hand-off is a wait for the scheduler; see benchmarks/bench_vllm.py.
 """
 
 from __future__ import annotations
 
 import time
-from typing import Callable
+from typing import Callable, Sequence
 
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
@@ -26,36 +28,41 @@ from skills import Skill, SkillContext
 from .errors import TurnAbandoned
 from .guards import clean_text, mask_card_numbers
 from .handoff import ANGRY_SCORE, frustration, is_affirmative, wants_person
+from .llm import GenerationParams
 from .prompts import EMPTY_REPLY, HANDOFF_REPLY, OUT_OF_SCOPE_REPLY
 from .router import OUT_OF_SCOPE, EmbeddingRouter
 from .state import ConversationState, TurnContext
 
-__all__ = ["build_graph", "HANDOFF"]
+__all__ = ["build_graph", "HANDOFF", "MAX_FAILURES"]
 
 #: The node a turn goes to when the conversation is (or now becomes) a person's.
 HANDOFF = "handoff"
 #: Consecutive unanswered turns after which a person is called in.
 MAX_FAILURES = 2
+#: Most stop sequences a backend takes (the OpenAI API's limit).
+MAX_STOP = 4
 
 
-# -- nodes --------------------------------------------------------------------
+# -- helpers ------------------------------------------------------------------
 
 
-def guard_in(state: ConversationState) -> dict:
-    """Clean the turn's new messages and mask card numbers before anything stores them."""
-    incoming = []
-    masked = 0
-    for message in state["incoming"]:
-        text, n = mask_card_numbers(clean_text(message["content"]))
-        masked += n
-        incoming.append({"role": message["role"], "content": text})
-    extras = {"masked_card_numbers": masked} if masked else {}
-    return {"incoming": incoming, "reply": "", "extras": extras, "handoff_reason": None}
+def _emitter(turn: TurnContext):
+    """A ``say`` function that streams text to the turn's caller and remembers everything said."""
+    emit = turn.emit
+    said: list[str] = []
+
+    def say(text: str) -> None:
+        if text:
+            said.append(text)
+            if emit is not None:
+                emit("delta", text)
+
+    return say, said
 
 
-def _handoff_reason(state: ConversationState, turn: TurnContext, text: str) -> tuple[str | None, dict]:
+def _handoff_reason(state: ConversationState, text: str) -> tuple[str | None, dict]:
     """Should this message go to a person? (reason or None, fields for ``lepton``)."""
-    if turn.handoff_requested or wants_person(text):
+    if state.get("handoff_requested") or wants_person(text):
         return "requested", {}
     if state.get("handoff_offered") and is_affirmative(text):
         return "requested", {}
@@ -71,70 +78,81 @@ def _handoff_reason(state: ConversationState, turn: TurnContext, text: str) -> t
     return None, extras
 
 
+def _params_for(base: GenerationParams, max_tokens: int | None, temperature: float | None,
+                stop: Sequence[str] | None) -> GenerationParams:
+    """The client's parameters as a skill narrowed them (see ``skills.base.Generate``)."""
+    if max_tokens is None and temperature is None and not stop:
+        return base
+    stops = list(dict.fromkeys([*base.stop, *(stop or ())]))[:MAX_STOP]
+    return GenerationParams(
+        max_tokens=min(base.max_tokens, max_tokens) if max_tokens else base.max_tokens,
+        temperature=base.temperature if temperature is None else temperature,
+        top_p=base.top_p,
+        stop=stops,
+    )
+
+
+# -- nodes --------------------------------------------------------------------
+
+
+def guard_in(state: ConversationState) -> dict:
+    """Clean the turn's new messages and mask card numbers before anything stores them."""
+    incoming = []
+    masked = 0
+    for message in state["incoming"]:
+        text, n = mask_card_numbers(clean_text(message["content"]))
+        masked += n
+        incoming.append({"role": message["role"], "content": text})
+    update: dict = {"incoming": incoming}
+    if masked:
+        update["lepton"] = {"masked_card_numbers": masked}
+    return update
+
+
 def make_route(router: EmbeddingRouter) -> Callable[..., dict]:
     def route(state: ConversationState, runtime: Runtime[TurnContext]) -> dict:
         """A conversation waiting for a person stays with the person; a request for a
         person, anger or a repeated complaint hands it over; then an explicitly
         requested skill wins; otherwise the embedding router decides."""
-        turn = runtime.context
-        if turn.handoff_pending:
-            return {"skill": HANDOFF, "route_scores": {}}
-        last_user = next(m["content"] for m in reversed(state["incoming"]) if m["role"] == "user")
-        reason, extras = _handoff_reason(state, turn, last_user)
-        update: dict = {"extras": {**state.get("extras", {}), **extras}} if extras else {}
-        if reason is not None:
-            return {**update, "skill": HANDOFF, "route_scores": {}, "handoff_reason": reason}
-        if state.get("requested_skill"):
-            return {**update, "skill": state["requested_skill"], "route_scores": {}}
-        decision = router.route(last_user)
-        return {**update, "skill": decision.skill, "route_scores": decision.scores}
+        if state.get("handoff_pending"):
+            update: dict = {"skill": HANDOFF, "route_scores": {}}
+        else:
+            last_user = next(m["content"] for m in reversed(state["incoming"]) if m["role"] == "user")
+            reason, extras = _handoff_reason(state, last_user)
+            update = {"lepton": extras} if extras else {}
+            if reason is not None:
+                update.update(skill=HANDOFF, route_scores={}, handoff_reason=reason)
+            elif state.get("requested_skill"):
+                update.update(skill=state["requested_skill"], route_scores={})
+            else:
+                decision = router.route(last_user)
+                update.update(skill=decision.skill, route_scores=decision.scores)
+        if runtime.context.emit is not None:
+            runtime.context.emit("route", update["skill"])
+        return update
 
     return route
-
-
-def handoff(state: ConversationState, runtime: Runtime[TurnContext]) -> dict:
-    """Tell the user a person is coming; once one is, stay silent (the message is
-    stored for the agent and the webhook)."""
-    if runtime.context.handoff_pending:
-        return {"reply": ""}
-    say, said = _emitter(runtime.context)
-    say(HANDOFF_REPLY)
-    return {"reply": "".join(said)}
-
-
-def _emitter(turn: TurnContext):
-    """A ``say`` function that streams text to the turn's caller and remembers everything said."""
-    emit = turn.emit
-    said: list[str] = []
-
-    def say(text: str) -> None:
-        if text:
-            said.append(text)
-            if emit is not None:
-                emit(text)
-
-    return say, said
 
 
 def make_skill_node(skill: Skill) -> Callable[..., dict]:
     def run_skill(state: ConversationState, runtime: Runtime[TurnContext]) -> dict:
         turn = runtime.context
         say, said = _emitter(turn)
+        # What the model calls produce, returned as state updates when the skill is done.
+        calls: dict = {"usage": {"prompt_tokens": 0, "completion_tokens": 0}, "llm_seconds": 0.0}
 
-        def generate(messages, adapter=None) -> str:
+        def generate(messages, *, max_tokens=None, temperature=None, stop=None) -> str:  # noqa: ANN001
+            params = _params_for(turn.params, max_tokens, temperature, stop)
             # Only time spent waiting on the model counts as LLM time (not streaming it on).
             started = time.perf_counter()
-            if not turn.llm_window:
-                turn.llm_window[:] = [started, started]
-            turn.prompt_system = next((m["content"] for m in messages if m["role"] == "system"), None)
-            if adapter is None and turn.adapter_for is not None:
-                adapter = turn.adapter_for(skill.name)
-            generation = turn.llm.stream(messages, turn.params, adapter=adapter)
+            window = calls.setdefault("llm_window", [started, started])
+            calls["prompt_system"] = next((m["content"] for m in messages if m["role"] == "system"), None)
+            generation = turn.llm.stream(messages, params, adapter=turn.adapter_for(skill.name))
             pieces: list[str] = []
             try:
                 while not turn.cancelled.is_set():
                     piece = next(generation, None)
-                    turn.llm_seconds += time.perf_counter() - started
+                    calls["llm_seconds"] += time.perf_counter() - started
                     if piece is None:
                         break
                     pieces.append(piece)
@@ -142,26 +160,37 @@ def make_skill_node(skill: Skill) -> Callable[..., dict]:
                     started = time.perf_counter()
             finally:
                 generation.close()
-                turn.llm_window[1] = time.perf_counter()
-            turn.usage["prompt_tokens"] += generation.prompt_tokens
-            turn.usage["completion_tokens"] += generation.completion_tokens
-            turn.finish_reason = generation.finish_reason or "stop"
+                window[1] = time.perf_counter()
+            calls["usage"]["prompt_tokens"] += generation.prompt_tokens
+            calls["usage"]["completion_tokens"] += generation.completion_tokens
+            calls["finish_reason"] = generation.finish_reason or "stop"
             return "".join(pieces)
 
         ctx = SkillContext(
             # Only role and content reach a skill (stored agent messages carry more).
-            messages=[{"role": m["role"], "content": m["content"]} for m in state.get("messages", []) + state["incoming"]],
+            messages=[{"role": m["role"], "content": m["content"]}
+                      for m in state.get("messages", []) + state["incoming"]],
             tenant_id=turn.tenant_id,
+            conversation_id=turn.conversation_id,
             generate=generate,
             say=say,
+            env=turn.envs[skill.name],
+            state=dict(state.get("skill_state", {}).get(skill.name, {})),
             max_history=turn.max_history,
-            retrieve=turn.retrieve,
-            data_dir=turn.data_dir,
+            collection=skill.collection,
         )
         reply = skill.respond(ctx)
         if not said:  # a skill that returned its text instead of streaming it
             say(reply.text)
-        return {"reply": "".join(said), "extras": {**state.get("extras", {}), **reply.extras}}
+        update = {**calls, "reply": "".join(said), "lepton": reply.extras, "declined": reply.declined,
+                  "decisions": list(reply.decisions)}
+        if reply.handoff:
+            update["handoff_reason"] = reply.handoff
+        if reply.safety:
+            update["safety"] = reply.safety
+        if reply.state is not None:
+            update["skill_state"] = {**state.get("skill_state", {}), skill.name: dict(reply.state)}
+        return update
 
     run_skill.__name__ = skill.name
     return run_skill
@@ -179,6 +208,16 @@ def make_out_of_scope(skills: dict[str, Skill]) -> Callable[..., dict]:
     return out_of_scope
 
 
+def handoff(state: ConversationState, runtime: Runtime[TurnContext]) -> dict:
+    """Tell the user a person is coming; once one is, stay silent (the message is
+    stored for the agent and the webhook)."""
+    if state.get("handoff_pending"):
+        return {"reply": ""}
+    say, said = _emitter(runtime.context)
+    say(HANDOFF_REPLY)
+    return {"reply": "".join(said)}
+
+
 def guard_out(state: ConversationState, runtime: Runtime[TurnContext]) -> dict:
     """Commit the turn: history gains the new messages and the answer, in one write.
 
@@ -187,17 +226,15 @@ def guard_out(state: ConversationState, runtime: Runtime[TurnContext]) -> dict:
     if runtime.context.cancelled.is_set():
         raise TurnAbandoned("the client went away before the answer was complete")
     history = state.get("messages", []) + state["incoming"]
-    if runtime.context.handoff_pending:  # silent: the agent answers
-        return {"messages": history, "incoming": [], "reply": "", "failures": 0, "handoff_offered": False}
+    done = {"incoming": [], "last_skill": state["skill"]}
+    if state.get("handoff_pending"):  # silent: the agent answers
+        return {**done, "messages": history, "reply": "", "failures": 0, "handoff_offered": False}
     say, _ = _emitter(runtime.context)
     reply = state.get("reply", "")
-    extras = state.get("extras", {})
-    declined = bool(extras.get("declined"))
+    declined = bool(state.get("declined"))
     failures = state.get("failures", 0) + (declined or state["skill"] == OUT_OF_SCOPE)
-    reason = state.get("handoff_reason")  # set by route; the handoff node told the user
-    if reason is None and extras.get("handoff"):
-        reason = str(extras["handoff"])  # the skill asked for a person
-    elif reason is None and failures >= MAX_FAILURES:
+    reason = state.get("handoff_reason")  # from route (the handoff node told the user) or the skill
+    if reason is None and failures >= MAX_FAILURES:
         reason = "repeated_failure"
     if reason and state["skill"] != HANDOFF:
         tail = "\n\n" + HANDOFF_REPLY if reply.strip() else HANDOFF_REPLY
@@ -209,12 +246,12 @@ def guard_out(state: ConversationState, runtime: Runtime[TurnContext]) -> dict:
     if reason:
         failures = 0
     answer = {"role": "assistant", "content": reply}
-    if extras.get("citations"):  # kept with the answer, so a reloaded widget shows them again
-        answer["citations"] = extras["citations"]
-    history = history + [answer]
+    citations = state.get("lepton", {}).get("citations")
+    if citations:  # kept with the answer, so a reloaded widget shows them again
+        answer["citations"] = citations
     return {
-        "messages": history,
-        "incoming": [],
+        **done,
+        "messages": history + [answer],
         "reply": reply,
         "failures": failures,
         "handoff_offered": declined and not reason,
@@ -239,7 +276,7 @@ def build_graph(skills: dict[str, Skill], router: EmbeddingRouter, checkpointer=
     builder.add_edge(START, "guard_in")
     builder.add_edge("guard_in", "route")
 
-    # route stored its decision in state["skill"]: a skill name or out_of_scope.
+    # route stored its decision in state["skill"]: a skill name, out_of_scope or handoff.
     def pick_skill(state: ConversationState) -> str:
         return state["skill"]
 

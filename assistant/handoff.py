@@ -35,10 +35,16 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
+
+from .errors import ConversationNotFound, HandoffStateError, InvalidRequest
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .store import Store
 
 __all__ = [
     "Frustration",
+    "HandoffService",
     "WebhookNotifier",
     "frustration",
     "is_affirmative",
@@ -208,3 +214,89 @@ class WebhookNotifier:
             log.warning("handoff webhook %s for %s: %s", event["type"], event.get("conversation_id"), status)
         if on_result is not None:
             on_result(event, status)
+
+
+# -- the handoff lifecycle ----------------------------------------------------
+
+
+class HandoffService:
+    """A conversation's handoff state (stored by ``Store``), its events (webhook) and
+    the agent's side: answering and releasing.
+
+    ``append_message(tenant, conversation, message)`` adds a message to the stored
+    history and returns its index (the assistant's conversation memory does it)."""
+
+    def __init__(
+        self,
+        store: "Store",
+        webhook: WebhookNotifier | None,
+        append_message: Callable[[str, str, dict[str, Any]], int],
+    ):
+        self.store = store
+        self.webhook = webhook
+        self._append = append_message
+
+    @staticmethod
+    def view(record: dict[str, Any] | None) -> dict[str, Any]:
+        """What clients see of a stored handoff record: ``{"state": "none"}`` without
+        one, else its state (pending|released), reason and times."""
+        if record is None:
+            return {"state": "none"}
+        return {k: v for k, v in record.items() if k not in ("conversation_id", "webhook_status")}
+
+    def state(self, tenant_id: str, conversation_id: str | None) -> dict[str, Any]:
+        """The conversation's handoff as clients see it (see ``view``)."""
+        return self.view(self.store.handoff(tenant_id, conversation_id) if conversation_id else None)
+
+    def is_pending(self, tenant_id: str, conversation_id: str) -> bool:
+        return self.state(tenant_id, conversation_id)["state"] == "pending"
+
+    def after_turn(
+        self, tenant_id: str, conversation_id: str, reason: str | None, *, was_pending: bool,
+        transcript: list[dict[str, Any]],
+    ) -> dict[str, Any]:
+        """Open the handoff a turn asked for, or forward a waiting conversation's new
+        message to the webhook; returns the handoff as clients see it."""
+        if reason is not None:
+            handoff = self.view(self.store.open_handoff(tenant_id, conversation_id, reason))
+            log.info("conversation %s handed off: %s", conversation_id, reason)
+            self._notify("handoff.requested", tenant_id, conversation_id, reason=reason, transcript=transcript)
+            return handoff
+        if was_pending:
+            self._notify("handoff.message", tenant_id, conversation_id,
+                         message=transcript[-1] if transcript else None)
+        # Read again rather than reuse the turn's start: an agent may have released it meanwhile.
+        return self.state(tenant_id, conversation_id)
+
+    def agent_reply(self, tenant_id: str, conversation_id: str, content: str, agent: str | None = None) -> int:
+        """A person's answer in a handed-off conversation; returns its message index."""
+        self._require_conversation(tenant_id, conversation_id)
+        if not self.is_pending(tenant_id, conversation_id):
+            raise HandoffStateError(f"conversation {conversation_id!r} is not waiting for a person")
+        if not content.strip():
+            raise InvalidRequest("content is empty", "content")
+        return self._append(tenant_id, conversation_id, {"role": "assistant", "content": content,
+                                                          "agent": agent or "agent"})
+
+    def release(self, tenant_id: str, conversation_id: str) -> dict[str, Any]:
+        """Give the conversation back to the assistant."""
+        self._require_conversation(tenant_id, conversation_id)
+        if not self.store.release_handoff(tenant_id, conversation_id):
+            raise HandoffStateError(f"conversation {conversation_id!r} is not waiting for a person")
+        self._notify("handoff.released", tenant_id, conversation_id)
+        return self.state(tenant_id, conversation_id)
+
+    def _require_conversation(self, tenant_id: str, conversation_id: str) -> None:
+        if not self.store.conversation_exists(tenant_id, conversation_id):
+            raise ConversationNotFound(f"conversation {conversation_id!r} not found")
+
+    def _notify(self, event: str, tenant_id: str, conversation_id: str, **fields: Any) -> None:
+        if self.webhook is None:
+            return
+
+        def remember(_event: dict, status: str) -> None:
+            if event == "handoff.requested":
+                self.store.set_webhook_status(tenant_id, conversation_id, status)
+
+        payload = {"type": event, "tenant_id": tenant_id, "conversation_id": conversation_id, **fields}
+        self.webhook.send(payload, on_result=remember)

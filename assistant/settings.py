@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -73,8 +73,8 @@ class Settings(BaseSettings):
     vllm_startup_timeout: float = Field(
         default=600.0,
         gt=0,
-        description="Seconds the managed vLLM may take to answer /health (a 135M model "
-        "takes about 90 s on two CPU cores; large models longer).",
+        description="Seconds the managed vLLM may take to answer /health; larger models "
+        "need longer (measured start-up times: see benchmarks/README.md).",
     )
     vllm_max_lora_rank: int = Field(
         default=16,
@@ -107,8 +107,8 @@ class Settings(BaseSettings):
         description="Run the managed vLLM in Linux's SCHED_IDLE scheduling class, meant to "
         "give it a core only when no other thread wants one. For vLLM's CPU build on the "
         "assistant's own cores; not for a GPU host, whose vLLM must feed the GPU promptly. "
-        "Measured at 16 streams, the assistant's threads still waited behind vLLM's "
-        "idle-class threads (see the README's Measurements), so it is off by default.",
+        "Off by default: at many concurrent streams the assistant's threads can still wait "
+        "behind vLLM's idle-class threads (see benchmarks/README.md).",
     )
     vllm_separate_cpus: bool = Field(
         default=True,
@@ -135,9 +135,10 @@ class Settings(BaseSettings):
     router_int8: bool = Field(
         default=True,
         description="Route with an int8 copy of the embedding model (ONNX Runtime's dynamic "
-        "quantisation of its matrix products, per output channel): about a third of the CPU "
-        "per message. On the routing evaluation it scored 0.923 accuracy against 0.919 for "
-        "the float model, 2 of 480 decisions differing. Off: the router uses float vectors.",
+        "quantisation of its matrix products, per output channel), which costs less CPU per "
+        "message; it is used only if its vectors stay close to the float model's on start-up "
+        "probes. Accuracy and CPU figures: see benchmarks/README.md. Off: the router uses "
+        "float vectors.",
     )
     embedding_model: str | None = Field(
         default=None,
@@ -184,7 +185,7 @@ class Settings(BaseSettings):
     demo_knowledge: bool = Field(
         default=True,
         description="On `lepton serve`, fill the default tenant's empty 'help_centre' "
-        "collection with the bundled WixQA demo articles (once, ~1 minute on a laptop). "
+        "collection with the bundled WixQA demo articles (once, on the first start). "
         "Set false for a real deployment.",
     )
     # Widget keys are public (they sit in page source), so requests that carry one
@@ -222,6 +223,12 @@ class Settings(BaseSettings):
     handoff_webhook_secret: str | None = Field(
         default=None,
         description="Signs webhook bodies: header X-Lepton-Signature: sha256=<HMAC-SHA256 hex>.",
+    )
+
+    skill_options: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="Options per skill (JSON object in the environment), handed to each skill as "
+        'SkillEnv.options, e.g. {"customer_service": {"sources": 3}}. What a skill reads is up to the skill.',
     )
 
     @field_validator("data_dir")

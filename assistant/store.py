@@ -35,14 +35,20 @@ CREATE TABLE IF NOT EXISTS feedback (
     correction TEXT,
     created_at REAL NOT NULL
 );
+-- Decisions skills report (SkillReply.decisions, SkillEnv.audit): `lepton audit export`.
+-- outcome and inputs are JSON.
 CREATE TABLE IF NOT EXISTS audit_log (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     tenant_id TEXT NOT NULL,
+    skill TEXT NOT NULL,
+    conversation_id TEXT,
     kind TEXT NOT NULL,
-    subject TEXT,
-    payload TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    inputs TEXT NOT NULL,
+    version TEXT,
     created_at REAL NOT NULL
 );
+CREATE INDEX IF NOT EXISTS audit_log_by_tenant ON audit_log (tenant_id, created_at);
 -- Conversations handed to a person: at most one row per conversation, reused
 -- when a released conversation is handed off again.
 CREATE TABLE IF NOT EXISTS handoffs (
@@ -104,7 +110,19 @@ class Store:
         self._conn = conn
         self._lock = lock or threading.Lock()
         with self._lock, self._conn:
+            self._retire_first_audit_table()
             self._conn.executescript(_SCHEMA)
+
+    def _retire_first_audit_table(self) -> None:
+        """Databases made before decisions were audited have an ``audit_log`` of another
+        layout that nothing wrote to: drop it when empty, else keep it as ``audit_log_v1``."""
+        columns = {row[1] for row in self._conn.execute("PRAGMA table_info(audit_log)")}
+        if "subject" not in columns:
+            return
+        if self._conn.execute("SELECT COUNT(*) FROM audit_log").fetchone()[0]:
+            self._conn.execute("ALTER TABLE audit_log RENAME TO audit_log_v1")
+        else:
+            self._conn.execute("DROP TABLE audit_log")
 
     def conversation_exists(self, tenant_id: str, conversation_id: str) -> bool:
         with self._lock:
@@ -139,6 +157,48 @@ class Store:
                     " VALUES (?, ?, ?, ?)",
                     (tenant_id, conversation_id, answer_index, prompt_system),
                 )
+
+    def add_audit(
+        self,
+        tenant_id: str,
+        skill: str,
+        kind: str,
+        outcome: Any,
+        *,
+        inputs: Any = None,
+        version: str | None = None,
+        conversation_id: str | None = None,
+    ) -> None:
+        """Write one decision to the audit log (outcome and inputs must be JSON-serialisable)."""
+        row = (tenant_id, skill, conversation_id, kind, json.dumps(outcome), json.dumps(dict(inputs or {})),
+               version, time.time())
+        with self._lock, self._conn:
+            self._conn.execute(
+                "INSERT INTO audit_log (tenant_id, skill, conversation_id, kind, outcome, inputs, version, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                row,
+            )
+
+    def audit_entries(
+        self, tenant_id: str, *, since: float | None = None, skill: str | None = None
+    ) -> list[dict[str, Any]]:
+        """The tenant's audit log, oldest first; ``since`` is a Unix time."""
+        query = ("SELECT id, skill, conversation_id, kind, outcome, inputs, version, created_at FROM audit_log"
+                 " WHERE tenant_id = ?")
+        args: list[Any] = [tenant_id]
+        if since is not None:
+            query += " AND created_at >= ?"
+            args.append(since)
+        if skill is not None:
+            query += " AND skill = ?"
+            args.append(skill)
+        with self._lock:
+            rows = self._conn.execute(query + " ORDER BY id", args).fetchall()
+        return [
+            {"id": r[0], "tenant_id": tenant_id, "skill": r[1], "conversation_id": r[2], "kind": r[3],
+             "outcome": json.loads(r[4]), "inputs": json.loads(r[5]), "version": r[6], "created_at": r[7]}
+            for r in rows
+        ]
 
     def answer_prompt(self, tenant_id: str, conversation_id: str, message_index: int) -> str | None:
         """The system message the model was given for that answer, if one was recorded."""

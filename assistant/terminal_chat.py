@@ -38,15 +38,15 @@ class EmbeddedSession:
         self.skill: str | None = None
 
     def send(self, text: str, on_text: Callable[[str], None]) -> None:
-        turn = self._assistant.start_turn(
+        request = self._assistant.start_turn(
             [{"role": "user", "content": text}],
             model=self._model,
             conversation_id=self._conversation,
             params=self._params,
         )
-        turn.run(lambda kind, value: on_text(value) if kind == "delta" else None)
-        self._conversation = turn.conversation_id
-        self.skill = turn.skill
+        result = self._assistant.run_turn(request, lambda kind, value: on_text(value) if kind == "delta" else None)
+        self._conversation = result.conversation_id
+        self.skill = result.skill
 
 
 class RemoteSession:

@@ -76,8 +76,7 @@ def main() -> None:
     settings = Settings(data_dir=data / "bench", model=model)
     assistant = Assistant.from_settings(settings, llm=LocalChatModel(model))
     llm_seconds: dict[str, float] = {}  # conversation id -> model time of its latest turn
-    assistant.turn_observers.append(lambda turn: llm_seconds.__setitem__(turn.conversation_id,
-                                                                          turn.context.llm_seconds))
+    assistant.turn_observers.append(lambda turn: llm_seconds.__setitem__(turn.conversation_id, turn.llm_seconds))
     server, base = serve(settings, assistant)
     url = f"{base}/v1/chat/completions"
     overheads, latencies = [], []

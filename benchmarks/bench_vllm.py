@@ -292,7 +292,7 @@ def main() -> None:
         # conversation -> (waiting, window, marks)
         model_time: dict[str, tuple[float, list[float], dict[str, float]]] = {}
         assistant.turn_observers.append(lambda turn: model_time.__setitem__(
-            turn.conversation_id, (turn.context.llm_seconds, list(turn.context.llm_window), dict(turn.context.marks))))
+            turn.conversation_id, (turn.llm_seconds, list(turn.llm_window), dict(turn.marks))))
         routing: list[tuple[float, float, float]] = []
         timed_router(assistant.router, routing)
         server, base_url = serve(settings, assistant)

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import click
 
+from assistant.cli_support import pass_settings
+
 from .data import FORMATS
 
 __all__ = ["finetune"]
@@ -81,7 +83,7 @@ def prepare(input, out, fmt, strict, eval_fraction, eval_size, seed, system, ove
 @click.option("--fresh", is_flag=True, help="Discard an interrupted run of this --name and start over.")
 @click.option("--name", help="Adapter name; default <skill>-<dataset hash prefix>.")
 @click.option("--json", "as_json", is_flag=True, help="Last stdout line: one JSON object with the metrics.")
-@click.pass_obj
+@pass_settings
 def train(settings, skill, data, base_model, config_file, epochs, max_steps, seed, resume, fresh, name, as_json) -> None:
     from skills import load_skills
 
@@ -118,7 +120,7 @@ def train(settings, skill, data, base_model, config_file, epochs, max_steps, see
 @click.option("--force", is_flag=True, help="Activate even if the adapter does not beat the base model.")
 @click.option("--no-activate", is_flag=True, help="Only measure; never activate.")
 @click.option("--json", "as_json", is_flag=True, help="Last stdout line: one JSON object with the figures.")
-@click.pass_obj
+@pass_settings
 def eval_command(settings, adapter, limit, force, no_activate, as_json) -> None:
     from .evaluate import evaluate
 
@@ -137,7 +139,7 @@ def eval_command(settings, adapter, limit, force, no_activate, as_json) -> None:
 
 @finetune.command("list", help="Registered adapters.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-@click.pass_obj
+@pass_settings
 def list_command(settings, as_json) -> None:
     from assistant.adapters import AdapterRegistry
 
@@ -157,7 +159,7 @@ def list_command(settings, as_json) -> None:
 @finetune.command(help="Make an adapter its skill's active adapter (requires a passed eval unless --force).")
 @click.argument("name")
 @click.option("--force", is_flag=True, help="Activate although the eval gate did not pass.")
-@click.pass_obj
+@pass_settings
 def activate(settings, name, force) -> None:
     from .evaluate import activate_checked
 
@@ -167,7 +169,7 @@ def activate(settings, name, force) -> None:
 
 @finetune.command(help="Stop using an adapter (its skill answers with the base model).")
 @click.argument("name")
-@click.pass_obj
+@pass_settings
 def deactivate(settings, name) -> None:
     from assistant.adapters import AdapterRegistry
 
@@ -181,7 +183,7 @@ def deactivate(settings, name) -> None:
 @click.option("--out", required=True, type=click.Path(path_type=Path))
 @click.option("--overwrite", is_flag=True, help="Replace --out if it exists.")
 @click.option("--json", "as_json", is_flag=True, help="Last stdout line: one JSON object.")
-@click.pass_obj
+@pass_settings
 def export(settings, name, out, overwrite, as_json) -> None:
     from .export import export_merged
 
@@ -200,7 +202,7 @@ def export(settings, name, out, overwrite, as_json) -> None:
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--tenant", help="Tenant whose feedback to export; default: the default tenant.")
 @click.option("--json", "as_json", is_flag=True, help="Last stdout line: one JSON object with the counts.")
-@click.pass_obj
+@pass_settings
 def export_feedback_command(settings, skill, out, tenant, as_json) -> None:
     from .feedback import export_feedback
 

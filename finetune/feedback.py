@@ -3,8 +3,8 @@
 The ``feedback`` table records (tenant, conversation, message index, rating,
 correction). The conversation itself lives in the LangGraph checkpoints in the
 same SQLite file: the first checkpoint whose history has ``message_index + 1``
-messages is the one written when that answer was committed, and its ``skill``
-channel says which skill gave it. From that history we build one OpenAI-messages
+messages is the one written when that answer was committed, and its
+``last_skill`` channel says which skill gave it. From that history we build one OpenAI-messages
 row: the earlier turns as context (earlier answers with weight 0, since nobody
 rated them), then the rated answer (thumbs up) or the correction (thumbs down
 with a correction) as the target. A thumbs down without a correction says what
@@ -43,7 +43,7 @@ def _committed_histories(saver, tenant: str, conversation: str) -> dict[int, tup
         values = item.checkpoint.get("channel_values", {})
         messages = values.get("messages") or []
         if messages:
-            found[len(messages)] = (list(messages), values.get("skill"))
+            found[len(messages)] = (list(messages), values.get("last_skill"))
     return found
 
 

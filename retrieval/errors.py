@@ -1,13 +1,19 @@
-"""The retrieval package's errors, rooted in one base class.
+"""The retrieval package's errors, and the root of every error Lepton raises.
+
+``LeptonError`` is defined here, in the lowest package, because every other
+package (skills, assistant, finetune, server) sits above retrieval and may derive
+from it, while retrieval may import none of them. Everyone else imports it from
+``assistant.errors``, which documents the whole tree.
 
 ::
 
-    RetrievalError                 anything this package raises on purpose
-    ├── InvalidNameError           a tenant or knowledge-base name Chroma cannot hold
-    ├── CollectionNotFoundError    searching or deleting in a knowledge base that does not exist
-    ├── InvalidQueryError          empty query, k outside 1..100, unknown mode, bad filter
-    ├── IngestError                a whole ingestion request is unusable (no paths, bad options)
-    └── StoreUnavailableError      the Chroma folder or server cannot be reached
+    LeptonError
+    └── RetrievalError             anything this package raises on purpose
+        ├── InvalidNameError           a tenant or knowledge-base name Chroma cannot hold
+        ├── CollectionNotFoundError    searching or deleting in a knowledge base that does not exist
+        ├── InvalidQueryError          empty query, k outside 1..100, unknown mode, bad filter
+        ├── IngestError                a whole ingestion request is unusable (no paths, bad options)
+        └── StoreUnavailableError      the Chroma folder or server cannot be reached
 
 Problems with single files during ingestion are *not* raised: they are collected
 in :class:`retrieval.ingest.IngestReport` so one bad file never stops the rest.
@@ -17,6 +23,7 @@ Every message says what to change, so callers (CLI, HTTP routes) can show it as 
 from __future__ import annotations
 
 __all__ = [
+    "LeptonError",
     "RetrievalError",
     "InvalidNameError",
     "CollectionNotFoundError",
@@ -26,7 +33,11 @@ __all__ = [
 ]
 
 
-class RetrievalError(Exception):
+class LeptonError(Exception):
+    """Base of every error Lepton raises on purpose (the tree: ``assistant.errors``)."""
+
+
+class RetrievalError(LeptonError):
     """Base class of every error raised on purpose by :mod:`retrieval`."""
 
 

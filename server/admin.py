@@ -42,7 +42,7 @@ def require_admin(request: Request) -> None:
 
 def knowledge(request: Request):
     """The assistant's own KnowledgeStore, so admin writes and skill searches share one."""
-    return request.app.state.assistant.knowledge
+    return request.app.state.assistant.knowledge.store
 
 
 def _retrieval_error(exc: Exception) -> ApiError:

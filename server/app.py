@@ -26,6 +26,7 @@ from .handoffs import router as handoff_router
 from .keys import Caller, WidgetKeys, caller
 from .limits import WidgetLimits
 from .protocol import model_list
+from .skill_actions import router as skill_actions_router
 from .widget import WidgetCors
 from .widget import router as widget_router
 
@@ -67,6 +68,7 @@ def create_app(settings: Settings, assistant: Assistant | None = None, *, close_
     app.include_router(widget_router)
     app.include_router(admin_router)
     app.include_router(handoff_router)
+    app.include_router(skill_actions_router)
 
     # Every route that touches tenant data resolves its caller through `caller`.
     @app.post("/v1/chat/completions")

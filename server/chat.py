@@ -20,7 +20,7 @@ from fastapi import Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import ValidationError
 
-from assistant import Assistant, GenerationParams, Turn
+from assistant import Assistant, GenerationParams, TurnRequest, TurnResult
 from assistant.errors import TurnAbandoned
 
 from .errors import ApiError, api_error_from, validation_message
@@ -56,11 +56,20 @@ class _TurnPump:
     once) travel together: one wake-up, and one socket write, for all of them.
     """
 
-    def __init__(self, begin: Callable[[], Turn], workers: ThreadPoolExecutor):
-        """``begin()`` validates and prepares the turn, in the turn's thread: it reads
-        SQLite, which must never block the event loop."""
+    def __init__(self, begin: Callable[[], TurnRequest], run: Callable[..., TurnResult], received: float,
+                 workers: ThreadPoolExecutor):
+        """``begin()`` validates the turn and ``run(request, on_event, cancelled=, marks=)``
+        runs it, both in the turn's thread: they read SQLite, which must never block the
+        event loop."""
         self._begin = begin
-        self.turn: Turn | None = None
+        self._run = run
+        self._received = received
+        self.request: TurnRequest | None = None
+        #: The skill that answers, known once the turn is routed.
+        self.skill: str | None = None
+        #: The turn's outcome, set before the ("end", None) event.
+        self.result: TurnResult | None = None
+        self.cancelled = threading.Event()
         self._loop = asyncio.get_running_loop()
         self._pending: list[tuple[str, Any]] = []
         self._guard = threading.Lock()
@@ -72,6 +81,8 @@ class _TurnPump:
         """The turn's event sink (turn thread). Raising abandons the turn: nothing is stored."""
         if self._stop.is_set():
             raise TurnAbandoned("the client went away")
+        if kind == "route":
+            self.skill = value
         self._append((kind, value))
 
     def _append(self, item: tuple[str, Any]) -> None:
@@ -87,11 +98,10 @@ class _TurnPump:
             waiter.set_result(None)
 
     def _work(self) -> None:
-        running = time.perf_counter()
+        marks = {"received": self._received, "thread": time.perf_counter()}
         try:
-            self.turn = self._begin()
-            self.turn.context.marks["thread"] = running
-            self.turn.run(self._put)
+            self.request = self._begin()
+            self.result = self._run(self.request, self._put, cancelled=self.cancelled, marks=marks)
         except TurnAbandoned:
             return
         except BaseException as exc:  # handed to the request coroutine
@@ -112,9 +122,7 @@ class _TurnPump:
 
     def stop(self) -> None:
         self._stop.set()
-        turn = self.turn
-        if turn is not None and turn.context is not None:
-            turn.context.cancelled.set()
+        self.cancelled.set()
 
 
 class ChatService:
@@ -150,7 +158,7 @@ class ChatService:
         tenant_id: str,
         header_conversation: str | None,
         max_tokens_cap: int | None = None,
-    ) -> Turn:
+    ) -> TurnRequest:
         messages = [
             {"role": "system" if m.role == "developer" else m.role, "content": m.text()} for m in req.messages
         ]
@@ -171,8 +179,9 @@ class ChatService:
             handoff=bool(req.lepton and req.lepton.handoff),
         )
 
-    def _lepton(self, turn: Turn) -> dict[str, Any]:
-        return {"skill": turn.skill, "conversation_id": turn.conversation_id, **turn.extras}
+    @staticmethod
+    def _lepton(result: TurnResult) -> dict[str, Any]:
+        return {"skill": result.skill, "conversation_id": result.conversation_id, **result.lepton}
 
     async def handle(
         self,
@@ -189,25 +198,25 @@ class ChatService:
         req = self.parse(await read_body(request, self.settings.max_request_bytes))
         header_conversation = request.headers.get("x-conversation-id")
 
-        def begin() -> Turn:
-            turn = self.start(req, tenant_id, header_conversation, max_tokens_cap)
+        def begin() -> TurnRequest:
+            request = self.start(req, tenant_id, header_conversation, max_tokens_cap)
             if admit is not None:
-                admit(req.model, turn.conversation_id)
-            turn.context.marks["received"] = received
-            return turn
+                admit(req.model, request.conversation_id)
+            return request
 
-        pump = _TurnPump(begin, self._workers)
+        pump = _TurnPump(begin, self.assistant.run_turn, received, self._workers)
         # Wait for the first piece of text (or the end) before choosing a status.
         first, done = await self._pull(pump, until_text=True)
-        turn = pump.turn
-        headers = {"X-Conversation-Id": turn.conversation_id}
+        headers = {"X-Conversation-Id": pump.request.conversation_id}
         if req.stream:
             return StreamingResponse(
-                self._sse(req, turn, pump, first, done), media_type="text/event-stream", headers=headers
+                self._sse(req, pump, first, done), media_type="text/event-stream", headers=headers
             )
         if not done:
             await self._pull(pump, until_text=False)
-        body = chat_completion(completion_id(), req.model, turn.reply, turn.finish_reason, turn.usage, self._lepton(turn))
+        result = pump.result
+        body = chat_completion(completion_id(), req.model, result.reply, result.finish_reason, result.usage,
+                               self._lepton(result))
         return JSONResponse(body, headers=headers)
 
     async def _pull(self, pump: _TurnPump, until_text: bool) -> tuple[list[str], bool]:
@@ -232,7 +241,7 @@ class ChatService:
             raise api_error_from(exc) from None
 
     async def _sse(
-        self, req: ChatCompletionRequest, turn: Turn, pump: _TurnPump, first: list[str], done: bool
+        self, req: ChatCompletionRequest, pump: _TurnPump, first: list[str], done: bool
     ) -> AsyncIterator[str]:
         cid, created = completion_id(), int(time.time())
 
@@ -244,7 +253,8 @@ class ChatService:
 
         try:
             yield event(chat_chunk(cid, req.model, created, {"role": "assistant", "content": ""},
-                                   lepton={"skill": turn.skill, "conversation_id": turn.conversation_id})) + text(first)
+                                   lepton={"skill": pump.skill, "conversation_id": pump.request.conversation_id})
+                        ) + text(first)
             while not done:
                 # Each piece stays its own chunk; the pieces of one batch go out in one write.
                 pieces, failure = [], None
@@ -261,8 +271,9 @@ class ChatService:
                     raise failure
             # The last chunk and the end marker in one write: the client's answer is
             # complete when it reads them.
-            last = event(chat_chunk(cid, req.model, created, {}, finish_reason=turn.finish_reason,
-                                    usage=turn.usage, lepton=self._lepton(turn)))
+            result = pump.result
+            last = event(chat_chunk(cid, req.model, created, {}, finish_reason=result.finish_reason,
+                                    usage=result.usage, lepton=self._lepton(result)))
         except asyncio.CancelledError:
             pump.stop()
             raise

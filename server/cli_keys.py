@@ -1,7 +1,6 @@
 """``lepton keys ...``: create, list and revoke public widget keys.
 
-The group receives Settings as the click context object from the root ``lepton``
-command, and opens the SQLite database directly: managing keys needs no model.
+Managing keys needs no model: the commands open the SQLite database directly.
 """
 
 from __future__ import annotations
@@ -13,6 +12,7 @@ from typing import Iterator
 import click
 
 from assistant import Settings
+from assistant.cli_support import pass_settings
 from assistant.store import Store, connect
 
 from .keys import SELF_ORIGIN, WidgetKeys, normalize_origin, snippet
@@ -20,16 +20,9 @@ from .keys import SELF_ORIGIN, WidgetKeys, normalize_origin, snippet
 __all__ = ["keys_group"]
 
 
-def _settings() -> Settings:
-    settings = click.get_current_context().obj
-    if not isinstance(settings, Settings):
-        raise click.ClickException("the keys commands need the root command's settings")
-    return settings
-
-
 @contextlib.contextmanager
-def _keys() -> Iterator[WidgetKeys]:
-    conn = connect(_settings().db_path)
+def _keys(settings: Settings) -> Iterator[WidgetKeys]:
+    conn = connect(settings.db_path)
     try:
         yield WidgetKeys(Store(conn))
     finally:
@@ -50,10 +43,11 @@ def _origin(ctx: click.Context, param: click.Parameter, values: tuple[str, ...])
         raise click.BadParameter(str(exc)) from None
 
 
-def _skills(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> list[str]:
+@pass_settings
+def _skills(settings: Settings, ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> list[str]:
     from skills import load_skills
 
-    installed = set(load_skills(_settings().skills).skills)
+    installed = set(load_skills(settings.skills).skills)
     unknown = [v for v in values if v not in installed]
     if unknown:
         raise click.BadParameter(f"unknown skill {unknown[0]!r}; installed: {', '.join(sorted(installed))}")
@@ -75,10 +69,10 @@ def keys_group() -> None:
               help="Skill the widget may use (repeatable). Default: every skill and automatic routing.")
 @click.option("--label", help="A note to recognise the key by in `lepton keys list`.")
 @click.option("--server-url", help="Public URL of this server for the snippet. Default: from --host/--port settings.")
-def create_widget(tenant: str, origins: list[str], skills: list[str], label: str | None,
+@pass_settings
+def create_widget(settings: Settings, tenant: str, origins: list[str], skills: list[str], label: str | None,
                   server_url: str | None) -> None:
-    settings = _settings()
-    with _keys() as keys:
+    with _keys(settings) as keys:
         try:
             key = keys.create(tenant, origins, skills, label)
         except ValueError as exc:
@@ -101,8 +95,9 @@ def _when(timestamp: float) -> str:
 @keys_group.command("list", help="List widget keys.\n\nExample: lepton keys list --tenant acme")
 @click.option("--tenant", help="Only this tenant's keys.")
 @click.option("--all", "include_revoked", is_flag=True, help="Include revoked keys.")
-def list_keys(tenant: str | None, include_revoked: bool) -> None:
-    with _keys() as keys:
+@pass_settings
+def list_keys(settings: Settings, tenant: str | None, include_revoked: bool) -> None:
+    with _keys(settings) as keys:
         rows = keys.list(tenant, include_revoked)
     if not rows:
         click.echo("No widget keys." + ("" if include_revoked else " (--all includes revoked ones)"))
@@ -117,8 +112,9 @@ def list_keys(tenant: str | None, include_revoked: bool) -> None:
 @keys_group.command("revoke", help="Revoke a widget key: pages using it stop working at once.\n\n"
                     "Example: lepton keys revoke pk_...")
 @click.argument("key")
-def revoke(key: str) -> None:
-    with _keys() as keys:
+@pass_settings
+def revoke(settings: Settings, key: str) -> None:
+    with _keys(settings) as keys:
         if not keys.revoke(key):
             raise click.ClickException(f"no active widget key {key!r}")
     click.echo(f"Revoked {key}")

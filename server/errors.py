@@ -20,6 +20,7 @@ from assistant.errors import (
     LeptonError,
     UnknownSkill,
 )
+from retrieval.errors import RetrievalError
 
 from .protocol import error_body
 
@@ -62,6 +63,12 @@ def api_error_from(exc: Exception) -> ApiError:
     if isinstance(exc, BackendError):
         return ApiError(503, f"The model backend is unavailable ({exc})", "server_error",
                         code="backend_unavailable", headers={"Retry-After": "5"})
+    if isinstance(exc, RetrievalError):
+        # Routes that search on the caller's behalf (admin) translate their own; one that
+        # reaches here failed inside a turn: the knowledge store, not the request, is at fault.
+        log.error("knowledge store failed during a turn: %s", exc)
+        return ApiError(503, f"The knowledge store is unavailable ({exc})", "server_error",
+                        code="knowledge_unavailable", headers={"Retry-After": "5"})
     if isinstance(exc, LeptonError):
         return ApiError(400, str(exc))
     log.exception("unexpected error", exc_info=exc)

@@ -67,7 +67,7 @@ async def get_conversation(request: Request, conversation_id: str, tenant: str |
         "id": conversation_id,
         "tenant": tenant,
         "messages": messages,
-        "handoff": assistant.handoff_view(record),
+        "handoff": assistant.handoffs.view(record),
         "webhook_status": record["webhook_status"] if record else None,
     }
 

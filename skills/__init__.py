@@ -1,6 +1,7 @@
-"""Skills: the Skill contract, the plugin registry and the built-in skills."""
+"""Skills: the Skill contract (``skills.base``), the plugin registry and the built-in skills."""
 
-from .base import NAME_PATTERN, Skill, SkillContext, SkillReply
+from .base import *  # noqa: F403 - the contract is this package's public surface
+from .base import __all__ as _CONTRACT
 from .registry import ENTRY_POINT_GROUP, LoadedSkills, load_skills
 
-__all__ = ["Skill", "SkillContext", "SkillReply", "NAME_PATTERN", "ENTRY_POINT_GROUP", "LoadedSkills", "load_skills"]
+__all__ = [*_CONTRACT, "ENTRY_POINT_GROUP", "LoadedSkills", "load_skills"]

@@ -2,8 +2,10 @@
 
 Built-in skills are registered in pyproject.toml exactly like third-party ones,
 so a plugin is as first-class as ours. An entry point may name a Skill instance,
-or a class/factory returning one. A plugin that fails to load is logged with its
-name and skipped; it never stops the server.
+or a class/factory returning one. Every call returns new skill objects (an
+instance is copied with ``Skill.fresh``), so what one assistant's ``setup`` loads
+is never seen by another in the same process. A plugin that fails to load is
+logged with its name and skipped; it never stops the server.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ def load_skills(allow: list[str] | None = None) -> LoadedSkills:
             continue
         try:
             obj = ep.load()
-            skill = obj() if callable(obj) and not isinstance(obj, Skill) else obj
+            skill = obj.fresh() if isinstance(obj, Skill) else obj() if callable(obj) else obj
             if not isinstance(skill, Skill):
                 raise TypeError(f"{ep.value} is a {type(skill).__name__}, not a Skill")
             if skill.name != ep.name:

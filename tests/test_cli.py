@@ -21,8 +21,9 @@ def lepton(*args, data_dir, stdin=None, timeout=300, **env):
 def test_help_lists_the_commands(tmp_path):
     result = lepton("--help", data_dir=tmp_path)
     assert result.returncode == 0
-    for command in ("serve", "chat", "skills", "models", "eval"):
-        assert command in result.stdout
+    for command in ("serve", "chat", "skills", "models", "eval", "ingest", "keys", "finetune", "audit",
+                    "customer-service"):  # the last one is the customer-service skill's own group
+        assert f"  {command} " in result.stdout
 
 
 def test_models_prepare_converts_once_into_the_data_dir(tmp_path):
@@ -89,15 +90,14 @@ def test_intent_commands_are_on_the_lepton_command(tmp_path):
     train, test = tmp_path / "train.csv", tmp_path / "test.csv"
     train.write_text("text,label\n" + "".join(f'"{t}",{label}\n' for label, ts in ROWS.items() for t in ts))
     test.write_text("text,label\n" + "".join(f'"{t}",{label}\n' for t, label in TEST_ROWS))
-    evaluated = lepton("eval", "intents", "--train", str(train), "--test", str(test), "--json", data_dir=tmp_path)
+    evaluated = lepton("customer-service", "eval-intents", "--train", str(train), "--test", str(test), "--json", data_dir=tmp_path)
     assert evaluated.returncode == 0, evaluated.stderr
     assert 0.0 <= json.loads(evaluated.stdout.strip().splitlines()[-1])["accuracy"] <= 1.0
-    trained = lepton("skills", "train-intents", "--skill", "customer_service", "--data", str(train),
-                     data_dir=tmp_path)
+    trained = lepton("customer-service", "train-intents", "--data", str(train), data_dir=tmp_path)
     assert trained.returncode == 0, trained.stderr
-    assert list((tmp_path / "intents").rglob("customer_service*")), "the classifier is saved in the data dir"
-    missing = lepton("skills", "train-intents", "--skill", "customer_service", "--data", "nope.csv",
-                     data_dir=tmp_path)
+    assert (tmp_path / "skills" / "customer_service" / "tenants" / "default" / "intents.pkl").is_file(), \
+        "the classifier is saved in the skill's folder of the data dir"
+    missing = lepton("customer-service", "train-intents", "--data", "nope.csv", data_dir=tmp_path)
     assert missing.returncode != 0 and missing.stderr.strip().startswith("Error:")
 
 

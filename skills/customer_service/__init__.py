@@ -1,9 +1,9 @@
 """Customer service: questions about the tenant's products, orders, accounts and payments.
 
-When the tenant has trained an intent classifier (``lepton skills
+When the tenant has trained an intent classifier (``lepton customer-service
 train-intents``), each message's intent is reported in ``lepton.intent``, and
 intents the tenant gave an action are handled first: a fixed reply written by
-the tenant, or a handoff to a person.
+the tenant, or a handoff to a person; each such action is an audited decision.
 
 Answers are grounded in the tenant's ``help_centre`` collection. The skill
 searches it for the user's message; when the best evidence is weak it declines
@@ -15,12 +15,18 @@ cautious system prompt below.
 
 from __future__ import annotations
 
-from typing import Callable
+import dataclasses
+from typing import TYPE_CHECKING, Callable
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from retrieval import CollectionNotFoundError
 
-from ..base import Skill, SkillContext, SkillReply
-from .intents import TenantIntents
+from ..base import ActionCall, Decision, Skill, SkillAction, SkillContext, SkillEnv, SkillReply
+from .intents import IntentMatch, TenantIntents
+
+if TYPE_CHECKING:  # pragma: no cover
+    import click
 
 __all__ = ["skill", "CustomerServiceSkill", "DECLINE_REPLY", "MIN_DENSE_SCORE", "AGREED_DENSE_SCORE", "weak_evidence"]
 
@@ -106,7 +112,8 @@ DECLINE_REPLY = "I don't know that from our help centre — would you like me to
 #: 91.9 %). The single threshold it replaces (0.53) gave 133 and 91.8 %.
 MIN_DENSE_SCORE = 0.53
 AGREED_DENSE_SCORE = 0.50
-#: Chunks given to the model as numbered sources (hybrid search order).
+#: Chunks given to the model as numbered sources (hybrid search order), unless the
+#: skill's ``sources`` option says otherwise.
 SOURCES = 3
 
 GROUNDED_PROMPT = (
@@ -144,43 +151,48 @@ def weak_evidence(best: list, keyword_best: Callable[[], list] | None = None) ->
 
 
 class CustomerServiceSkill(Skill):
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        self.intents = TenantIntents(self.name)
+    def setup(self, env: SkillEnv) -> None:
+        """Options: ``sources`` (1-10), how many help-centre chunks the model is given."""
+        super().setup(env)
+        self.intents = TenantIntents()
+        self.sources = env.options.get("sources", SOURCES)
+        if not isinstance(self.sources, int) or not 1 <= self.sources <= 10:
+            raise ValueError(f"option sources must be a whole number from 1 to 10, not {self.sources!r}")
 
     def respond(self, ctx: SkillContext) -> SkillReply:
-        found = self.intents.classify(ctx.data_dir, ctx.tenant_id, ctx.user_message) if ctx.data_dir else None
+        found = self.intents.classify(ctx.env.tenant_dir(ctx.tenant_id), ctx.user_message)
         if found is None:
             return self._answer(ctx)
-        label, score, action = found
-        extras = {"intent": label, "intent_score": round(score, 3)}
-        if action and action.get("handoff"):
-            return SkillReply("", {**extras, "handoff": "intent"})
-        if action and action.get("reply"):
+        action = found.action or {}
+        extras = {"intent": found.label, "intent_score": round(found.score, 3)}
+        if action.get("handoff"):
+            return SkillReply("", extras, handoff="intent", decisions=[_intent_decision(found, "handoff")])
+        if action.get("reply"):
             ctx.say(action["reply"])
-            return SkillReply(action["reply"], {**extras, "template": label})
+            return SkillReply(action["reply"], {**extras, "template": found.label},
+                              decisions=[_intent_decision(found, "reply")])
         reply = self._answer(ctx)
-        return SkillReply(reply.text, {**extras, **reply.extras})
+        return dataclasses.replace(reply, extras={**extras, **reply.extras})
 
     def _answer(self, ctx: SkillContext) -> SkillReply:
-        if ctx.retrieve is None or self.collection is None:
+        if not ctx.can_retrieve:
             return super().respond(ctx)
         query = ctx.user_message
         try:
             # The gate needs a comparable similarity; hybrid's fused RRF score is rank-only.
-            best = ctx.retrieve(query, self.collection, 1, mode="dense")
+            best = ctx.retrieve(query, k=1, mode="dense")
         except CollectionNotFoundError:
             return super().respond(ctx)
-        if weak_evidence(best, lambda: ctx.retrieve(query, self.collection, 1, mode="bm25")):
+        if weak_evidence(best, lambda: ctx.retrieve(query, k=1, mode="bm25")):
             ctx.say(DECLINE_REPLY)
             top = round(float(best[0].score), 4) if best else None
-            return SkillReply(DECLINE_REPLY, {"grounded": False, "declined": True, "evidence_score": top})
+            return SkillReply(DECLINE_REPLY, {"grounded": False, "evidence_score": top}, declined=True)
 
-        hits = ctx.retrieve(query, self.collection, SOURCES, mode="hybrid")
+        hits = ctx.retrieve(query, k=self.sources, mode="hybrid")
         sources = "\n\n".join(f"[{n}] {h.citation.title}: {h.text}" for n, h in enumerate(hits, start=1))
         prompt = [{"role": "system", "content": GROUNDED_PROMPT.format(sources=sources)}]
         prompt += [m for m in ctx.history() if m["role"] != "system"]
-        text = ctx.generate(prompt, adapter=self.adapter)
+        text = ctx.generate(prompt)
         if not any(f"[{n}]" in text for n in range(1, len(hits) + 1)):
             # A small model often drops the marker (or cites a source it was not
             # given); the answer still carries its top source.
@@ -194,6 +206,42 @@ class CustomerServiceSkill(Skill):
                 "citations": [citation_entry(n, h) for n, h in enumerate(hits, start=1)],
             },
         )
+
+    def commands(self) -> click.Group:
+        from .cli import intent_commands
+
+        return intent_commands(self)
+
+    def actions(self) -> list[SkillAction]:
+        return [SkillAction("classify-intent", IntentQuery, IntentAnswer, self._classify_intent,
+                            "The tenant's intent for a text, by its trained classifier (ticket routing).")]
+
+    def _classify_intent(self, call: ActionCall, query: "IntentQuery") -> "IntentAnswer":
+        found = self.intents.classify(call.env.tenant_dir(call.tenant_id), query.text)
+        if found is None:
+            raise ValueError("this tenant has no intent classifier; train one with "
+                             "`lepton customer-service train-intents`")
+        action = found.action or {}
+        return IntentAnswer(intent=found.label, score=round(found.score, 4),
+                            action="handoff" if action.get("handoff") else "reply" if action.get("reply") else None)
+
+
+class IntentQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    text: str = Field(min_length=1, max_length=8000, description="A customer's message.")
+
+
+class IntentAnswer(BaseModel):
+    intent: str = Field(description="The most likely of the tenant's intents.")
+    score: float = Field(description="The classifier's score for it (above 0: confident enough for its action).")
+    action: str | None = Field(description="'handoff' or 'reply' when the tenant gave the intent an action "
+                               "and the score allows it; otherwise null.")
+
+
+def _intent_decision(found: IntentMatch, action: str) -> Decision:
+    """The audit record of a tenant-defined intent action taken instead of an answer."""
+    return Decision("intent_action", action, {"intent": found.label, "score": round(found.score, 3)},
+                    version=found.version)
 
 
 skill = CustomerServiceSkill(

@@ -6,10 +6,10 @@ is accepted for the label, as in banking77): TF-IDF word 1-2-grams and character
 2-5-grams (within word boundaries), side by side with the sentence embedding
 (all-MiniLM-L6-v2, the router's encoder) scaled by a weight, into a linear SVM.
 The weight and the regularisation ``C`` are chosen by stratified
-cross-validation on the training rows only. On banking77 the embeddings add
-about 2.5 points over TF-IDF alone (see README, Measurements). It is saved
-with joblib under ``data_dir/intents/<tenant>/<skill>.pkl`` together with its
-label list and how it was trained.
+cross-validation on the training rows only (their effect on banking77:
+benchmarks/README.md). It is saved with joblib as ``intents.pkl`` in the
+tenant's folder of the skill (``SkillEnv.tenant_dir``), together with its label
+list and how it was trained.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from typing import Any, Sequence
 __all__ = [
     "IntentClassifier",
     "IntentDataError",
+    "IntentMatch",
     "SentenceEmbedder",
     "load_intent_csv",
     "train_intents",
@@ -187,13 +188,14 @@ class IntentClassifier:
 
         path = Path(path)
         if not path.is_file():
-            raise IntentDataError(f"no intent classifier at {path}; train one with `lepton skills train-intents`")
+            raise IntentDataError(f"no intent classifier at {path}; train one with `lepton customer-service train-intents`")
         saved = joblib.load(path)
         return cls(saved["pipeline"], list(saved["labels"]), dict(saved["metadata"]))
 
 
-def intents_path(data_dir: str | os.PathLike, tenant: str, skill: str) -> Path:
-    return Path(data_dir) / "intents" / tenant / f"{skill}.pkl"
+def intents_path(tenant_dir: str | os.PathLike) -> Path:
+    """Where a tenant's classifier lives, given the tenant's folder of the skill."""
+    return Path(tenant_dir) / "intents.pkl"
 
 
 # -- what to do per intent --------------------------------------------------------
@@ -211,8 +213,8 @@ def intents_path(data_dir: str | os.PathLike, tenant: str, skill: str) -> Path:
 MIN_ACTION_SCORE = 0.0
 
 
-def actions_path(data_dir: str | os.PathLike, tenant: str, skill: str) -> Path:
-    return Path(data_dir) / "intents" / tenant / f"{skill}.actions.json"
+def actions_path(tenant_dir: str | os.PathLike) -> Path:
+    return Path(tenant_dir) / "intent_actions.json"
 
 
 def validate_actions(actions: Any, labels: Sequence[str]) -> dict[str, dict[str, Any]]:
@@ -256,22 +258,21 @@ def save_actions(path: str | os.PathLike, actions: dict[str, dict[str, Any]]) ->
 
 
 class TenantIntents:
-    """A skill's trained classifiers and actions per tenant, loaded on first use and
-    reloaded when retrained (file modification times), so the server picks up a
-    `lepton skills train-intents` without a restart."""
+    """Tenants' trained classifiers and actions, loaded on first use and reloaded
+    when retrained (file modification times), so the server picks up a
+    `lepton customer-service train-intents` without a restart."""
 
-    def __init__(self, skill: str):
-        self.skill = skill
-        self._cache: dict[tuple[str, str], tuple[tuple[float, float], IntentClassifier, dict]] = {}
+    def __init__(self) -> None:
+        self._cache: dict[str, tuple[tuple[float, float], IntentClassifier, dict]] = {}
 
-    def classify(self, data_dir: str | os.PathLike, tenant: str, text: str) -> tuple[str, float, dict[str, Any] | None] | None:
-        """(intent, score, action or None) for the tenant's classifier, or None when it has none."""
-        model_file = intents_path(data_dir, tenant, self.skill)
+    def classify(self, tenant_dir: str | os.PathLike, text: str) -> IntentMatch | None:
+        """The message's intent by the tenant's classifier, or None when it has none."""
+        model_file = intents_path(tenant_dir)
         if not model_file.is_file():
             return None
-        action_file = actions_path(data_dir, tenant, self.skill)
+        action_file = actions_path(tenant_dir)
         stamp = (model_file.stat().st_mtime, action_file.stat().st_mtime if action_file.is_file() else 0.0)
-        key = (str(data_dir), tenant)
+        key = str(tenant_dir)
         cached = self._cache.get(key)
         if cached is None or cached[0] != stamp:
             classifier = IntentClassifier.load(model_file)
@@ -281,7 +282,17 @@ class TenantIntents:
         _, classifier, actions = cached
         label, score = classifier.predict_one(text)
         action = actions.get(label) if score > MIN_ACTION_SCORE else None
-        return label, score, action
+        return IntentMatch(label, score, action, classifier.metadata.get("trained_at"))
+
+
+@dataclass(frozen=True)
+class IntentMatch:
+    label: str
+    score: float
+    #: The tenant's action for this intent ({"reply": ...} or {"handoff": True}), if any.
+    action: dict[str, Any] | None
+    #: When the classifier was trained: the version of audited decisions.
+    version: str | None
 
 
 def train_intents(

@@ -61,5 +61,4 @@ skill = Skill(
     description="Helps decide how urgently to seek care for symptoms (emergency, urgent, routine, self-care).",
     examples=EXAMPLES,
     system_prompt=SYSTEM_PROMPT,
-    collection="health_topics",
 )

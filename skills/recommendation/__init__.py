@@ -57,5 +57,4 @@ skill = Skill(
     description="Recommends products from the shop's catalogue within the customer's constraints.",
     examples=EXAMPLES,
     system_prompt=SYSTEM_PROMPT,
-    collection="catalogue",
 )

@@ -49,7 +49,7 @@ def register(registry: AdapterRegistry, lora_dir: Path, model_path: str, name: s
 
 
 def answer(assistant: Assistant) -> str:
-    return assistant.start_turn(PROMPT, model="recommendation").run().reply
+    return assistant.run_turn(assistant.start_turn(PROMPT, model="recommendation")).reply
 
 
 def test_registry_records_activation_and_manifest(tmp_path, lora_dir, model_path):
@@ -113,7 +113,7 @@ def test_activated_adapter_is_used_without_restart_and_mismatch_is_refused(setti
 
         # An adapter trained on another base model is never used.
         register(assistant.adapters, lora_dir, model_path, name="foreign", base_model="Qwen2.5-0.5B", activate=True)
-        assert assistant.adapter_for("recommendation") is None
+        assert assistant.adapter_loader.adapter_for("recommendation") is None
         assert answer(assistant) == base_answer
         assert "foreign" not in own_llm.adapters()
 
@@ -124,6 +124,6 @@ def test_activated_adapter_is_used_without_restart_and_mismatch_is_refused(setti
         manifest.write_text(json.dumps(data))
         assistant.adapters.activate("gifts-v1")
         record = assistant.adapters.get("gifts-v1")
-        assert "chat template" in record.problem_with(assistant.model_identity)
+        assert "chat template" in record.problem_with(assistant.adapter_loader.identity)
     finally:
         assistant.close()

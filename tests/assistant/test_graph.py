@@ -46,8 +46,8 @@ class Recording:
 
 
 def say(assistant, text, conversation=None, model="customer_service"):
-    return assistant.start_turn([{"role": "user", "content": text}], model=model,
-                                conversation_id=conversation, params=PARAMS).run()
+    return assistant.run_turn(assistant.start_turn([{"role": "user", "content": text}], model=model,
+                                                   conversation_id=conversation, params=PARAMS))
 
 
 def test_second_turn_prompt_contains_the_first_turn(settings, llm):
@@ -65,10 +65,10 @@ def test_second_turn_prompt_contains_the_first_turn(settings, llm):
 
 
 def test_routing_streams_the_skill_before_any_text(assistant):
-    turn = assistant.start_turn([{"role": "user", "content": "I think my ankle is broken, it is very swollen"}],
-                                params=PARAMS)
+    request = assistant.start_turn([{"role": "user", "content": "I think my ankle is broken, it is very swollen"}],
+                                   params=PARAMS)
     events = []
-    turn.run(lambda kind, value: events.append((kind, value)))
+    turn = assistant.run_turn(request, lambda kind, value: events.append((kind, value)))
     assert events[0] == ("route", "medical_triage")
     assert all(kind == "delta" for kind, _ in events[1:])
     assert "".join(v for _, v in events[1:]) == turn.reply
@@ -85,10 +85,10 @@ def test_backend_failure_mid_answer_stores_nothing(settings, llm):
     turn = broken.start_turn([{"role": "user", "content": "It has been a week."}], model="customer_service",
                              conversation_id=first.conversation_id, params=PARAMS)
     with pytest.raises(BackendError):
-        turn.run()
+        broken.run_turn(turn)
     new = broken.start_turn([{"role": "user", "content": "Hello?"}], model="customer_service", params=PARAMS)
     with pytest.raises(BackendError):
-        new.run()
+        broken.run_turn(new)
     assert broken.history("default", first.conversation_id) == history
     with pytest.raises(ConversationNotFound):
         broken.history("default", new.conversation_id)
@@ -102,7 +102,7 @@ def test_card_numbers_never_reach_the_model_or_the_history(settings, llm):
     assert "4111" not in str(recording.prompts[-1])
     stored = assistant.history("default", turn.conversation_id)[0]["content"]
     assert stored == "Charge my card [card number removed] please"
-    assert turn.extras["masked_card_numbers"] == 1
+    assert turn.lepton["masked_card_numbers"] == 1
     assistant.close()
 
 

@@ -70,9 +70,9 @@ def cs_assistant(settings, llm, help_centre_store):
 
 
 def say(assistant, text, conversation=None, model="assistant", **kwargs):
-    return assistant.start_turn(
+    return assistant.run_turn(assistant.start_turn(
         [{"role": "user", "content": text}], model=model, conversation_id=conversation, **kwargs
-    ).run()
+    ))
 
 
 def test_request_hands_off_then_assistant_stays_silent_until_released(settings, llm):
@@ -81,13 +81,13 @@ def test_request_hands_off_then_assistant_stays_silent_until_released(settings, 
         first = say(assistant, "Can I talk to a person about my order?")
         cid = first.conversation_id
         assert first.skill == "handoff" and first.reply == HANDOFF_REPLY
-        assert first.extras["handoff"]["state"] == "pending"
-        assert first.extras["handoff"]["reason"] == "requested"
+        assert first.lepton["handoff"]["state"] == "pending"
+        assert first.lepton["handoff"]["reason"] == "requested"
 
         # While pending: the message is kept for the agent, the model is never asked.
         waiting = say(assistant, "Hello? My order number is 4411", cid)
-        assert waiting.reply == "" and waiting.context.llm_seconds == 0
-        assert waiting.extras["handoff"]["state"] == "pending"
+        assert waiting.reply == "" and waiting.llm_seconds == 0
+        assert waiting.lepton["handoff"]["state"] == "pending"
         assert assistant.history("default", cid)[-1] == {"role": "user", "content": "Hello? My order number is 4411"}
 
         index = assistant.agent_reply("default", cid, "Hi, I'm Sam. Order 4411 ships tomorrow.", agent="Sam")
@@ -102,8 +102,8 @@ def test_request_hands_off_then_assistant_stays_silent_until_released(settings, 
 
         assert assistant.release_handoff("default", cid)["state"] == "released"
         after = say(assistant, "What is the capital of France?", cid, model="recommendation")
-        assert after.skill == "recommendation" and after.reply and after.context.llm_seconds > 0
-        assert after.extras["handoff"]["state"] == "released"
+        assert after.skill == "recommendation" and after.reply and after.llm_seconds > 0
+        assert after.lepton["handoff"]["state"] == "released"
         # The agent's message reached the model as plain history (no extra fields).
         assert any(m.get("agent") == "Sam" for m in assistant.history("default", cid))
 
@@ -119,35 +119,35 @@ def test_request_hands_off_then_assistant_stays_silent_until_released(settings, 
 
 def test_explicit_flag_hands_off_whatever_the_message(assistant):
     turn = say(assistant, "My parcel is late", handoff=True)
-    assert turn.skill == "handoff" and turn.extras["handoff"]["reason"] == "requested"
+    assert turn.skill == "handoff" and turn.lepton["handoff"]["reason"] == "requested"
 
 
 def test_anger_escalates_at_once_and_a_repeated_complaint_on_the_second(assistant):
     angry = say(assistant, "This is ridiculous and unacceptable, where is my refund?!")
-    assert angry.skill == "handoff" and angry.extras["handoff"]["reason"] == "angry"
-    assert angry.extras["sentiment"] == "angry"
+    assert angry.skill == "handoff" and angry.lepton["handoff"]["reason"] == "angry"
+    assert angry.lepton["sentiment"] == "angry"
 
     first = say(assistant, "I'm disappointed, my order is late", model="customer_service")
-    assert first.skill == "customer_service" and first.extras["handoff"] == {"state": "none"}
-    assert first.extras["sentiment"] == "negative"
+    assert first.skill == "customer_service" and first.lepton["handoff"] == {"state": "none"}
+    assert first.lepton["sentiment"] == "negative"
     second = say(assistant, "Still waiting and the tracking page is wrong", first.conversation_id)
-    assert second.skill == "handoff" and second.extras["handoff"]["reason"] == "repeated_complaint"
+    assert second.skill == "handoff" and second.lepton["handoff"]["reason"] == "repeated_complaint"
 
 
 def test_two_declines_in_a_row_call_a_person(cs_assistant):
     first = say(cs_assistant, "What is the boiling point of mercury?", model="customer_service")
-    assert first.reply == DECLINE_REPLY and first.extras["handoff"] == {"state": "none"}
+    assert first.reply == DECLINE_REPLY and first.lepton["handoff"] == {"state": "none"}
     second = say(cs_assistant, "Who won the chess world championship in 1972?", first.conversation_id,
                  model="customer_service")
     assert second.reply == DECLINE_REPLY + "\n\n" + HANDOFF_REPLY
-    assert second.extras["handoff"]["reason"] == "repeated_failure"
+    assert second.lepton["handoff"]["reason"] == "repeated_failure"
 
 
 def test_yes_after_an_offer_hands_off(cs_assistant):
     first = say(cs_assistant, "What is the boiling point of mercury?", model="customer_service")
     assert first.reply == DECLINE_REPLY  # which offers a person
     yes = say(cs_assistant, "yes please", first.conversation_id)
-    assert yes.skill == "handoff" and yes.extras["handoff"]["reason"] == "requested"
+    assert yes.skill == "handoff" and yes.lepton["handoff"]["reason"] == "requested"
     # Without an offer, "yes" is just a message.
     plain = say(cs_assistant, "yes please", model="recommendation")
     assert plain.skill == "recommendation"

@@ -278,39 +278,6 @@ def test_readyz_is_ready_with_the_local_backend(live):
     assert ready.status_code == 200 and ready.json()["status"] == "ready"
 
 
-class InstantModel:
-    """A backend that answers at once and never queues, like a vLLM with room to spare:
-    every turn's graph and SQLite work overlaps with the others'."""
-
-    name = "instant"
-
-    def stream(self, messages, params, *, adapter=None):
-        from assistant.llm import Generation
-
-        generation = Generation(iter(["Here ", "you ", "go."]))
-        generation.prompt_tokens, generation.completion_tokens, generation.finish_reason = 5, 3, "stop"
-        return generation
-
-    def complete(self, messages, params, *, adapter=None):
-        return self.stream(messages, params, adapter=adapter).collect()
-
-    def load_adapter(self, name, path):
-        raise AssertionError("no adapters in this test")
-
-    ensure_adapter = load_adapter
-
-    def adapters(self):
-        return []
-
-    def health(self):
-        from assistant.llm import Health
-
-        return Health(True, "instant")
-
-    def close(self):
-        pass
-
-
 def test_store_writes_wait_for_the_checkpointers_transaction(settings):
     """Concurrent turns (a vLLM backend runs many at once) write checkpoints and turn
     records through one SQLite connection: a record must wait while the checkpointer
@@ -319,6 +286,7 @@ def test_store_writes_wait_for_the_checkpointers_transaction(settings):
     import threading
 
     from assistant import Assistant
+    from tests.standins import InstantModel
 
     assistant = Assistant.from_settings(settings, llm=InstantModel())
     try:
@@ -330,8 +298,8 @@ def test_store_writes_wait_for_the_checkpointers_transaction(settings):
             assert writer.is_alive(), "the record was written while the checkpointer held the connection"
         writer.join(10)
         assert not writer.is_alive() and assistant.store.turn_count("default", "conv_x") == 1
-        turn = assistant.start_turn([{"role": "user", "content": "Gift ideas for my friend"}],
-                                    model="recommendation").run()
+        turn = assistant.run_turn(assistant.start_turn([{"role": "user", "content": "Gift ideas for my friend"}],
+                                                       model="recommendation"))
         assert assistant.history("default", turn.conversation_id)[-1]["content"] == "Here you go."
     finally:
         assistant.close()

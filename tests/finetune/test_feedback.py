@@ -16,8 +16,8 @@ PARAMS = GenerationParams(max_tokens=6)
 
 
 def say(assistant, text, conversation=None, model="customer_service"):
-    return assistant.start_turn([{"role": "user", "content": text}], model=model,
-                                conversation_id=conversation, params=PARAMS).run()
+    return assistant.run_turn(assistant.start_turn([{"role": "user", "content": text}], model=model,
+                                                   conversation_id=conversation, params=PARAMS))
 
 
 def test_export_feedback_to_prepare(settings, assistant, tmp_path, capsys):

@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from retrieval import KnowledgeStore
-from retrieval.cli import ingest, retrieval_eval
+from assistant.commands.knowledge import ingest, retrieval_eval
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

@@ -162,7 +162,7 @@ def test_widget_flag_hands_off_and_a_failing_webhook_is_recorded(tmp_path, model
         handoff_webhook_url=f"http://127.0.0.1:{free_port()}/hook",
     )
     assistant = Assistant.from_settings(settings, llm=llm)
-    assistant.webhook.attempts = 1
+    assistant.handoffs.webhook.attempts = 1
     live = start_server(settings, assistant)
     response = httpx.post(
         f"{live.base_url}/v1/chat/completions",
@@ -196,13 +196,13 @@ def test_tenant_intents_pick_templates_and_escalate(tmp_path, model_path, llm, s
 
     # A bad actions file is refused before training, with one line, and nothing is saved.
     actions.write_text(json.dumps({"card_swallowed": {"handoff": True}}))
-    bad = CliRunner().invoke(cli, ["--data-dir", str(settings.data_dir), "skills", "train-intents",
+    bad = CliRunner().invoke(cli, ["--data-dir", str(settings.data_dir), "customer-service", "train-intents",
                                    "--data", str(data), "--actions", str(actions)])
     assert bad.exit_code == 1 and "unknown intent 'card_swallowed'" in bad.output
-    assert not (settings.data_dir / "intents").exists()
+    assert not list(settings.data_dir.rglob("*.pkl"))
 
     actions.write_text(json.dumps({"lost_card": {"handoff": True}, "card_arrival": {"reply": template}}))
-    trained = CliRunner().invoke(cli, ["--data-dir", str(settings.data_dir), "skills", "train-intents",
+    trained = CliRunner().invoke(cli, ["--data-dir", str(settings.data_dir), "customer-service", "train-intents",
                                        "--data", str(data), "--actions", str(actions), "--json"])
     assert trained.exit_code == 0, trained.output
     assert json.loads(trained.output.strip().splitlines()[-1])["labels"] == 3
@@ -225,4 +225,27 @@ def test_tenant_intents_pick_templates_and_escalate(tmp_path, model_path, llm, s
     text, lepton = ask("how long until my refund shows up?")
     assert lepton["intent"] == "refund" and "template" not in lepton
     assert text.strip() and lepton["handoff"] == {"state": "none"}
+
+    # The two intent actions are audited decisions; the plain answer is not one.
+    exported = CliRunner().invoke(cli, ["--data-dir", str(settings.data_dir), "audit", "export", "--tenant", "default"])
+    assert exported.exit_code == 0, exported.output
+    entries = [json.loads(line) for line in exported.output.splitlines()]
+    assert [(e["skill"], e["kind"], e["outcome"], e["inputs"]["intent"]) for e in entries] == [
+        ("customer_service", "intent_action", "reply", "card_arrival"),
+        ("customer_service", "intent_action", "handoff", "lost_card")]
+    assert all(e["conversation_id"].startswith("conv_") and e["version"] and e["time"] for e in entries)
+    other = CliRunner().invoke(cli, ["--data-dir", str(settings.data_dir), "audit", "export", "--tenant", "acme"])
+    assert other.exit_code == 0 and other.output == ""
+
+    # The skill's typed action, under the caller's tenant.
+    action = httpx.post(f"{live.base_url}/v1/skills/customer_service/classify-intent",
+                        json={"text": "my card was stolen"}, timeout=30)
+    assert action.status_code == 200 and action.json() == {**action.json(), "intent": "lost_card", "action": "handoff"}
+    listed = httpx.get(f"{live.base_url}/v1/skills/customer_service/actions", timeout=30).json()
+    assert [a["name"] for a in listed["data"]] == ["classify-intent"]
+    assert listed["data"][0]["input_schema"]["required"] == ["text"]
+    bad_body = httpx.post(f"{live.base_url}/v1/skills/customer_service/classify-intent", json={"txt": "x"}, timeout=30)
+    assert bad_body.status_code == 400 and bad_body.json()["error"]["param"] in ("text", "txt")
+    unknown = httpx.post(f"{live.base_url}/v1/skills/customer_service/refund", json={}, timeout=30)
+    assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "action_not_found"
     assistant.close()

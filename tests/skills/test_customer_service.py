@@ -84,7 +84,7 @@ def test_demo_knowledge_setting_skips_the_demo(settings, llm):
     assistant = Assistant.from_settings(off, llm=llm)
     try:
         assert assistant.ensure_demo_knowledge(progress=None) is False
-        assert not assistant.knowledge.exists("help_centre", "default")
+        assert not assistant.knowledge.store.exists("help_centre", "default")
     finally:
         assistant.close()
 

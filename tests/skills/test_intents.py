@@ -8,7 +8,8 @@ import pytest
 from click.testing import CliRunner
 
 from assistant import Settings
-from skills.customer_service.cli import eval_intents, train_intents_command
+from assistant.cli_support import CliState
+from skills import load_skills
 from skills.customer_service.intents import (
     IntentClassifier,
     IntentDataError,
@@ -76,8 +77,8 @@ def test_training_cross_validates_and_round_trips(train_csv, test_csv, tmp_path)
     }
     assert classifier.metadata["C"] in (0.3, 1.0) and classifier.metadata["embedding_weight"] in (0.0, 1.0)
     assert classifier.accuracy(*load_intent_csv(test_csv)) == 1.0
-    path = classifier.save(intents_path(tmp_path, "acme", "customer_service"))
-    assert path == tmp_path / "intents" / "acme" / "customer_service.pkl"
+    path = classifier.save(intents_path(tmp_path / "acme"))
+    assert path == tmp_path / "acme" / "intents.pkl"
     again = IntentClassifier.load(path)
     assert again.labels == classifier.labels and again.metadata == classifier.metadata
     assert again.predict(["my card never arrived"]) == ["card_arrival"]
@@ -95,16 +96,18 @@ def test_one_label_is_refused():
         train_intents(["a", "b", "c"], ["x", "x", "x"])
 
 
-def run(command, args, settings):
-    return CliRunner().invoke(command, args, obj=settings)
+def run(args, settings):
+    """`lepton customer-service ARGS`: the skill's own command group, as the CLI mounts it."""
+    group = load_skills(["customer_service"]).skills["customer_service"].commands()
+    return CliRunner().invoke(group, args, obj=CliState(settings))
 
 
-def test_train_intents_command_saves_under_the_data_dir(train_csv, tmp_path):
+def test_train_intents_command_saves_in_the_skills_tenant_folder(train_csv, tmp_path):
     settings = Settings(data_dir=tmp_path / "data")
-    result = run(train_intents_command, ["--skill", "customer_service", "--data", str(train_csv), "--json"], settings)
+    result = run(["train-intents", "--data", str(train_csv), "--tenant", "Acme Corp", "--json"], settings)
     assert result.exit_code == 0, result.output
     record = json.loads(result.output.strip().splitlines()[-1])
-    saved = tmp_path / "data" / "intents" / "default" / "customer_service.pkl"
+    saved = tmp_path / "data" / "skills" / "customer_service" / "tenants" / "Acme%20Corp" / "intents.pkl"
     assert record["path"] == str(saved) and saved.is_file()
     assert record["examples"] == 18 and record["labels"] == 3
     assert IntentClassifier.load(saved).predict(["I lost my card"]) == ["lost_card"]
@@ -112,15 +115,15 @@ def test_train_intents_command_saves_under_the_data_dir(train_csv, tmp_path):
 
 def test_eval_intents_command_reports_accuracy_last(train_csv, test_csv, tmp_path):
     settings = Settings(data_dir=tmp_path / "data")
-    result = run(eval_intents, ["--train", str(train_csv), "--test", str(test_csv), "--json"], settings)
+    result = run(["eval-intents", "--train", str(train_csv), "--test", str(test_csv), "--json"], settings)
     assert result.exit_code == 0, result.output
     report = json.loads(result.output.strip().splitlines()[-1])
     assert report["accuracy"] == 1.0 and report["test_examples"] == 3
-    assert not (tmp_path / "data" / "intents").exists()  # evaluation saves nothing
+    assert not (tmp_path / "data").exists()  # evaluation saves nothing
 
 
 def test_commands_fail_with_one_line_for_a_bad_file(tmp_path):
     settings = Settings(data_dir=tmp_path / "data")
-    result = run(train_intents_command, ["--data", str(tmp_path / "nope.csv")], settings)
+    result = run(["train-intents", "--data", str(tmp_path / "nope.csv")], settings)
     assert result.exit_code == 1
     assert "no such file" in result.output and "Traceback" not in result.output

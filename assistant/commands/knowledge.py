@@ -1,8 +1,6 @@
-"""Click commands for knowledge bases, attached to the ``lepton`` group by the assistant's CLI.
-
-``ingest`` becomes ``lepton ingest``; ``retrieval_eval`` becomes ``lepton eval retrieval``.
-Both read their settings from ``click.get_current_context().obj`` (the root
-group's Settings). User errors print one ``Error: ...`` line and exit 1.
+"""``lepton ingest`` (add files to a knowledge base, or remove a source) and
+``lepton eval retrieval`` (measure retrieval on WixQA-format questions).
+User errors print one ``Error: ...`` line and exit 1.
 """
 
 from __future__ import annotations
@@ -12,17 +10,12 @@ from pathlib import Path
 
 import click
 
-from .errors import RetrievalError
-from .search import MODES
+from retrieval.errors import RetrievalError
+from retrieval.search import MODES
+
+from ..cli_support import pass_settings
 
 __all__ = ["ingest", "retrieval_eval"]
-
-
-def _settings():  # noqa: ANN202 - assistant.settings.Settings, not imported: retrieval sits below assistant
-    settings = click.get_current_context().obj
-    if settings is None or not hasattr(settings, "chroma_dir"):
-        raise click.ClickException("internal: the command was run without settings (ctx.obj)")
-    return settings
 
 
 class _UserError(click.ClickException):
@@ -59,11 +52,12 @@ Exits 1 when any file could not be ingested (each is listed with the reason).
               help="Refuse files larger than this.")
 @click.option("--delete", "delete_source", metavar="SOURCE", default=None,
               help="Remove every chunk of SOURCE (as listed in citations) instead of ingesting.")
-def ingest(paths, collection, tenant, text_field, title_field, metadata_fields, base_dir, max_file_mb, delete_source) -> None:
-    from .ingest import IngestConfig, ingest_paths
-    from .store import KnowledgeStore
+@pass_settings
+def ingest(settings, paths, collection, tenant, text_field, title_field, metadata_fields, base_dir, max_file_mb,
+           delete_source) -> None:
+    from retrieval.ingest import IngestConfig, ingest_paths
+    from retrieval.store import KnowledgeStore
 
-    settings = _settings()
     try:
         store = KnowledgeStore(settings)
         if delete_source is not None:
@@ -118,10 +112,10 @@ Example:
 @click.option("--mode", type=click.Choice(MODES), default="hybrid", show_default=True,
               help="Mode whose figures are reported at the top level.")
 @click.option("--json", "as_json", is_flag=True, help="Last stdout line: one JSON object with the figures.")
-def retrieval_eval(file: Path, mode: str, as_json: bool) -> None:
-    from .evaluate import evaluate_wixqa
+@pass_settings
+def retrieval_eval(settings, file: Path, mode: str, as_json: bool) -> None:
+    from retrieval.evaluate import evaluate_wixqa
 
-    settings = _settings()
     if not file.is_file():
         raise _UserError(f"no such file: {file}")
     # The primary mode first; the others are cheap once the articles are embedded.

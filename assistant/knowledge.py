@@ -1,0 +1,71 @@
+"""The tenants' knowledge as the assistant uses it: the Chroma-backed store and
+its retriever, opened on the first search (most turns of most skills never
+search, and opening Chroma takes a while), and the search function skills get
+(``skills.Retrieve``).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import TYPE_CHECKING, Callable
+
+from retrieval.errors import LeptonError, StoreUnavailableError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from retrieval import Hit, KnowledgeStore, Retriever
+
+    from .settings import Settings
+
+__all__ = ["Knowledge"]
+
+log = logging.getLogger(__name__)
+
+
+class Knowledge:
+    """``store`` is a ``retrieval.KnowledgeStore`` to use instead of the settings' one."""
+
+    def __init__(self, settings: "Settings", store: "KnowledgeStore | None" = None):
+        self.settings = settings
+        self._store = store
+        self._retriever: "Retriever | None" = None
+        self._guard = threading.Lock()
+
+    @property
+    def store(self) -> "KnowledgeStore":
+        with self._guard:
+            if self._store is None:
+                from retrieval import KnowledgeStore
+
+                self._store = KnowledgeStore(self.settings)
+            return self._store
+
+    @property
+    def retriever(self) -> "Retriever":
+        store = self.store
+        with self._guard:
+            if self._retriever is None:
+                from retrieval import Retriever
+
+                self._retriever = Retriever(store)
+            return self._retriever
+
+    def retrieve(self, tenant_id: str, collection: str, query: str, *, k: int = 5, mode: str = "hybrid") -> list["Hit"]:
+        """``skills.Retrieve``: the best ``k`` chunks. A store that fails for any reason
+        other than Lepton's own checks raises StoreUnavailableError (a 503 in a turn)."""
+        try:
+            return self.retriever.search(query, collection, tenant_id, k=k, mode=mode)
+        except LeptonError:
+            raise
+        except Exception as exc:  # the Chroma client's own failures (a server gone away, a broken folder)
+            log.exception("knowledge search failed")
+            raise StoreUnavailableError(f"the knowledge store failed: {type(exc).__name__}: {exc}") from None
+
+    def ensure_demo(self, tenant_id: str, progress: Callable[[str], None] | None = print) -> bool:
+        """Fill ``tenant_id``'s help centre with the WixQA demo articles when the
+        ``demo_knowledge`` setting is on and it has none yet; True when it ingested."""
+        if not self.settings.demo_knowledge:
+            return False
+        from retrieval import ensure_demo_help_centre
+
+        return ensure_demo_help_centre(self.store, tenant_id, progress=progress) is not None
