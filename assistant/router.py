@@ -137,7 +137,8 @@ class EmbeddingRouter:
         model.fit(self._embed(texts), labels)
         self._classes = [str(c) for c in model.classes_]
         # The fitted weights, applied with numpy (see probabilities): scikit-learn's own
-        # predict_proba validates its input on every call, ~0.2 ms per message.
+        # predict_proba validates its input on every call, a real cost per message
+        # (measured: benchmarks/README.md, Design measurements).
         self._coef = np.asarray(model.coef_, dtype=np.float64)
         self._intercept = np.asarray(model.intercept_, dtype=np.float64)
 

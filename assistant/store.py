@@ -91,10 +91,10 @@ def connect(path: Path) -> sqlite3.Connection:
     Write-ahead log with ``synchronous=NORMAL``: a commit is an append to the log,
     and the log is synced to disk at checkpoints rather than at every commit. Every
     turn commits while holding the connection's lock, so on a slow disk a sync per
-    commit would make concurrent turns queue behind it (on the development machine's
-    fast disk a 2 kB commit took 0.15 ms with syncs, 0.035 ms without). A crash of
-    the process loses nothing; a power cut or OS crash can lose the last turns
-    committed before it, never the database's consistency.
+    commit would make concurrent turns queue behind it (even on a fast disk a sync
+    makes each commit slower; measured: benchmarks/README.md, Design measurements).
+    A crash of the process loses nothing; a power cut or OS crash can lose the last
+    turns committed before it, never the database's consistency.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     conn = sqlite3.connect(str(path), check_same_thread=False, timeout=30)

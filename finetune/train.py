@@ -4,8 +4,9 @@ A plain PyTorch loop rather than ``transformers.Trainer``, for two measured
 reasons on small CPUs: the loss is taken on assistant tokens only, so the output
 layer (a 49k-word vocabulary for SmolLM2) is applied to those positions alone
 instead of to every token; and rows are batched by similar length so little
-compute goes to padding. Together with bf16 autocast this made training several
-times faster than the plain transformers+peft loop (benchmarks/finetune_banking77.py).
+compute goes to padding. Both made training much faster than the plain
+transformers+peft loop, and bf16 autocast faster again (measured: benchmarks/README.md,
+Fine-tuning on Banking77).
 
 A run lives in ``<data_dir>/finetune-runs/<name>/`` while it trains: a checkpoint
 every ``save_every`` steps (adapter weights, optimizer and scheduler state, step)

@@ -59,8 +59,9 @@ MB = 1024 * 1024
 class IngestConfig:
     """How files are cut and written. Defaults suit all-MiniLM-L6-v2 (256-token window)."""
 
-    # 700/100 measured best among 500..1200 on WixQA (hybrid MRR 0.875 vs 0.866 at 1000,
-    # within noise); smaller chunks also give the small LLM tighter context to quote.
+    # 700/100 scored best among 500..1200 on WixQA, though within noise (measured:
+    # benchmarks/README.md, Design measurements); smaller chunks also give the small LLM
+    # tighter context to quote.
     chunk_chars: int = 700
     """Longest chunk in characters, title/heading prefix included (~170 tokens of English,
     inside all-MiniLM-L6-v2's 256-token window)."""

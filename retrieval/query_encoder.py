@@ -1,10 +1,11 @@
 """Short texts (a search query, a chat message to route) encoded on ONNX Runtime.
 
 A single query through PyTorch's eager sentence-transformers model spends most
-of its ~13 ms (all-MiniLM-L6-v2, one thread, this project's 2-core machine) in
-per-operator overhead. The same model exported to ONNX and run by ONNX Runtime
-(graph optimisations on, far less work per operator) takes ~6-7 ms for the same
-text with one thread (``benchmarks/bench_retrieval.py`` reports the stages).
+of its time (all-MiniLM-L6-v2, one thread) in per-operator overhead. The same model
+exported to ONNX and run by ONNX Runtime (graph optimisations on, far less work per
+operator) encodes the same text much faster with one thread (measured:
+benchmarks/README.md, Design measurements; ``benchmarks/bench_retrieval.py`` reports
+the stages).
 
 How it works: on first use the sentence-transformers model is exported in memory
 (``torch.onnx.export``, a few seconds, nothing written to disk) and checked
@@ -18,22 +19,21 @@ sorts and batches them.
 
 ONNX Runtime runs with up to two intra-op threads (``threads()``), which sleep between
 runs instead of spinning: the encoder shares the machine with the LLM, so a
-thread may not burn a core waiting for work. Measured on this machine, one
-13-token text at a time with pauses between runs (as chat turns come): 6.9 ms
-p50 on one thread, 4.7 ms on two for about 1 ms more CPU; two spinning threads
-took 4.6 ms but 19 ms of CPU per run. Requests that arrive while a run is in
-progress (a burst of chat turns being routed at once) wait for it and then go
-through together in one batch: on this machine 16 short texts took ~50 ms in
-one run against ~95 ms one by one, on one thread.
+thread may not burn a core waiting for work. With one short text at a time and
+pauses between runs (as chat turns come), two sleeping threads answer faster than
+one for little more CPU; spinning threads are barely faster still but burn far more
+CPU. Requests that arrive while a run is in progress (a burst of chat turns being
+routed at once) wait for it and then go through together in one batch, much faster
+than one by one (measured: benchmarks/README.md, Design measurements).
 
 The router can use an int8 copy of the model instead (``load_query_encoder(path,
 int8=True)``): ONNX Runtime's dynamic quantisation of the matrix products, one
 scale per output channel. One short text is bound by reading the weights, so
-int8 weights cut the CPU per text about threefold (1.6 against 5.0 ms on one
-thread for a 12-token text on this project's machine). Its vectors are close to
-the library's, not equal (cosine >= ``INT8_MIN_COSINE`` on the probes, checked
-at start-up), so only a user that embeds its training texts and its queries
-with the same copy may take it: the router does both. Quantising the activations
+int8 weights take much less CPU per text (measured: benchmarks/README.md, Router
+CPU). Its vectors are close to the library's, not equal (cosine >=
+``INT8_MIN_COSINE`` on the probes, checked at start-up), so only a user that
+embeds its training texts and its queries with the same copy may take it: the
+router does both. Quantising the activations
 depends on the whole input, so each text runs alone, never padded into a batch
 with others: a message gets the same vector, and the same route, whatever else
 arrives with it.
@@ -145,8 +145,9 @@ class QueryEncoder:
 
     def _features(self, texts: list[str]) -> dict[str, np.ndarray]:
         """ONNX Runtime's inputs for ``texts``. One text (every message the router sees)
-        goes straight through the fast tokenizer, ~0.04 against ~0.23 ms through
-        sentence-transformers' ``preprocess``, which gives the same ids (checked at start-up)."""
+        goes straight through the fast tokenizer, much faster than sentence-transformers'
+        ``preprocess``, which gives the same ids (checked at start-up; measured:
+        benchmarks/README.md, Design measurements)."""
         if len(texts) == 1 and self._tokenizer is not None:
             encoding = self._tokenizer.encode(texts[0])
             return {name: np.array([getattr(encoding, _ENCODING_FIELDS[name])], dtype=np.int64)

@@ -176,7 +176,8 @@ class Retriever:
         dense: list[_Entry] = []
         lexical: list[_Entry] = []
         # Hybrid builds the lexical index anyway; its in-memory texts and metadata then
-        # spare Chroma from returning them for the dense candidates (~2 ms at 50k chunks).
+        # spare Chroma from returning them for the dense candidates (measured:
+        # benchmarks/README.md, Design measurements).
         index = self._index(col, collection, tenant) if mode != "dense" else None
         if mode in ("dense", "hybrid"):
             dense = self._dense(col, self.store.embedding.encode_query(query), pool, where, index)

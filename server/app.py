@@ -46,10 +46,10 @@ def create_app(settings: Settings, assistant: Assistant | None = None, *, close_
         app.state.chat = ChatService(app.state.assistant)
         app.state.widget_keys = WidgetKeys(app.state.assistant.store)
         app.state.started = int(time.time())
-        # Everything loaded so far (model, router, encoders, libraries: about 550,000
-        # objects) lives as long as the server; frozen, the collector never scans it
-        # again. Unfrozen, each full collection took ~220 ms on the development machine
-        # (longer under load), holding up every turn in flight.
+        # Everything loaded so far (model, router, encoders, libraries) lives as long
+        # as the server; frozen, the collector never scans it again. Unfrozen, each
+        # full collection was long (longer under load) and held up every turn in
+        # flight (measured: benchmarks/README.md, Measurement records by commit).
         gc.freeze()
         yield
         app.state.chat.close()

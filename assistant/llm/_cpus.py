@@ -2,13 +2,14 @@
 
 vLLM's CPU build binds its model worker's threads to a set of CPUs: by default
 all but one, which it leaves to its own scheduler and HTTP server. Threads of the
-assistant that land on a model CPU compete with the model's compute, and on the
-development machine (2 cores, Linux 6.18) some of them waited there 30-90 ms for
-a turn before the kernel moved them back; a turn's routing or last token waited
-with them. Once vLLM is up, :func:`keep_off_model_cpus` finds the CPUs its threads
-are bound to and moves every thread of this process to the others. Threads
-started later inherit that. Where vLLM binds nothing (a GPU host, or
-``VLLM_CPU_OMP_THREADS_BIND=nobind``) or would leave no CPU, nothing changes.
+assistant that land on a model CPU compete with the model's compute, and in a
+profiled run some of them waited there a long time before the kernel moved them
+back; a turn's routing or last token waited with them (measured:
+benchmarks/README.md, CPU profile at 16 streams). Once vLLM is up,
+:func:`keep_off_model_cpus` finds the CPUs its threads are bound to and moves
+every thread of this process to the others. Threads started later inherit that.
+Where vLLM binds nothing (a GPU host, or ``VLLM_CPU_OMP_THREADS_BIND=nobind``) or
+would leave no CPU, nothing changes.
 
 Linux only: it reads ``/proc`` and uses ``sched_setaffinity``.
 """

@@ -36,8 +36,8 @@ class LocalChatModel:
         self.model_path = model_path
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(model_path)
-            # float32 on CPU: measured faster than bf16 for a 135M model here
-            # (benchmarks/bench_local_backend.py prints both).
+            # float32 on CPU: measured faster than bf16 for a 135M model (no figure
+            # recorded; benchmarks/bench_local_backend.py --dtype times one dtype per run).
             self.model = AutoModelForCausalLM.from_pretrained(model_path, dtype=getattr(torch, dtype))
         except (OSError, ValueError) as exc:
             raise ModelError(f"cannot load model {model_path!r}: {exc}") from exc

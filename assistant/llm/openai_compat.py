@@ -6,9 +6,10 @@ Adapters are selected the way vLLM does it: the adapter's name is sent as
 with a clean OpenAI-shaped error.
 
 Streams are read with httpx and ``json.loads``, not the openai SDK: the SDK builds
-a typed object for every chunk, ~0.1 ms of CPU per token on the development
-machine against ~3 µs for the JSON alone, and with many streams at once that time
-is taken from the model sharing the cores (see benchmarks/bench_vllm.py).
+a typed object for every chunk, which costs far more CPU per token than parsing the
+JSON alone, and with many streams at once that time is taken from the model sharing
+the cores (measured: benchmarks/README.md, Design measurements; see also
+benchmarks/bench_vllm.py).
 """
 
 from __future__ import annotations
