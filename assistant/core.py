@@ -27,6 +27,7 @@ from .handoff import HandoffService, WebhookNotifier
 from .knowledge import Knowledge
 from .llm import ChatModel, GenerationParams, Message, create_chat_model
 from .router import EmbeddingRouter
+from .safety import SafetyGuard, contacts_for
 from .settings import Settings
 from .skill_env import AuditLog, make_env, set_up
 from .store import Store, connect
@@ -69,6 +70,7 @@ class Assistant:
         self.router = EmbeddingRouter(
             encoder, {name: s.examples for name, s in self.skills.items()}, threshold=settings.router_threshold
         )
+        self.safety = SafetyGuard(self.router.embed)
         self.adapters = AdapterRegistry(settings.adapters_dir)
         served = getattr(llm, "model_path", None)
         self.adapter_loader = AdapterLoader(self.adapters, llm, model_identity(served) if served else None)
@@ -76,17 +78,19 @@ class Assistant:
                    if settings.handoff_webhook_url else None)
         self.handoffs = HandoffService(self.store, webhook, self._append_message)
         #: The graph with its checkpointer: every read and write of a conversation's state.
-        self.graph = build_graph(self.skills, self.router, saver)
+        self.graph = build_graph(self.skills, self.router, self.safety, saver)
         self.turns = TurnRunner(
             graph=self.graph,
             # The same graph without a checkpointer runs the turns (see assistant.turns).
-            turn_graph=build_graph(self.skills, self.router),
+            turn_graph=build_graph(self.skills, self.router, self.safety),
             store=self.store,
             handoffs=self.handoffs,
             llm=llm,
             envs=self.envs,
             adapter_for=self.adapter_loader.adapter_for,
             max_history=settings.max_history_messages,
+            safety_contacts=lambda tenant, locale: contacts_for(tenant, locale, settings.safety_contacts,
+                                                                settings.safety_locale),
         )
 
     @classmethod
@@ -143,9 +147,11 @@ class Assistant:
         tenant_id: str | None = None,
         params: GenerationParams | None = None,
         handoff: bool = False,
+        locale: str | None = None,
     ) -> TurnRequest:
         """Validate a turn; raises before anything is stored. ``handoff=True`` asks for a
-        person (the widget's button) whatever the message says."""
+        person (the widget's button) whatever the message says; ``locale`` picks the
+        emergency number of the safety guard's replies."""
         return prepare_turn(
             messages,
             model=model,
@@ -156,6 +162,7 @@ class Assistant:
             params=params or GenerationParams(max_tokens=self.settings.max_tokens),
             handoff=handoff,
             max_message_chars=self.settings.max_message_chars,
+            locale=locale,
         )
 
     def run_turn(self, request: TurnRequest, on_event=None, **options) -> TurnResult:  # noqa: ANN001

@@ -1,4 +1,4 @@
-"""The agent graph: guard_in → route → <skill> | out_of_scope | handoff → guard_out.
+"""The agent graph: guard_in → route → <skill> | out_of_scope | handoff | safety → guard_out.
 
 Nodes come first, then the builder, then the edges, then ``compile()``. Nodes
 read the state and the read-only run-time context (``assistant.state``) and
@@ -23,7 +23,7 @@ from typing import Callable, Sequence
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 
-from skills import Skill, SkillContext
+from skills import Decision, Skill, SkillContext
 
 from .errors import TurnAbandoned
 from .guards import clean_text, mask_card_numbers
@@ -31,12 +31,15 @@ from .handoff import ANGRY_SCORE, frustration, is_affirmative, wants_person
 from .llm import GenerationParams
 from .prompts import EMPTY_REPLY, HANDOFF_REPLY, OUT_OF_SCOPE_REPLY
 from .router import OUT_OF_SCOPE, EmbeddingRouter
+from .safety import RULES_VERSION, SafetyGuard, safety_reply
 from .state import ConversationState, TurnContext
 
-__all__ = ["build_graph", "HANDOFF", "MAX_FAILURES"]
+__all__ = ["build_graph", "HANDOFF", "SAFETY", "MAX_FAILURES"]
 
 #: The node a turn goes to when the conversation is (or now becomes) a person's.
 HANDOFF = "handoff"
+#: The node that answers a crisis or an emergency (assistant.safety), before anything else.
+SAFETY = "safety"
 #: Consecutive unanswered turns after which a person is called in.
 MAX_FAILURES = 2
 #: Most stop sequences a backend takes (the OpenAI API's limit).
@@ -95,27 +98,38 @@ def _params_for(base: GenerationParams, max_tokens: int | None, temperature: flo
 # -- nodes --------------------------------------------------------------------
 
 
-def guard_in(state: ConversationState) -> dict:
-    """Clean the turn's new messages and mask card numbers before anything stores them."""
-    incoming = []
-    masked = 0
-    for message in state["incoming"]:
-        text, n = mask_card_numbers(clean_text(message["content"]))
-        masked += n
-        incoming.append({"role": message["role"], "content": text})
-    update: dict = {"incoming": incoming}
-    if masked:
-        update["lepton"] = {"masked_card_numbers": masked}
-    return update
+def make_guard_in(router: EmbeddingRouter, guard: SafetyGuard) -> Callable[..., dict]:
+    def guard_in(state: ConversationState) -> dict:
+        """Clean the turn's new messages and mask card numbers before anything stores them,
+        then run the safety guard on the user's message (its embedding is kept for route)."""
+        incoming = []
+        masked = 0
+        for message in state["incoming"]:
+            text, n = mask_card_numbers(clean_text(message["content"]))
+            masked += n
+            incoming.append({"role": message["role"], "content": text})
+        vector = router.embed([incoming[-1]["content"]])[0]
+        update: dict = {"incoming": incoming, "message_vector": vector}
+        if masked:
+            update["lepton"] = {"masked_card_numbers": masked}
+        finding = guard.check(incoming[-1]["content"], vector)
+        if finding is not None:
+            update.update(safety=finding.level, safety_rule=finding.rule)
+        return update
+
+    return guard_in
 
 
 def make_route(router: EmbeddingRouter) -> Callable[..., dict]:
     def route(state: ConversationState, runtime: Runtime[TurnContext]) -> dict:
-        """A conversation waiting for a person stays with the person; a request for a
-        person, anger or a repeated complaint hands it over; then an explicitly
-        requested skill wins; otherwise the embedding router decides."""
-        if state.get("handoff_pending"):
-            update: dict = {"skill": HANDOFF, "route_scores": {}}
+        """The safety guard's finding comes first, whatever else holds. A conversation
+        waiting for a person stays with the person; a request for a person, anger or a
+        repeated complaint hands it over; then an explicitly requested skill wins;
+        otherwise the embedding router decides."""
+        if state.get("safety"):
+            update: dict = {"skill": SAFETY, "route_scores": {}}
+        elif state.get("handoff_pending"):
+            update = {"skill": HANDOFF, "route_scores": {}}
         else:
             last_user = next(m["content"] for m in reversed(state["incoming"]) if m["role"] == "user")
             reason, extras = _handoff_reason(state, last_user)
@@ -125,7 +139,7 @@ def make_route(router: EmbeddingRouter) -> Callable[..., dict]:
             elif state.get("requested_skill"):
                 update.update(skill=state["requested_skill"], route_scores={})
             else:
-                decision = router.route(last_user)
+                decision = router.route(last_user, state.get("message_vector"))
                 update.update(skill=decision.skill, route_scores=decision.scores)
         if runtime.context.emit is not None:
             runtime.context.emit("route", update["skill"])
@@ -208,6 +222,16 @@ def make_out_of_scope(skills: dict[str, Skill]) -> Callable[..., dict]:
     return out_of_scope
 
 
+def safety(state: ConversationState, runtime: Runtime[TurnContext]) -> dict:
+    """A crisis or an emergency: the fixed reply with the emergency number (and a crisis
+    line), whatever skill was asked for and even while a person has the conversation."""
+    level = state["safety"]
+    say, said = _emitter(runtime.context)
+    say(safety_reply(level, runtime.context.safety_contacts))
+    return {"reply": "".join(said), "lepton": {"safety_rule": state["safety_rule"]},
+            "decisions": [Decision("safety", level, {"rule": state["safety_rule"]}, version=RULES_VERSION)]}
+
+
 def handoff(state: ConversationState, runtime: Runtime[TurnContext]) -> dict:
     """Tell the user a person is coming; once one is, stay silent (the message is
     stored for the agent and the webhook)."""
@@ -227,12 +251,13 @@ def guard_out(state: ConversationState, runtime: Runtime[TurnContext]) -> dict:
         raise TurnAbandoned("the client went away before the answer was complete")
     history = state.get("messages", []) + state["incoming"]
     done = {"incoming": [], "last_skill": state["skill"]}
-    if state.get("handoff_pending"):  # silent: the agent answers
+    if state.get("handoff_pending") and state["skill"] != SAFETY:  # silent: the agent answers
         return {**done, "messages": history, "reply": "", "failures": 0, "handoff_offered": False}
     say, _ = _emitter(runtime.context)
     reply = state.get("reply", "")
     declined = bool(state.get("declined"))
-    failures = state.get("failures", 0) + (declined or state["skill"] == OUT_OF_SCOPE)
+    unanswered = declined or state["skill"] == OUT_OF_SCOPE
+    failures = 0 if state["skill"] == SAFETY else state.get("failures", 0) + unanswered
     reason = state.get("handoff_reason")  # from route (the handoff node told the user) or the skill
     if reason is None and failures >= MAX_FAILURES:
         reason = "repeated_failure"
@@ -262,28 +287,29 @@ def guard_out(state: ConversationState, runtime: Runtime[TurnContext]) -> dict:
 # -- builder ------------------------------------------------------------------
 
 
-def build_graph(skills: dict[str, Skill], router: EmbeddingRouter, checkpointer=None):
+def build_graph(skills: dict[str, Skill], router: EmbeddingRouter, guard: SafetyGuard, checkpointer=None):
     builder = StateGraph(ConversationState, context_schema=TurnContext)
-    builder.add_node("guard_in", guard_in)
+    builder.add_node("guard_in", make_guard_in(router, guard))
     builder.add_node("route", make_route(router))
     for name, skill in skills.items():
         builder.add_node(name, make_skill_node(skill))
     builder.add_node(OUT_OF_SCOPE, make_out_of_scope(skills))
     builder.add_node(HANDOFF, handoff)
+    builder.add_node(SAFETY, safety)
     builder.add_node("guard_out", guard_out)
 
     # Every turn starts by cleaning its input.
     builder.add_edge(START, "guard_in")
     builder.add_edge("guard_in", "route")
 
-    # route stored its decision in state["skill"]: a skill name, out_of_scope or handoff.
+    # route stored its decision in state["skill"]: a skill name, out_of_scope, handoff or safety.
     def pick_skill(state: ConversationState) -> str:
         return state["skill"]
 
-    builder.add_conditional_edges("route", pick_skill, [*skills, OUT_OF_SCOPE, HANDOFF])
+    builder.add_conditional_edges("route", pick_skill, [*skills, OUT_OF_SCOPE, HANDOFF, SAFETY])
 
     # Whatever answered, guard_out commits the turn and the graph ends.
-    for name in [*skills, OUT_OF_SCOPE, HANDOFF]:
+    for name in [*skills, OUT_OF_SCOPE, HANDOFF, SAFETY]:
         builder.add_edge(name, "guard_out")
     builder.add_edge("guard_out", END)
 

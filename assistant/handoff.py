@@ -263,8 +263,8 @@ class HandoffService:
             self._notify("handoff.requested", tenant_id, conversation_id, reason=reason, transcript=transcript)
             return handoff
         if was_pending:
-            self._notify("handoff.message", tenant_id, conversation_id,
-                         message=transcript[-1] if transcript else None)
+            said = next((m for m in reversed(transcript) if m["role"] == "user"), None)
+            self._notify("handoff.message", tenant_id, conversation_id, message=said)
         # Read again rather than reuse the turn's start: an agent may have released it meanwhile.
         return self.state(tenant_id, conversation_id)
 

@@ -146,8 +146,16 @@ class EmbeddingRouter:
         vectors = np.asarray(self._encoder.encode(texts, normalize_embeddings=True, show_progress_bar=False))
         return vectors.astype(np.float32)
 
-    def route(self, text: str) -> Route:
-        return self.route_many([text])[0]
+    def embed(self, texts: list[str]) -> np.ndarray:
+        """Unit-length embeddings of ``texts``, as the router sees them (the safety guard
+        classifies the same vector, so a message is embedded once)."""
+        return self._embed(texts)
+
+    def route(self, text: str, vector: np.ndarray | None = None) -> Route:
+        """Route one message; ``vector`` is its embedding when the caller has it already."""
+        if vector is None:
+            return self.route_many([text])[0]
+        return self._decide(self.probabilities(np.asarray(vector, dtype=np.float32).reshape(1, -1)))[0]
 
     def probabilities(self, vectors: np.ndarray) -> np.ndarray:
         """Class probabilities (rows: vectors, columns: ``classes``), as the fitted
@@ -167,7 +175,9 @@ class EmbeddingRouter:
         return list(self._classes)
 
     def route_many(self, texts: list[str]) -> list[Route]:
-        probabilities = self.probabilities(self._embed(texts))
+        return self._decide(self.probabilities(self._embed(texts)))
+
+    def _decide(self, probabilities: np.ndarray) -> list[Route]:
         routes = []
         for row in probabilities:
             scores = {name: float(p) for name, p in zip(self._classes, row)}

@@ -17,8 +17,8 @@ from .settings import Settings
 __all__ = ["read_labelled", "evaluate_routing", "format_report"]
 
 
-def read_labelled(path: Path) -> list[dict]:
-    """Rows of {"text", "skill"}; any bad line is reported by number."""
+def read_labelled(path: Path, label: str = "skill") -> list[dict]:
+    """Rows of {"text", <label>} (both strings); any bad line is reported by number."""
     rows = []
     with open(path, encoding="utf-8") as handle:
         for number, line in enumerate(handle, 1):
@@ -28,8 +28,8 @@ def read_labelled(path: Path) -> list[dict]:
                 row = json.loads(line)
             except json.JSONDecodeError:
                 raise InvalidRequest(f"{path}:{number}: not valid JSON") from None
-            if not isinstance(row, dict) or not isinstance(row.get("text"), str) or not isinstance(row.get("skill"), str):
-                raise InvalidRequest(f'{path}:{number}: expected {{"text": str, "skill": str}}')
+            if not isinstance(row, dict) or not isinstance(row.get("text"), str) or not isinstance(row.get(label), str):
+                raise InvalidRequest(f'{path}:{number}: expected {{"text": str, "{label}": str}}')
             rows.append(row)
     if not rows:
         raise InvalidRequest(f"{path} has no labelled messages")

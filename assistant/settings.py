@@ -231,6 +231,28 @@ class Settings(BaseSettings):
         'SkillEnv.options, e.g. {"customer_service": {"sources": 3}}. What a skill reads is up to the skill.',
     )
 
+    safety_locale: str = Field(
+        default="en-GB",
+        description="Locale whose emergency number and crisis line the safety guard's fixed replies "
+        "name when a request gives none (lepton.locale). Built in: en-GB, en-IE, en-US, en-CA, en-AU, "
+        "de-DE, fr-FR; any other gets wording that names no country's number.",
+    )
+    safety_contacts: dict[str, dict[str, str]] = Field(
+        default_factory=dict,
+        description="Emergency number and crisis line per tenant id or locale (JSON), overriding the "
+        'built-in ones, e.g. {"acme": {"emergency_number": "911", "crisis_line": "988"}}.',
+    )
+
+    @field_validator("safety_contacts")
+    @classmethod
+    def _check_contacts(cls, value: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
+        for name, entry in value.items():
+            unknown = set(entry) - {"emergency_number", "crisis_line"}
+            if unknown:
+                raise ValueError(f"safety_contacts[{name!r}] has {', '.join(sorted(unknown))}; "
+                                 "use emergency_number and crisis_line")
+        return value
+
     @field_validator("data_dir")
     @classmethod
     def _expand(cls, value: Path) -> Path:

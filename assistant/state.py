@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import operator
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any, Callable, Mapping, TypedDict
 
 from skills import Decision, SkillEnv
@@ -106,7 +106,15 @@ class ConversationState(TypedDict, total=False):
     """Why this turn hands the conversation to a person (see assistant.handoff), if it does."""
 
     safety: str | None
-    """"crisis" or "emergency" when the turn's message is one (``lepton.safety``)."""
+    """"crisis" or "emergency" when the turn's message is one (``lepton.safety``): set by
+    the safety guard in guard_in, or by a skill's reply."""
+
+    safety_rule: str | None
+    """The safety guard's rule that fired (``assistant.safety.RULES``, or the classifier), if one did."""
+
+    message_vector: Any
+    """The user message's embedding (numpy), computed once in guard_in for the safety
+    classifier and the router."""
 
     decisions: Annotated[list[Decision], operator.add]
     """Decisions the skill reported; the turn runner writes them to the audit log."""
@@ -150,3 +158,5 @@ class TurnContext:
     emit: EventSink | None = None
     #: How many past messages a skill shows the model.
     max_history: int = 20
+    #: The emergency number and crisis line the safety guard's replies name (``assistant.safety``).
+    safety_contacts: Mapping[str, str] = field(default_factory=dict)

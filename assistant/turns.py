@@ -19,6 +19,7 @@ A turn that raises (a backend failure, a client that went away) writes nothing.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 import uuid
@@ -44,6 +45,7 @@ log = logging.getLogger(__name__)
 #: The ``model`` name that asks for automatic routing.
 AUTO_MODEL = "assistant"
 ROLES = ("system", "user", "assistant")
+_LOCALE = re.compile(r"[A-Za-z]{2,3}(?:-[A-Za-z0-9]{2,8}){0,3}")
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,9 @@ class TurnRequest:
     params: GenerationParams
     #: The client asked for a person (the widget's button) whatever the message says.
     handoff_requested: bool = False
+    #: The user's locale (a BCP 47 tag such as "en-US"): which emergency number the safety
+    #: guard's replies name. None: the configured default.
+    locale: str | None = None
 
 
 @dataclass(frozen=True)
@@ -100,8 +105,11 @@ def prepare_turn(
     params: GenerationParams,
     handoff: bool,
     max_message_chars: int,
+    locale: str | None = None,
 ) -> TurnRequest:
     """Validate a turn; raises InvalidRequest, UnknownSkill or ConversationNotFound."""
+    if locale is not None and not _LOCALE.fullmatch(locale):
+        raise InvalidRequest(f"lepton.locale {locale!r} is not a language tag such as 'en-GB'", "lepton.locale")
     if model != AUTO_MODEL and model not in skills:
         raise UnknownSkill(f"model {model!r} does not exist; available: {', '.join([AUTO_MODEL, *skills])}")
     incoming = _validate_messages(messages, max_message_chars)
@@ -114,7 +122,7 @@ def prepare_turn(
         # the newest user message is new (OpenAI clients resend the whole list).
         incoming = incoming[-1:]
     return TurnRequest(tenant_id, conversation_id, tuple(incoming), None if model == AUTO_MODEL else model,
-                       params, handoff)
+                       params, handoff, locale)
 
 
 def _validate_messages(messages: list[Message], max_chars: int) -> list[Message]:
@@ -157,7 +165,9 @@ class TurnRunner:
         envs: Mapping[str, "SkillEnv"],
         adapter_for: Callable[[str], str | None],
         max_history: int,
+        safety_contacts: Callable[[str, str | None], Mapping[str, str]],
     ):
+        """``safety_contacts(tenant, locale)``: what the safety guard's replies name."""
         self.graph = graph
         self._turn_graph = turn_graph
         self.store = store
@@ -166,6 +176,7 @@ class TurnRunner:
         self.envs = envs
         self.adapter_for = adapter_for
         self.max_history = max_history
+        self.safety_contacts = safety_contacts
         self._locks: "weakref.WeakValueDictionary[str, threading.Lock]" = weakref.WeakValueDictionary()
         self._locks_guard = threading.Lock()
         #: Called with every completed TurnResult (metrics, benchmarks); must not raise.
@@ -213,6 +224,7 @@ class TurnRunner:
             cancelled=cancelled,
             emit=emit,
             max_history=self.max_history,
+            safety_contacts=self.safety_contacts(tenant, request.locale),
         )
         with self.lock_for(tenant, conversation):
             # The turn runs on the graph without a checkpointer, from the stored state, and

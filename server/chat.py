@@ -177,6 +177,7 @@ class ChatService:
             tenant_id=tenant_id,
             params=params,
             handoff=bool(req.lepton and req.lepton.handoff),
+            locale=req.lepton.locale if req.lepton else None,
         )
 
     @staticmethod

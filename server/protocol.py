@@ -69,6 +69,9 @@ class LeptonRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
     conversation_id: str | None = Field(default=None, min_length=1, max_length=128)
     handoff: bool = Field(default=False, description="Ask for a person (the widget's 'talk to a person').")
+    locale: str | None = Field(default=None, min_length=2, max_length=35,
+                               description="The user's language tag (e.g. 'en-US'): which emergency number "
+                                           "the safety guard's replies name.")
 
 
 class ChatCompletionRequest(BaseModel):

@@ -692,9 +692,12 @@
     ensureReady().then(function () {
       var body = { model: config.skill, stream: true, messages: [{ role: "user", content: text }] };
       if (config.maxTokens) body.max_tokens = config.maxTokens;
-      if (state.conversationId || options.handoff) body.lepton = {};
+      body.lepton = {};
       if (state.conversationId) body.lepton.conversation_id = state.conversationId;
       if (options.handoff) body.lepton.handoff = true;
+      // The visitor's language tag: the safety guard's replies name that country's emergency number.
+      var locale = (navigator.languages && navigator.languages[0]) || navigator.language;
+      if (typeof locale === "string" && /^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8}){0,3}$/.test(locale)) body.lepton.locale = locale;
       return fetch(api("v1/chat/completions"), {
         method: "POST", headers: headers({ "Content-Type": "application/json" }), body: JSON.stringify(body)
       }).then(function (response) {
