@@ -31,7 +31,7 @@ through the assistant's /v1/chat/completions:
   --stagger-ms 0`` puts them in lock-step: every turn of a wave reaches the server
   in the same few milliseconds and waits for the CPU work of the others before
   its own (how many arrived together is reported);
-- where ``router.route`` spends its time per call: the thread's own CPU, waiting for a
+- where routing (the embedding and ``router.route``) spends its time per message: the thread's own CPU, waiting for a
   core (Linux schedstat), and asleep (the interpreter lock, I/O);
 - base model vs a LoRA adapter (random r=8 on q_proj/v_proj, active for the skill)
   at the highest concurrency, raw and through the assistant.
@@ -55,6 +55,7 @@ import os
 import signal
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -218,20 +219,34 @@ def run_queue_wait() -> float:
 
 
 def timed_router(router, calls: list[tuple[float, float, float]]):  # noqa: ANN001, ANN201
-    """Wrap ``router.route`` to record (wall, thread CPU, wait for a core) seconds per call.
+    """Wrap the router to record (wall, thread CPU, wait for a core) seconds per routed
+    message: its embedding (``router.embed``, which guard_in calls and the safety guard
+    shares) plus ``router.route`` on that vector.
 
     What is left of the wall time, beyond CPU and the wait for a core, is time the
     thread slept: mostly waiting for the interpreter lock after ONNX Runtime released it."""
-    route = router.route
+    embed, route = router.embed, router.route
+    pending = threading.local()
 
-    def timed(text: str):  # noqa: ANN202
+    def measure(fn, *args):  # noqa: ANN001, ANN002, ANN202
         wall, cpu, queued = time.perf_counter(), time.thread_time(), run_queue_wait()
         try:
-            return route(text)
+            return fn(*args)
         finally:
-            calls.append((time.perf_counter() - wall, time.thread_time() - cpu, run_queue_wait() - queued))
+            spent = (time.perf_counter() - wall, time.thread_time() - cpu, run_queue_wait() - queued)
+            pending.spent = tuple(a + b for a, b in zip(getattr(pending, "spent", (0.0, 0.0, 0.0)), spent))
 
-    router.route = timed
+    def timed_embed(texts):  # noqa: ANN001, ANN202
+        return measure(embed, texts)
+
+    def timed_route(text, vector=None):  # noqa: ANN001, ANN202
+        try:
+            return measure(route, text, vector)
+        finally:
+            calls.append(pending.spent)
+            pending.spent = (0.0, 0.0, 0.0)
+
+    router.embed, router.route = timed_embed, timed_route
 
 
 def main() -> None:
@@ -440,7 +455,7 @@ def main() -> None:
             phases.clear()
             wall, on_cpu, queued = zip(*routing)
             asleep = [w - c - q for w, c, q in routing]
-            print(f"{'':>7} router.route p50/p95: " + ", ".join(
+            print(f"{'':>7} embed + router.route p50/p95: " + ", ".join(
                 f"{name} {pct(v, .5) * 1000:.1f}/{pct(v, .95) * 1000:.1f}" for name, v in
                 [("wall", wall), ("CPU", on_cpu), ("waiting for a core", queued),
                  ("asleep (interpreter lock, I/O)", asleep)]) + " ms")
