@@ -48,7 +48,7 @@ def test_non_streaming_completion_is_routed_and_counted(live):
 def test_streaming_sends_lepton_first_usage_last_and_done(live):
     stream = client(live).chat.completions.create(
         model="assistant",
-        messages=[{"role": "user", "content": "I have had a high fever and a stiff neck since this morning"}],
+        messages=[{"role": "user", "content": "I have had a sore throat and a mild fever since this morning"}],
         max_tokens=10,
         stream=True,
     )
