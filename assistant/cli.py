@@ -5,7 +5,7 @@
     lepton skills list                installed skills, their commands and actions
     lepton models prepare             convert the embedded model once, ahead of first use
     lepton ingest PATH...             add documents to a knowledge collection
-    lepton eval routing|retrieval     measure the router / retrieval on labelled data
+    lepton eval routing|retrieval|safety   measure the router, retrieval, the safety guard
     lepton keys …                     public widget keys (server/)
     lepton finetune …                 prepare data, train/evaluate/export LoRA adapters (finetune/)
     lepton audit export               a tenant's audit log as JSON lines
