@@ -159,11 +159,18 @@ class Assistant:
             conversation_exists=self.store.conversation_exists,
             tenant_id=tenant_id or self.settings.default_tenant,
             conversation_id=conversation_id,
-            params=params or GenerationParams(max_tokens=self.settings.max_tokens),
+            params=params or self.params(),
             handoff=handoff,
             max_message_chars=self.settings.max_message_chars,
             locale=locale,
         )
+
+    def params(self, **values: Any) -> GenerationParams:
+        """Generation parameters: ``values`` (max_tokens, temperature, top_p, stop), with the
+        configured answer length and repetition control for what they leave out."""
+        defaults = {"max_tokens": self.settings.max_tokens, "repetition_penalty": self.settings.repetition_penalty,
+                    "no_repeat_ngram_size": self.settings.no_repeat_ngram_size}
+        return GenerationParams(**{**defaults, **{k: v for k, v in values.items() if v is not None}})
 
     def run_turn(self, request: TurnRequest, on_event=None, **options) -> TurnResult:  # noqa: ANN001
         """Run a validated turn (see ``TurnRunner.run``: ``cancelled=``, ``marks=``)."""

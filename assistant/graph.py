@@ -17,6 +17,7 @@ hand-off is a wait for the scheduler; see benchmarks/bench_vllm.py.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Callable, Sequence
 
@@ -87,10 +88,10 @@ def _params_for(base: GenerationParams, max_tokens: int | None, temperature: flo
     if max_tokens is None and temperature is None and not stop:
         return base
     stops = list(dict.fromkeys([*base.stop, *(stop or ())]))[:MAX_STOP]
-    return GenerationParams(
+    return dataclasses.replace(
+        base,
         max_tokens=min(base.max_tokens, max_tokens) if max_tokens else base.max_tokens,
         temperature=base.temperature if temperature is None else temperature,
-        top_p=base.top_p,
         stop=stops,
     )
 

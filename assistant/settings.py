@@ -158,6 +158,20 @@ class Settings(BaseSettings):
     max_tokens: int = Field(
         default=256, ge=1, le=8192, description="Completion length when a request sets none."
     )
+    repetition_penalty: float = Field(
+        default=1.3,
+        ge=1.0,
+        le=2.0,
+        description="Repetition penalty of every answer (1: off): divides the scores of tokens already "
+        "in the prompt or the answer. Applied by the local and vLLM backends; see benchmarks/README.md "
+        "for its effect on the embedded model.",
+    )
+    no_repeat_ngram_size: int = Field(
+        default=0,
+        ge=0,
+        le=10,
+        description="No run of this many tokens appears twice in an answer (0: off). Local backend only.",
+    )
     max_request_bytes: int = Field(
         default=1_000_000, ge=1024, description="Largest accepted request body."
     )

@@ -29,11 +29,10 @@ class EmbeddedSession:
 
     def __init__(self, settings, model: str, max_tokens: int | None, progress: Callable[[str], None]):
         from .core import Assistant
-        from .llm import GenerationParams
 
         self._assistant = Assistant.from_settings(settings, progress=progress)
         self._model = model
-        self._params = GenerationParams(max_tokens=max_tokens or settings.max_tokens)
+        self._params = self._assistant.params(max_tokens=max_tokens)
         self._conversation: str | None = None
         self.skill: str | None = None
 

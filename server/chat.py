@@ -20,7 +20,7 @@ from fastapi import Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import ValidationError
 
-from assistant import Assistant, GenerationParams, TurnRequest, TurnResult
+from assistant import Assistant, TurnRequest, TurnResult
 from assistant.errors import TurnAbandoned
 
 from .errors import ApiError, api_error_from, validation_message
@@ -164,7 +164,7 @@ class ChatService:
         ]
         conversation_id = (req.lepton.conversation_id if req.lepton else None) or header_conversation
         max_tokens = req.max_completion_tokens or req.max_tokens or self.settings.max_tokens
-        params = GenerationParams(
+        params = self.assistant.params(
             max_tokens=min(max_tokens, max_tokens_cap) if max_tokens_cap else max_tokens,
             temperature=req.temperature if req.temperature is not None else 0.0,
             top_p=req.top_p if req.top_p is not None else 1.0,

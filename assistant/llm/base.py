@@ -17,6 +17,12 @@ class GenerationParams:
     temperature: float = 0.0
     top_p: float = 1.0
     stop: list[str] = field(default_factory=list)
+    #: Divides the scores of tokens already in the prompt or the answer (1.0: off). Small
+    #: models loop under greedy decoding; the local and vLLM backends apply it, a generic
+    #: OpenAI-compatible endpoint is sent nothing for it.
+    repetition_penalty: float = 1.0
+    #: No n-gram of this many tokens appears twice in the answer (0: off; local backend only).
+    no_repeat_ngram_size: int = 0
 
     def __post_init__(self) -> None:
         if self.max_tokens < 1:
@@ -27,6 +33,10 @@ class GenerationParams:
             raise ValueError("top_p must be in (0, 1]")
         if len(self.stop) > 4:
             raise ValueError("at most 4 stop sequences")
+        if not 1.0 <= self.repetition_penalty <= 2.0:
+            raise ValueError("repetition_penalty must be between 1 and 2")
+        if not 0 <= self.no_repeat_ngram_size <= 10:
+            raise ValueError("no_repeat_ngram_size must be between 0 and 10")
 
 
 @dataclass

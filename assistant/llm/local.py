@@ -169,6 +169,10 @@ class LocalChatModel:
             stopping_criteria=StoppingCriteriaList([_Cancelled()]),
             pad_token_id=self.tokenizer.pad_token_id or self.tokenizer.eos_token_id,
         )
+        if params.repetition_penalty != 1.0:
+            kwargs["repetition_penalty"] = params.repetition_penalty
+        if params.no_repeat_ngram_size:
+            kwargs["no_repeat_ngram_size"] = params.no_repeat_ngram_size
         if params.temperature > 0:
             kwargs.update(do_sample=True, temperature=params.temperature, top_p=params.top_p)
         else:

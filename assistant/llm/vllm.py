@@ -22,7 +22,7 @@ import socket
 import sys
 import threading
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import httpx
 
@@ -30,7 +30,7 @@ from ..errors import BackendError, ConfigError, ModelError
 from ..settings import Settings
 from ._cpus import keep_off_model_cpus
 from ._process import StartupFailed, Supervised
-from .base import Health
+from .base import GenerationParams, Health, Message
 from .openai_compat import OpenAIChatModel, error_message
 
 __all__ = ["VLLMChatModel", "start_managed_vllm", "vllm_command", "vllm_niceness", "lora_rank", "MAX_LORA_RANKS"]
@@ -89,6 +89,12 @@ class VLLMChatModel(OpenAIChatModel):
                                   headers={"Authorization": f"Bearer {api_key}"})
         self._adapters: dict[str, str] = {}
         self._adapters_lock = threading.Lock()
+
+    def _body(self, messages: list[Message], params: GenerationParams, adapter: str | None) -> dict[str, Any]:
+        body = super()._body(messages, params, adapter)
+        if params.repetition_penalty != 1.0:  # one of vLLM's own sampling parameters
+            body["repetition_penalty"] = params.repetition_penalty
+        return body
 
     # -- adapters -----------------------------------------------------------------
     def adapters(self) -> list[str]:

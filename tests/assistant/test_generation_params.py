@@ -1,0 +1,53 @@
+"""Repetition control reaches every backend that supports it, from the settings, and
+survives a skill's own generation options."""
+
+from __future__ import annotations
+
+import pytest
+
+from assistant.graph import _params_for
+from assistant.llm import GenerationParams
+from assistant.llm.openai_compat import OpenAIChatModel
+from assistant.llm.vllm import VLLMChatModel
+
+
+def test_out_of_range_values_are_refused_with_what_to_change():
+    with pytest.raises(ValueError, match="repetition_penalty must be between 1 and 2"):
+        GenerationParams(repetition_penalty=0.5)
+    with pytest.raises(ValueError, match="no_repeat_ngram_size must be between 0 and 10"):
+        GenerationParams(no_repeat_ngram_size=11)
+
+
+def test_vllm_gets_its_repetition_penalty_and_a_generic_endpoint_nothing_it_may_refuse():
+    params = GenerationParams(max_tokens=9, repetition_penalty=1.3, no_repeat_ngram_size=3)
+    messages = [{"role": "user", "content": "hi"}]
+    vllm = VLLMChatModel("http://127.0.0.1:9", model="m")._body(messages, params, None)
+    assert vllm["repetition_penalty"] == 1.3 and "no_repeat_ngram_size" not in vllm
+    generic = OpenAIChatModel("http://127.0.0.1:9/v1", model="m")._body(messages, params, None)
+    assert "repetition_penalty" not in generic and generic["max_tokens"] == 9
+    off = VLLMChatModel("http://127.0.0.1:9", model="m")._body(messages, GenerationParams(), None)
+    assert "repetition_penalty" not in off
+
+
+def test_a_skills_own_options_keep_the_repetition_control():
+    base = GenerationParams(max_tokens=100, repetition_penalty=1.2, no_repeat_ngram_size=3, stop=["\n\n"])
+    narrowed = _params_for(base, 20, 0.0, ["END"])
+    assert (narrowed.max_tokens, narrowed.repetition_penalty, narrowed.no_repeat_ngram_size, narrowed.stop) == (
+        20, 1.2, 3, ["\n\n", "END"])
+
+
+@pytest.mark.slow
+def test_the_settings_reach_the_local_models_generate(settings, llm):
+    from assistant import Assistant
+
+    tuned = settings.model_copy(update={"repetition_penalty": 1.5, "no_repeat_ngram_size": 2})
+    assistant = Assistant.from_settings(tuned, llm=llm)
+    try:
+        params = assistant.params(max_tokens=24)
+        assert (params.repetition_penalty, params.no_repeat_ngram_size) == (1.5, 2)
+    finally:
+        assistant.close()
+    prompt = [{"role": "user", "content": "Say sorry ten times."}]
+    plain = llm.complete(prompt, GenerationParams(max_tokens=24)).text
+    penalised = llm.complete(prompt, params).text
+    assert plain != penalised, "the penalties change the greedy answer"
