@@ -334,9 +334,13 @@ def main() -> None:
         raw_url = llm.root_url + "/v1/chat/completions"
         lepton_url = base_url + "/v1/chat/completions"
 
+        # Raw vLLM decodes as the assistant asks it to: the same repetition penalty
+        # (LEPTON_REPETITION_PENALTY), so both sides generate the same tokens.
+        sampling = ({"repetition_penalty": settings.repetition_penalty} if settings.repetition_penalty != 1.0 else {})
+
         def raw_bodies(n: int, model_name: str) -> list[dict]:
             return [{"model": model_name, "stream": True, "stream_options": {"include_usage": True},
-                     "max_tokens": length, "temperature": 0.0, "top_p": 1.0,
+                     "max_tokens": length, "temperature": 0.0, "top_p": 1.0, **sampling,
                      "messages": [{"role": "system", "content": system},
                                   {"role": "user", "content": MESSAGES[i % len(MESSAGES)]}]}
                     for i, length in enumerate(answer_lengths(n, args.max_tokens, args.length_spread))]
