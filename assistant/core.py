@@ -84,6 +84,7 @@ class Assistant:
             # The same graph without a checkpointer runs the turns (see assistant.turns).
             turn_graph=build_graph(self.skills, self.router, self.safety),
             store=self.store,
+            audit=self.audit,
             handoffs=self.handoffs,
             llm=llm,
             envs=self.envs,
@@ -156,7 +157,7 @@ class Assistant:
             messages,
             model=model,
             skills=self.skills,
-            conversation_exists=self.store.conversation_exists,
+            require_conversation=self.store.require_conversation,
             tenant_id=tenant_id or self.settings.default_tenant,
             conversation_id=conversation_id,
             params=params or self.params(),
@@ -183,7 +184,7 @@ class Assistant:
 
     # -- conversations ----------------------------------------------------------
     def history(self, tenant_id: str, conversation_id: str) -> list[Message]:
-        self.handoffs._require_conversation(tenant_id, conversation_id)
+        self.store.require_conversation(tenant_id, conversation_id)
         state = self.graph.get_state(thread_config(tenant_id, conversation_id))
         return list(state.values.get("messages", []))
 

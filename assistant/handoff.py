@@ -37,7 +37,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
-from .errors import ConversationNotFound, HandoffStateError, InvalidRequest
+from .errors import HandoffStateError, InvalidRequest
 
 if TYPE_CHECKING:  # pragma: no cover
     from .store import Store
@@ -270,7 +270,7 @@ class HandoffService:
 
     def agent_reply(self, tenant_id: str, conversation_id: str, content: str, agent: str | None = None) -> int:
         """A person's answer in a handed-off conversation; returns its message index."""
-        self._require_conversation(tenant_id, conversation_id)
+        self.store.require_conversation(tenant_id, conversation_id)
         if not self.is_pending(tenant_id, conversation_id):
             raise HandoffStateError(f"conversation {conversation_id!r} is not waiting for a person")
         if not content.strip():
@@ -280,15 +280,11 @@ class HandoffService:
 
     def release(self, tenant_id: str, conversation_id: str) -> dict[str, Any]:
         """Give the conversation back to the assistant."""
-        self._require_conversation(tenant_id, conversation_id)
+        self.store.require_conversation(tenant_id, conversation_id)
         if not self.store.release_handoff(tenant_id, conversation_id):
             raise HandoffStateError(f"conversation {conversation_id!r} is not waiting for a person")
         self._notify("handoff.released", tenant_id, conversation_id)
         return self.state(tenant_id, conversation_id)
-
-    def _require_conversation(self, tenant_id: str, conversation_id: str) -> None:
-        if not self.store.conversation_exists(tenant_id, conversation_id):
-            raise ConversationNotFound(f"conversation {conversation_id!r} not found")
 
     def _notify(self, event: str, tenant_id: str, conversation_id: str, **fields: Any) -> None:
         if self.webhook is None:

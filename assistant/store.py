@@ -14,6 +14,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .errors import ConversationNotFound
+
 __all__ = ["Store", "connect"]
 
 _SCHEMA = """
@@ -131,6 +133,11 @@ class Store:
                 (tenant_id, conversation_id),
             ).fetchone()
         return row is not None
+
+    def require_conversation(self, tenant_id: str, conversation_id: str) -> None:
+        """Raise ConversationNotFound unless the tenant has this conversation."""
+        if not self.conversation_exists(tenant_id, conversation_id):
+            raise ConversationNotFound(f"conversation {conversation_id!r} not found")
 
     def record_turn(
         self,

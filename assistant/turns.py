@@ -27,12 +27,12 @@ import weakref
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
-from .errors import ConversationNotFound, InvalidRequest, UnknownSkill
+from .errors import InvalidRequest, UnknownSkill
 from .llm import GenerationParams, Message
 from .state import PERSISTED, EventSink, TurnContext
 
 if TYPE_CHECKING:  # pragma: no cover
-    from skills import SkillEnv
+    from skills import AuditWriter, SkillEnv
 
     from .handoff import HandoffService
     from .llm import ChatModel
@@ -99,7 +99,7 @@ def prepare_turn(
     *,
     model: str,
     skills: Mapping[str, Any],
-    conversation_exists: Callable[[str, str], bool],
+    require_conversation: Callable[[str, str], None],
     tenant_id: str,
     conversation_id: str | None,
     params: GenerationParams,
@@ -115,9 +115,8 @@ def prepare_turn(
     incoming = _validate_messages(messages, max_message_chars)
     if conversation_id is None:
         conversation_id = "conv_" + uuid.uuid4().hex
-    elif not conversation_exists(tenant_id, conversation_id):
-        raise ConversationNotFound(f"conversation {conversation_id!r} not found")
     else:
+        require_conversation(tenant_id, conversation_id)
         # The stored history is authoritative: of a continued conversation only
         # the newest user message is new (OpenAI clients resend the whole list).
         incoming = incoming[-1:]
@@ -160,6 +159,7 @@ class TurnRunner:
         graph,  # noqa: ANN001 - the compiled graph with the checkpointer: reads and writes state
         turn_graph,  # noqa: ANN001 - the same graph without one: runs the turns
         store: "Store",
+        audit: "AuditWriter",
         handoffs: "HandoffService",
         llm: "ChatModel",
         envs: Mapping[str, "SkillEnv"],
@@ -171,6 +171,7 @@ class TurnRunner:
         self.graph = graph
         self._turn_graph = turn_graph
         self.store = store
+        self.audit = audit
         self.handoffs = handoffs
         self.llm = llm
         self.envs = envs
@@ -284,5 +285,4 @@ class TurnRunner:
             prompt_system=final.get("prompt_system"),
         )
         for decision in final.get("decisions", []):
-            self.store.add_audit(tenant, final["skill"], decision.kind, decision.outcome, inputs=decision.inputs,
-                                 version=decision.version, conversation_id=conversation)
+            self.audit(tenant, final["skill"], decision, conversation_id=conversation)
