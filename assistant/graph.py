@@ -229,7 +229,7 @@ def safety(state: ConversationState, runtime: Runtime[TurnContext]) -> dict:
     level = state["safety"]
     say, said = _emitter(runtime.context)
     say(safety_reply(level, runtime.context.safety_contacts))
-    return {"reply": "".join(said), "lepton": {"safety_rule": state["safety_rule"]},
+    return {"reply": "".join(said),
             "decisions": [Decision("safety", level, {"rule": state["safety_rule"]}, version=RULES_VERSION)]}
 
 

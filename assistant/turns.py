@@ -252,6 +252,8 @@ class TurnRunner:
                 lepton["declined"] = True
             if final.get("safety"):
                 lepton["safety"] = final["safety"]
+            if final.get("safety_rule"):
+                lepton["safety_rule"] = final["safety_rule"]
             lepton["handoff"] = self.handoffs.after_turn(tenant, conversation, final.get("handoff_reason"),
                                                          was_pending=pending, transcript=final["messages"])
             marks["recorded"] = time.perf_counter()
