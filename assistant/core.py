@@ -26,7 +26,7 @@ from .graph import build_graph
 from .handoff import HandoffService, WebhookNotifier
 from .knowledge import Knowledge
 from .llm import ChatModel, GenerationParams, Message, create_chat_model
-from .router import EmbeddingRouter
+from .router import ContextPolicy, EmbeddingRouter
 from .safety import SafetyGuard, contacts_for
 from .settings import Settings
 from .skill_env import AuditLog, make_env, set_up
@@ -70,6 +70,9 @@ class Assistant:
         self.router = EmbeddingRouter(
             encoder, {name: s.examples for name, s in self.skills.items()}, threshold=settings.router_threshold
         )
+        self.routing = ContextPolicy(switch=settings.router_switch_threshold,
+                                     leave=settings.router_leave_threshold,
+                                     knowledge=settings.router_knowledge_threshold)
         self.safety = SafetyGuard(self.router.embed)
         self.adapters = AdapterRegistry(settings.adapters_dir)
         served = getattr(llm, "model_path", None)
@@ -78,11 +81,11 @@ class Assistant:
                    if settings.handoff_webhook_url else None)
         self.handoffs = HandoffService(self.store, webhook, self._append_message)
         #: The graph with its checkpointer: every read and write of a conversation's state.
-        self.graph = build_graph(self.skills, self.router, self.safety, saver)
+        self.graph = build_graph(self.skills, self.router, self.safety, self.routing, saver)
         self.turns = TurnRunner(
             graph=self.graph,
             # The same graph without a checkpointer runs the turns (see assistant.turns).
-            turn_graph=build_graph(self.skills, self.router, self.safety),
+            turn_graph=build_graph(self.skills, self.router, self.safety, self.routing),
             store=self.store,
             audit=self.audit,
             handoffs=self.handoffs,
@@ -149,10 +152,13 @@ class Assistant:
         params: GenerationParams | None = None,
         handoff: bool = False,
         locale: str | None = None,
+        user: str | None = None,
     ) -> TurnRequest:
         """Validate a turn; raises before anything is stored. ``handoff=True`` asks for a
         person (the widget's button) whatever the message says; ``locale`` picks the
-        emergency number of the safety guard's replies."""
+        emergency number of the safety guard's replies. Without ``conversation_id``, a
+        resent history continues its stored conversation (``prepare_turn``); ``user``
+        keeps end users apart there."""
         return prepare_turn(
             messages,
             model=model,
@@ -164,6 +170,8 @@ class Assistant:
             handoff=handoff,
             max_message_chars=self.settings.max_message_chars,
             locale=locale,
+            user=user,
+            find_continuation=self.store.continuation,
         )
 
     def params(self, **values: Any) -> GenerationParams:

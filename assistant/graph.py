@@ -24,14 +24,15 @@ from typing import Callable, Sequence
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 
+from retrieval.errors import RetrievalError
 from skills import Decision, Skill, SkillContext
 
 from .errors import TurnAbandoned
-from .guards import clean_text, mask_card_numbers
+from .guards import clean_message
 from .handoff import ANGRY_SCORE, frustration, is_affirmative, wants_person
-from .llm import GenerationParams
-from .prompts import EMPTY_REPLY, HANDOFF_REPLY, OUT_OF_SCOPE_REPLY
-from .router import OUT_OF_SCOPE, EmbeddingRouter
+from .llm import GenerationParams, Message
+from .prompts import CLIENT_INSTRUCTIONS, EMPTY_REPLY, HANDOFF_REPLY, OUT_OF_SCOPE_REPLY
+from .router import OUT_OF_SCOPE, ContextPolicy, EmbeddingRouter, KnowledgeMatch, route_in_context
 from .safety import RULES_VERSION, SafetyGuard, safety_reply
 from .state import ConversationState, TurnContext
 
@@ -82,6 +83,20 @@ def _handoff_reason(state: ConversationState, text: str) -> tuple[str | None, di
     return None, extras
 
 
+def with_client_instructions(messages: Sequence[Message], client: Sequence[str]) -> list[Message]:
+    """The prompt a skill built, with the client's system messages (``client``) joined to
+    the skill's own system message, after its text; a skill that passed them on itself
+    does not get them twice. Without client instructions the prompt is unchanged."""
+    if not client:
+        return list(messages)
+    given = set(client)
+    prompt = [m for m in messages if not (m["role"] == "system" and m["content"] in given)]
+    block = CLIENT_INSTRUCTIONS.format(instructions="\n\n".join(client))
+    if prompt and prompt[0]["role"] == "system":
+        return [{"role": "system", "content": prompt[0]["content"] + block}, *prompt[1:]]
+    return [{"role": "system", "content": block.lstrip()}, *prompt]
+
+
 def _params_for(base: GenerationParams, max_tokens: int | None, temperature: float | None,
                 stop: Sequence[str] | None) -> GenerationParams:
     """The client's parameters as a skill narrowed them (see ``skills.base.Generate``)."""
@@ -106,7 +121,7 @@ def make_guard_in(router: EmbeddingRouter, guard: SafetyGuard) -> Callable[..., 
         incoming = []
         masked = 0
         for message in state["incoming"]:
-            text, n = mask_card_numbers(clean_text(message["content"]))
+            text, n = clean_message(message["content"])
             masked += n
             incoming.append({"role": message["role"], "content": text})
         vector = router.embed([incoming[-1]["content"]])[0]
@@ -121,12 +136,33 @@ def make_guard_in(router: EmbeddingRouter, guard: SafetyGuard) -> Callable[..., 
     return guard_in
 
 
-def make_route(router: EmbeddingRouter) -> Callable[..., dict]:
+def _knowledge_match(turn: TurnContext) -> KnowledgeMatch:
+    """How well the tenant's collection matches a message (``router.KnowledgeMatch``)."""
+
+    def match(skill: str, collection: str, message: str) -> float | None:
+        env = turn.envs.get(skill)
+        if env is None or env.retrieve is None:
+            return None
+        try:
+            hits = env.retrieve(turn.tenant_id, collection, message, k=1, mode="dense")
+        except RetrievalError:  # no such collection for this tenant, or the store is down:
+            return None         # route without it (the skill reports a store that is down)
+        return hits[0].score if hits else None
+
+    return match
+
+
+def make_route(router: EmbeddingRouter, policy: ContextPolicy, skills: dict[str, Skill]) -> Callable[..., dict]:
+    # The skills that answer from a knowledge collection: a message their collection
+    # matches well is theirs (router.route_in_context).
+    owners = {name: skill.collection for name, skill in skills.items() if skill.collection}
+
     def route(state: ConversationState, runtime: Runtime[TurnContext]) -> dict:
         """The safety guard's finding comes first, whatever else holds. A conversation
         waiting for a person stays with the person; a request for a person, anger or a
         repeated complaint hands it over; then an explicitly requested skill wins;
-        otherwise the embedding router decides."""
+        otherwise the embedding router decides, in the context of the conversation's
+        current skill and the tenant's knowledge."""
         if state.get("safety"):
             update: dict = {"skill": SAFETY, "route_scores": {}}
         elif state.get("handoff_pending"):
@@ -140,7 +176,10 @@ def make_route(router: EmbeddingRouter) -> Callable[..., dict]:
             elif state.get("requested_skill"):
                 update.update(skill=state["requested_skill"], route_scores={})
             else:
-                decision = router.route(last_user, state.get("message_vector"))
+                decision = route_in_context(
+                    router.route(last_user, state.get("message_vector")), last_user,
+                    current=state.get("last_skill") if state.get("last_skill") in skills else None,
+                    policy=policy, owners=owners, knowledge=_knowledge_match(runtime.context))
                 update.update(skill=decision.skill, route_scores=decision.scores)
         if runtime.context.emit is not None:
             runtime.context.emit("route", update["skill"])
@@ -156,8 +195,12 @@ def make_skill_node(skill: Skill) -> Callable[..., dict]:
         # What the model calls produce, returned as state updates when the skill is done.
         calls: dict = {"usage": {"prompt_tokens": 0, "completion_tokens": 0}, "llm_seconds": 0.0}
 
+        history = state.get("messages", []) + state["incoming"]
+        client_instructions = [m["content"] for m in history if m["role"] == "system" and m["content"].strip()]
+
         def generate(messages, *, max_tokens=None, temperature=None, stop=None) -> str:  # noqa: ANN001
             params = _params_for(turn.params, max_tokens, temperature, stop)
+            messages = with_client_instructions(messages, client_instructions)
             # Only time spent waiting on the model counts as LLM time (not streaming it on).
             started = time.perf_counter()
             window = calls.setdefault("llm_window", [started, started])
@@ -183,8 +226,7 @@ def make_skill_node(skill: Skill) -> Callable[..., dict]:
 
         ctx = SkillContext(
             # Only role and content reach a skill (stored agent messages carry more).
-            messages=[{"role": m["role"], "content": m["content"]}
-                      for m in state.get("messages", []) + state["incoming"]],
+            messages=[{"role": m["role"], "content": m["content"]} for m in history],
             tenant_id=turn.tenant_id,
             conversation_id=turn.conversation_id,
             generate=generate,
@@ -288,10 +330,11 @@ def guard_out(state: ConversationState, runtime: Runtime[TurnContext]) -> dict:
 # -- builder ------------------------------------------------------------------
 
 
-def build_graph(skills: dict[str, Skill], router: EmbeddingRouter, guard: SafetyGuard, checkpointer=None):
+def build_graph(skills: dict[str, Skill], router: EmbeddingRouter, guard: SafetyGuard,
+                policy: ContextPolicy | None = None, checkpointer=None):
     builder = StateGraph(ConversationState, context_schema=TurnContext)
     builder.add_node("guard_in", make_guard_in(router, guard))
-    builder.add_node("route", make_route(router))
+    builder.add_node("route", make_route(router, policy or ContextPolicy(), skills))
     for name, skill in skills.items():
         builder.add_node(name, make_skill_node(skill))
     builder.add_node(OUT_OF_SCOPE, make_out_of_scope(skills))

@@ -48,3 +48,9 @@ def clean_text(text: str) -> str:
     """Drop control characters (keeping newlines and tabs) and trim surrounding space."""
     kept = (ch for ch in text if ch in "\n\t" or unicodedata.category(ch) != "Cc")
     return "".join(kept).strip()
+
+
+def clean_message(text: str) -> tuple[str, int]:
+    """A message as the assistant stores it and the model sees it: ``clean_text``, then
+    card numbers masked; returns the text and how many card numbers were masked."""
+    return mask_card_numbers(clean_text(text))

@@ -13,3 +13,10 @@ HANDOFF_REPLY = (
     "I've asked a member of our team to join this conversation. "
     "They will reply here as soon as they can."
 )
+
+#: Joins the client's own system and developer messages to a skill's instructions, after
+#: them: the skill's rules (grounding, refusals) come first and keep their precedence.
+CLIENT_INSTRUCTIONS = (
+    "\n\nThe business that runs this assistant adds these instructions. Follow them where "
+    "they do not conflict with the rules above:\n{instructions}"
+)

@@ -11,12 +11,13 @@ returned for audit.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Protocol
+from dataclasses import dataclass, replace
+from typing import Callable, Mapping, Protocol
 
 import numpy as np
 
-__all__ = ["OUT_OF_SCOPE", "OUT_OF_SCOPE_EXAMPLES", "Route", "EmbeddingRouter", "Encoder"]
+__all__ = ["OUT_OF_SCOPE", "OUT_OF_SCOPE_EXAMPLES", "Route", "EmbeddingRouter", "Encoder", "ContextPolicy",
+           "KnowledgeMatch", "route_in_context"]
 
 OUT_OF_SCOPE = "out_of_scope"
 
@@ -188,3 +189,83 @@ class EmbeddingRouter:
             else:
                 routes.append(Route(best, scores[best], scores))
         return routes
+
+
+# -- routing with context -------------------------------------------------------------
+
+#: ``(skill, collection, message) -> similarity`` of the message's best chunk in the
+#: tenant's collection (cosine, dense search), or None when the tenant has none.
+KnowledgeMatch = Callable[[str, str, str], "float | None"]
+
+
+@dataclass(frozen=True)
+class ContextPolicy:
+    """How a conversation's current skill and the tenant's knowledge weigh in.
+
+    - ``switch``: another skill takes the conversation over only with at least this
+      probability ("by the way, can you recommend a gift?"); anything less stays with
+      the current skill ("it is 39.5 now", "no rash", "the blue one").
+    - ``leave``: out of scope ends the current skill's part only with at least this
+      probability ("what's the weather tomorrow?"), and never for a short reply of at
+      most ``short_reply`` words ("no", "since Monday", "under 100"): in a conversation
+      those answer the skill's last question.
+    - ``knowledge``: a message the router would not give to a skill goes to the skill
+      that owns a knowledge collection when the collection's best chunk is at least this
+      similar to it (the tenant's own help centre answers it).
+
+    The values are chosen on development dialogues and questions, never the test sets:
+    benchmarks/README.md, Routing in context.
+    """
+
+    switch: float = 0.7
+    leave: float = 0.8
+    knowledge: float = 0.45
+    short_reply: int = 3
+
+
+def route_in_context(
+    route: Route,
+    message: str,
+    *,
+    current: str | None,
+    policy: ContextPolicy,
+    owners: Mapping[str, str] | None = None,
+    knowledge: KnowledgeMatch | None = None,
+) -> Route:
+    """The decision for ``message`` given the conversation's ``current`` skill (None for
+    a new conversation) and the skills that own knowledge (``owners``: skill →
+    collection), starting from the router's own ``route`` of the message. Deterministic
+    given the router's scores and the knowledge store's similarities."""
+    scores = route.scores
+    best = max(scores, key=scores.__getitem__)
+    # uncertain: the message did not pick its skill on its own (out of scope, or kept
+    # with the current skill for want of a confident switch).
+    decision, uncertain = route, route.skill == OUT_OF_SCOPE
+    if current == OUT_OF_SCOPE or current not in scores:
+        current = None
+    if current is not None and best != current:
+        if best == OUT_OF_SCOPE:
+            leaving = scores[OUT_OF_SCOPE] >= policy.leave and len(message.split()) > policy.short_reply
+        else:
+            leaving = scores[best] >= policy.switch
+        if not leaving:
+            decision, uncertain = Route(current, scores[current], scores), True
+        elif best != OUT_OF_SCOPE:
+            decision = Route(best, scores[best], scores)
+        else:
+            decision = Route(OUT_OF_SCOPE, route.confidence, scores)
+    elif current is not None and best == current:
+        decision, uncertain = Route(current, scores[current], scores), False
+    if not uncertain or not owners or knowledge is None:
+        return decision
+    matches = {}
+    for skill, collection in owners.items():
+        if skill == decision.skill:
+            continue
+        similarity = knowledge(skill, collection, message)
+        if similarity is not None and similarity >= policy.knowledge:
+            matches[skill] = similarity
+    if not matches:
+        return decision
+    owner = max(matches, key=matches.__getitem__)
+    return Route(owner, scores.get(owner, 0.0), scores)

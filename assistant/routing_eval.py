@@ -1,7 +1,13 @@
-"""``lepton eval routing``: accuracy of the router on labelled messages.
+"""``lepton eval routing``: accuracy of routing on labelled messages and dialogues.
 
-Reports overall accuracy, per-class precision and recall (skills and
-``out_of_scope``) and out-of-scope recall. Only the router runs; no LLM.
+A line is one message, ``{"text": ..., "skill": ...}``, or one dialogue,
+``{"turns": [{"text": ..., "skill": ...}, ...]}`` (user turns, each labelled with
+the skill that should answer it given the conversation so far). Each dialogue is
+routed turn by turn as the server routes it: the router's scores, then the
+conversation's current skill (the one the previous turn was *routed to*, right or
+wrong) and the tenant's knowledge (``router.route_in_context``). Reports per-turn
+accuracy overall, on first turns and on follow-ups, per-class precision and recall,
+and out-of-scope recall. No LLM runs.
 """
 
 from __future__ import annotations
@@ -9,40 +15,96 @@ from __future__ import annotations
 import json
 from collections import Counter
 from pathlib import Path
+from typing import Callable
 
 from .errors import InvalidRequest
-from .router import OUT_OF_SCOPE, EmbeddingRouter
+from .router import OUT_OF_SCOPE, ContextPolicy, EmbeddingRouter, route_in_context
 from .settings import Settings
 
-__all__ = ["read_labelled", "evaluate_routing", "format_report"]
+__all__ = ["read_labelled", "read_dialogues", "evaluate_routing", "format_report"]
+
+
+def _labelled(row: object, label: str) -> bool:
+    return isinstance(row, dict) and isinstance(row.get("text"), str) and isinstance(row.get(label), str)
+
+
+def _lines(path: Path):  # noqa: ANN202
+    try:
+        handle = open(path, encoding="utf-8")
+    except OSError as exc:
+        raise InvalidRequest(f"{path}: {exc.strerror or exc}") from None
+    with handle:
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                yield number, json.loads(line)
+            except json.JSONDecodeError:
+                raise InvalidRequest(f"{path}:{number}: not valid JSON") from None
 
 
 def read_labelled(path: Path, label: str = "skill") -> list[dict]:
     """Rows of {"text", <label>} (both strings); any bad line is reported by number."""
     rows = []
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                raise InvalidRequest(f"{path}:{number}: not valid JSON") from None
-            if not isinstance(row, dict) or not isinstance(row.get("text"), str) or not isinstance(row.get(label), str):
-                raise InvalidRequest(f'{path}:{number}: expected {{"text": str, "{label}": str}}')
-            rows.append(row)
+    for number, row in _lines(path):
+        if not _labelled(row, label):
+            raise InvalidRequest(f'{path}:{number}: expected {{"text": str, "{label}": str}}')
+        rows.append(row)
     if not rows:
         raise InvalidRequest(f"{path} has no labelled messages")
     return rows
 
 
-def evaluate_routing(settings: Settings, rows: list[dict]) -> dict:
+def read_dialogues(path: Path) -> list[list[dict]]:
+    """Dialogues, each a list of {"text", "skill"} turns; a single-message line is a
+    dialogue of one turn. Any bad line is reported by number."""
+    dialogues = []
+    for number, row in _lines(path):
+        if _labelled(row, "skill"):
+            dialogues.append([row])
+        elif isinstance(row, dict) and isinstance(row.get("turns"), list) and row["turns"] \
+                and all(_labelled(turn, "skill") for turn in row["turns"]):
+            dialogues.append(row["turns"])
+        else:
+            raise InvalidRequest(f'{path}:{number}: expected {{"text": str, "skill": str}} or '
+                                 f'{{"turns": [{{"text": str, "skill": str}}, ...]}}')
+    if not dialogues:
+        raise InvalidRequest(f"{path} has no labelled messages")
+    return dialogues
+
+
+def _knowledge_match(settings: Settings, tenant: str) -> tuple[Callable[[str, str, str], float | None], Callable[[], int]]:
+    """The tenant's knowledge as the server's router sees it, and how often it was asked."""
+    from retrieval.errors import RetrievalError
+
+    from .knowledge import Knowledge
+
+    knowledge = Knowledge(settings)
+    if tenant == settings.default_tenant:  # as `lepton serve` does on its first start
+        knowledge.ensure_demo(tenant, progress=None)
+    asked = [0]
+
+    def match(skill: str, collection: str, message: str) -> float | None:
+        asked[0] += 1
+        try:
+            hits = knowledge.retrieve(tenant, collection, message, k=1, mode="dense")
+        except RetrievalError:
+            return None
+        return hits[0].score if hits else None
+
+    return match, lambda: asked[0]
+
+
+def evaluate_routing(settings: Settings, dialogues: list[list[dict]], *, tenant: str | None = None,
+                     use_knowledge: bool = True, use_context: bool = True) -> dict:
+    """Route every turn of ``dialogues`` (see the module docstring) and score it;
+    ``use_context=False`` routes every turn on its own (the baseline)."""
     from retrieval.query_encoder import load_query_encoder
     from skills import load_skills
 
     loaded = load_skills(settings.skills)
     known = set(loaded.skills) | {OUT_OF_SCOPE}
-    unknown = sorted({r["skill"] for r in rows} - known)
+    unknown = sorted({t["skill"] for d in dialogues for t in d} - known)
     if unknown:
         raise InvalidRequest(f"labels name unknown skills: {', '.join(unknown)}; known: {', '.join(sorted(known))}")
     router = EmbeddingRouter(
@@ -50,9 +112,28 @@ def evaluate_routing(settings: Settings, rows: list[dict]) -> dict:
         {name: s.examples for name, s in loaded.skills.items()},
         threshold=settings.router_threshold,
     )
-    predicted = [r.skill for r in router.route_many([row["text"] for row in rows])]
-    gold = [row["skill"] for row in rows]
-    correct = sum(p == g for p, g in zip(predicted, gold))
+    policy = ContextPolicy(switch=settings.router_switch_threshold, leave=settings.router_leave_threshold,
+                           knowledge=settings.router_knowledge_threshold)
+    owners = {name: s.collection for name, s in loaded.skills.items() if s.collection}
+    tenant = tenant or settings.default_tenant
+    match, asked = _knowledge_match(settings, tenant) if use_knowledge and owners else (None, lambda: 0)
+    # The router's own scores do not depend on the conversation: embed every turn at once.
+    routes = iter(router.route_many([t["text"] for d in dialogues for t in d]))
+    gold, predicted, followup = [], [], []
+    for dialogue in dialogues:
+        current = None
+        for i, turn in enumerate(dialogue):
+            decision = route_in_context(next(routes), turn["text"], current=current, policy=policy,
+                                        owners=owners, knowledge=match)
+            current = decision.skill if use_context and decision.skill in loaded.skills else None
+            gold.append(turn["skill"])
+            predicted.append(decision.skill)
+            followup.append(i > 0)
+
+    def accuracy(which: list[bool]) -> float | None:
+        pairs = [(p, g) for p, g, w in zip(predicted, gold, which) if w]
+        return sum(p == g for p, g in pairs) / len(pairs) if pairs else None
+
     per_class = {}
     for label in sorted(known):
         tp = sum(p == g == label for p, g in zip(predicted, gold))
@@ -65,22 +146,35 @@ def evaluate_routing(settings: Settings, rows: list[dict]) -> dict:
         }
     confusion = Counter(f"{g}->{p}" for p, g in zip(predicted, gold) if p != g)
     return {
-        "n": len(rows),
-        "accuracy": correct / len(rows),
+        "n": len(gold),
+        "dialogues": len(dialogues),
+        "accuracy": accuracy([True] * len(gold)),
+        "first_turn_accuracy": accuracy([not f for f in followup]),
+        "followup_accuracy": accuracy(followup),
         "out_of_scope_recall": per_class[OUT_OF_SCOPE]["recall"],
         "threshold": settings.router_threshold,
+        "policy": {"switch": policy.switch, "leave": policy.leave, "knowledge": policy.knowledge},
+        "knowledge": {"tenant": tenant, "lookups": asked()} if match is not None else None,
+        "context": use_context,
         "per_class": per_class,
         "errors": dict(confusion.most_common()),
     }
 
 
 def format_report(report: dict) -> str:
+    policy, knowledge = report["policy"], report["knowledge"]
     lines = [
-        f"messages: {report['n']}   threshold: {report['threshold']}",
+        f"turns: {report['n']} in {report['dialogues']} dialogues   threshold: {report['threshold']}   "
+        f"switch: {policy['switch']}   leave: {policy['leave']}   knowledge: {policy['knowledge']}"
+        + ("" if report["context"] else "   (every turn on its own)"),
+        f"knowledge of tenant {knowledge['tenant']!r}: {knowledge['lookups']} lookups" if knowledge
+        else "knowledge: not used",
         f"accuracy: {report['accuracy']:.3f}   out-of-scope recall: {report['out_of_scope_recall']:.3f}",
         "",
         f"{'class':<20}{'precision':>10}{'recall':>10}{'support':>9}",
     ]
+    if report["followup_accuracy"] is not None:
+        lines.insert(3, f"first turns: {report['first_turn_accuracy']:.3f}   follow-ups: {report['followup_accuracy']:.3f}")
     for label, m in report["per_class"].items():
         lines.append(f"{label:<20}{m['precision']:>10.3f}{m['recall']:>10.3f}{m['support']:>9}")
     if report["errors"]:

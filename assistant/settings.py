@@ -132,6 +132,28 @@ class Settings(BaseSettings):
         description="Minimum probability the router must give a skill "
         "to pick it; below it the assistant says what it can do.",
     )
+    router_switch_threshold: float = Field(
+        default=0.7,
+        ge=0.0,
+        le=1.0,
+        description="In a conversation with a skill, the probability another skill needs to take "
+        "a message over; below it the message stays with the conversation's skill.",
+    )
+    router_leave_threshold: float = Field(
+        default=0.8,
+        ge=0.0,
+        le=1.0,
+        description="In a conversation with a skill, the probability out of scope needs for a "
+        "message to leave the skill.",
+    )
+    router_knowledge_threshold: float = Field(
+        default=0.45,
+        ge=0.0,
+        le=1.0,
+        description="A message no skill takes confidently goes to the skill that owns a knowledge "
+        "collection (customer service: the help centre) when the collection's best chunk is at "
+        "least this similar to it (cosine similarity).",
+    )
     router_int8: bool = Field(
         default=True,
         description="Route with an int8 copy of the embedding model (ONNX Runtime's dynamic "

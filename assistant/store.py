@@ -7,6 +7,7 @@ everything belongs to the default tenant.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sqlite3
 import threading
@@ -16,7 +17,14 @@ from typing import Any
 
 from .errors import ConversationNotFound
 
-__all__ = ["Store", "connect"]
+__all__ = ["Store", "connect", "transcript_digest"]
+
+
+def transcript_digest(messages: list[dict[str, Any]], user: str | None = None) -> str:
+    """A conversation's fingerprint for continuation by resent history: the roles and
+    contents of its messages (as stored, i.e. cleaned) and the request's ``user``."""
+    payload = json.dumps([user, [[m["role"], m["content"]] for m in messages]], ensure_ascii=False)
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS conversations (
@@ -26,6 +34,8 @@ CREATE TABLE IF NOT EXISTS conversations (
     updated_at REAL NOT NULL,
     last_skill TEXT,
     turns INTEGER NOT NULL DEFAULT 0,
+    -- transcript_digest() of the stored messages after the last turn (Store.continuation).
+    transcript_digest TEXT,
     PRIMARY KEY (tenant_id, conversation_id)
 );
 CREATE TABLE IF NOT EXISTS feedback (
@@ -114,6 +124,16 @@ class Store:
         with self._lock, self._conn:
             self._retire_first_audit_table()
             self._conn.executescript(_SCHEMA)
+            self._add_transcript_digests()
+
+    def _add_transcript_digests(self) -> None:
+        """Databases made before continuation by resent history lack its column; their
+        conversations continue by id only until their next turn records a digest."""
+        columns = {row[1] for row in self._conn.execute("PRAGMA table_info(conversations)")}
+        if "transcript_digest" not in columns:
+            self._conn.execute("ALTER TABLE conversations ADD COLUMN transcript_digest TEXT")
+        self._conn.execute("CREATE INDEX IF NOT EXISTS conversations_by_transcript"
+                           " ON conversations (tenant_id, transcript_digest)")
 
     def _retire_first_audit_table(self) -> None:
         """Databases made before decisions were audited have an ``audit_log`` of another
@@ -139,6 +159,17 @@ class Store:
         if not self.conversation_exists(tenant_id, conversation_id):
             raise ConversationNotFound(f"conversation {conversation_id!r} not found")
 
+    def continuation(self, tenant_id: str, digest: str) -> str | None:
+        """The tenant's one conversation whose transcript has this digest, or None when no
+        conversation, or more than one, has it (two visitors who said the same "hi" and got
+        the same answer are never merged). An indexed lookup, never a scan."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT conversation_id FROM conversations WHERE tenant_id = ? AND transcript_digest = ? LIMIT 2",
+                (tenant_id, digest),
+            ).fetchall()
+        return rows[0][0] if len(rows) == 1 else None
+
     def record_turn(
         self,
         tenant_id: str,
@@ -146,17 +177,21 @@ class Store:
         skill: str,
         answer_index: int | None = None,
         prompt_system: str | None = None,
+        digest: str | None = None,
     ) -> None:
-        """Count a committed turn; with ``prompt_system``, also keep the system message
-        of the prompt behind the answer at ``answer_index``."""
+        """Count a committed turn and keep its transcript's ``digest`` (``continuation``);
+        with ``prompt_system``, also keep the system message of the prompt behind the
+        answer at ``answer_index``."""
         now = time.time()
         with self._lock, self._conn:
             self._conn.execute(
-                "INSERT INTO conversations (tenant_id, conversation_id, created_at, updated_at, last_skill, turns)"
-                " VALUES (?, ?, ?, ?, ?, 1)"
+                "INSERT INTO conversations"
+                " (tenant_id, conversation_id, created_at, updated_at, last_skill, turns, transcript_digest)"
+                " VALUES (?, ?, ?, ?, ?, 1, ?)"
                 " ON CONFLICT (tenant_id, conversation_id) DO UPDATE SET"
-                " updated_at = excluded.updated_at, last_skill = excluded.last_skill, turns = turns + 1",
-                (tenant_id, conversation_id, now, now, skill),
+                " updated_at = excluded.updated_at, last_skill = excluded.last_skill, turns = turns + 1,"
+                " transcript_digest = excluded.transcript_digest",
+                (tenant_id, conversation_id, now, now, skill, digest),
             )
             if prompt_system is not None and answer_index is not None:
                 self._conn.execute(

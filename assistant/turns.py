@@ -28,8 +28,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from .errors import InvalidRequest, UnknownSkill
+from .guards import clean_message
 from .llm import GenerationParams, Message
 from .state import PERSISTED, EventSink, TurnContext
+from .store import transcript_digest
 
 if TYPE_CHECKING:  # pragma: no cover
     from skills import AuditWriter, SkillEnv
@@ -64,6 +66,9 @@ class TurnRequest:
     #: The user's locale (a BCP 47 tag such as "en-US"): which emergency number the safety
     #: guard's replies name. None: the configured default.
     locale: str | None = None
+    #: The request's end-user id (OpenAI's ``user``): part of the transcript's digest, so
+    #: users of one tenant whose histories read the same are kept apart.
+    user: str | None = None
 
 
 @dataclass(frozen=True)
@@ -106,13 +111,24 @@ def prepare_turn(
     handoff: bool,
     max_message_chars: int,
     locale: str | None = None,
+    user: str | None = None,
+    find_continuation: Callable[[str, str], str | None] | None = None,
 ) -> TurnRequest:
-    """Validate a turn; raises InvalidRequest, UnknownSkill or ConversationNotFound."""
+    """Validate a turn; raises InvalidRequest, UnknownSkill or ConversationNotFound.
+
+    Without a conversation id, a request whose messages before the last are exactly a
+    stored conversation of the tenant (``find_continuation(tenant, digest)``, see
+    ``Store.continuation``) continues it: OpenAI clients keep context by resending the
+    whole history."""
     if locale is not None and not _LOCALE.fullmatch(locale):
         raise InvalidRequest(f"lepton.locale {locale!r} is not a language tag such as 'en-GB'", "lepton.locale")
     if model != AUTO_MODEL and model not in skills:
         raise UnknownSkill(f"model {model!r} does not exist; available: {', '.join([AUTO_MODEL, *skills])}")
     incoming = _validate_messages(messages, max_message_chars)
+    if conversation_id is None and find_continuation is not None:
+        conversation_id = _continued(incoming, tenant_id, user, find_continuation)
+        if conversation_id is not None:
+            incoming = incoming[-1:]
     if conversation_id is None:
         conversation_id = "conv_" + uuid.uuid4().hex
     else:
@@ -121,7 +137,16 @@ def prepare_turn(
         # the newest user message is new (OpenAI clients resend the whole list).
         incoming = incoming[-1:]
     return TurnRequest(tenant_id, conversation_id, tuple(incoming), None if model == AUTO_MODEL else model,
-                       params, handoff, locale)
+                       params, handoff, locale, user)
+
+
+def _continued(incoming: list[Message], tenant_id: str, user: str | None,
+               find: Callable[[str, str], str | None]) -> str | None:
+    """The stored conversation that the messages before the last one are, if any."""
+    earlier = [{"role": m["role"], "content": clean_message(m["content"])[0]} for m in incoming[:-1]]
+    if not any(m["role"] == "assistant" for m in earlier):  # no answer yet: a new conversation
+        return None
+    return find(tenant_id, transcript_digest(earlier, user))
 
 
 def _validate_messages(messages: list[Message], max_chars: int) -> list[Message]:
@@ -285,6 +310,7 @@ class TurnRunner:
             final["skill"],
             answer_index=len(transcript) - 1 if transcript else None,
             prompt_system=final.get("prompt_system"),
+            digest=transcript_digest(transcript, request.user),
         )
         for decision in final.get("decisions", []):
             self.audit(tenant, final["skill"], decision, conversation_id=conversation)

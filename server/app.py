@@ -76,14 +76,26 @@ def create_app(settings: Settings, assistant: Assistant | None = None, *, close_
         cap = settings.widget_max_tokens if who.key is not None else None
         return await request.app.state.chat.handle(request, who.tenant_id, admit=who.admit_turn, max_tokens_cap=cap)
 
-    @app.get("/v1/models")
-    async def models(request: Request, who: Caller = Depends(caller)):
+    def model_entries(request: Request, who: Caller) -> list[tuple[str, str]]:
         assistant: Assistant = request.app.state.assistant
         entries = [("assistant", "Routes each message to the right skill automatically.")]
         entries += [(name, skill.description) for name, skill in assistant.skills.items()]
         if who.key is not None:  # a widget key sees the models it may use
             entries = [e for e in entries if who.key.allows_skill(e[0])]
-        return model_list(entries, request.app.state.started)
+        return entries
+
+    @app.get("/v1/models")
+    async def models(request: Request, who: Caller = Depends(caller)):
+        return model_list(model_entries(request, who), request.app.state.started)
+
+    @app.get("/v1/models/{model_id}")
+    async def model(request: Request, model_id: str, who: Caller = Depends(caller)):
+        entries = model_entries(request, who)
+        found = [e for e in entries if e[0] == model_id]
+        if not found:
+            raise ApiError(404, f"model {model_id!r} does not exist; available: {', '.join(e[0] for e in entries)}",
+                           param="model", code="model_not_found")
+        return model_list(found, request.app.state.started)["data"][0]
 
     @app.get("/v1/conversations/{conversation_id}")
     async def conversation(request: Request, conversation_id: str, who: Caller = Depends(caller)):

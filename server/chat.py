@@ -147,10 +147,14 @@ class ChatService:
 
     def parse(self, body: bytes) -> ChatCompletionRequest:
         try:
-            return ChatCompletionRequest.model_validate_json(body)
+            req = ChatCompletionRequest.model_validate_json(body)
         except ValidationError as exc:
             message, param = validation_message(exc)
             raise ApiError(400, message, param=param) from None
+        refused = req.unsupported()
+        if refused is not None:
+            raise ApiError(400, refused[1], param=refused[0], code="unsupported_parameter")
+        return req
 
     def start(
         self,
@@ -169,6 +173,9 @@ class ChatService:
             temperature=req.temperature if req.temperature is not None else 0.0,
             top_p=req.top_p if req.top_p is not None else 1.0,
             stop=req.stop or [],
+            presence_penalty=req.presence_penalty,
+            frequency_penalty=req.frequency_penalty,
+            seed=req.seed,
         )
         return self.assistant.start_turn(
             messages,
@@ -178,6 +185,7 @@ class ChatService:
             params=params,
             handoff=bool(req.lepton and req.lepton.handoff),
             locale=req.lepton.locale if req.lepton else None,
+            user=req.user,
         )
 
     @staticmethod

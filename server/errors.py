@@ -92,6 +92,17 @@ def validation_message(exc: ValidationError | RequestValidationError) -> tuple[s
     return (f"{param}: {message}{extra}" if param else message + extra), param
 
 
+def _endpoints(app: FastAPI) -> str:
+    """The API's endpoints, as an unknown path's 404 lists them (e.g. for a client that
+    tried /v1/completions: chat completions is the one to use)."""
+    listed = []
+    for route in app.routes:
+        path = getattr(route, "path", "")
+        if path.startswith("/v1/"):
+            listed += [f"{method} {path}" for method in sorted(getattr(route, "methods", None) or ()) if method != "HEAD"]
+    return ", ".join(listed)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
@@ -104,6 +115,9 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 404 and exc.detail == "Not Found":  # no route has this path
+            return ApiError(404, f"{request.method} {request.url.path} is not an endpoint of this server; "
+                                 f"it serves {_endpoints(request.app)}", code="unknown_endpoint").response()
         type_ = "invalid_request_error" if exc.status_code < 500 else "server_error"
         return ApiError(exc.status_code, str(exc.detail), type_, headers=dict(exc.headers or {})).response()
 

@@ -10,8 +10,10 @@ ignore them:
   In streams it rides on the first chunk; skill fields that are only known at the
   end ride on the last chunk.
 
-Unknown request fields are accepted and ignored, as OpenAI clients send options
-this server does not implement. Types are strict: ``"stream": "yes"`` is an error,
+Request options are honoured or refused, never silently ignored, when they change
+what the answer is (tools, response_format, logprobs, image parts: a 400 with
+``code: unsupported_parameter``, see ``ChatCompletionRequest.unsupported``);
+other unknown fields (``store``, ``metadata``, ...) are accepted and ignored. Types are strict: ``"stream": "yes"`` is an error,
 not a truthy string.
 """
 
@@ -24,7 +26,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 __all__ = [
-    "TextPart",
+    "ContentPart",
     "ChatMessage",
     "StreamOptions",
     "LeptonRequest",
@@ -41,23 +43,29 @@ __all__ = [
 # -- request --------------------------------------------------------------------
 
 
-class TextPart(BaseModel):
+class ContentPart(BaseModel):
+    """One part of a message's content. Only text parts are supported (``unsupported``
+    names the others)."""
+
     model_config = ConfigDict(extra="allow", strict=True)
-    type: Literal["text"]
-    text: str
+    type: str
+    text: str | None = None
 
 
 class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="allow", strict=True)
-    # "developer" is the newer OpenAI name for "system" and is treated as such.
-    role: Literal["system", "developer", "user", "assistant"]
-    content: str | list[TextPart]
+    # "developer" is the newer OpenAI name for "system" and is treated as such. Other
+    # roles ("tool", "function") are refused by ``unsupported`` with a clear message.
+    role: str
+    content: str | list[ContentPart] | None = None
     name: str | None = None
 
     def text(self) -> str:
+        if self.content is None:
+            return ""
         if isinstance(self.content, str):
             return self.content
-        return "".join(part.text for part in self.content)
+        return "".join(part.text or "" for part in self.content)
 
 
 class StreamOptions(BaseModel):
@@ -87,8 +95,47 @@ class ChatCompletionRequest(BaseModel):
     stream_options: StreamOptions | None = None
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
     top_p: float | None = Field(default=None, gt=0.0, le=1.0)
-    user: str | None = None
+    presence_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
+    frequency_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
+    seed: int | None = None
+    user: str | None = Field(default=None, max_length=256,
+                             description="The end user; also keeps users' resent histories apart.")
     lepton: LeptonRequest | None = None
+
+    def unsupported(self) -> tuple[str, str] | None:
+        """(parameter, message) for the first thing asked that the assistant does not do,
+        or None. Options the assistant cannot honour are refused rather than ignored, so a
+        client never mistakes a plain answer for a tool call or a JSON object."""
+        extra = self.model_extra or {}
+        for name in ("tools", "functions"):
+            if extra.get(name):
+                return name, f"{name}: tool and function calling are not supported by this assistant"
+        for name in ("tool_choice", "function_call"):
+            if extra.get(name) not in (None, "none"):
+                return name, f"{name}: tool and function calling are not supported by this assistant"
+        response_format = extra.get("response_format")
+        if response_format is not None and response_format != {"type": "text"}:
+            return "response_format", "response_format: only {\"type\": \"text\"} is supported"
+        if extra.get("logprobs") or extra.get("top_logprobs") is not None:
+            name = "logprobs" if extra.get("logprobs") else "top_logprobs"
+            return name, f"{name}: log probabilities are not supported"
+        if extra.get("logit_bias"):
+            return "logit_bias", "logit_bias: biasing tokens is not supported (answers may be fixed text)"
+        if extra.get("audio") is not None or extra.get("modalities") not in (None, ["text"]):
+            name = "audio" if extra.get("audio") is not None else "modalities"
+            return name, f"{name}: only text output is supported"
+        for i, message in enumerate(self.messages):
+            if message.role in ("tool", "function"):
+                return f"messages.{i}.role", f"messages[{i}].role {message.role!r}: tool and function calling " \
+                                             "are not supported by this assistant"
+            if (message.model_extra or {}).get("tool_calls") or (message.model_extra or {}).get("function_call"):
+                return f"messages.{i}.tool_calls", f"messages[{i}]: tool calls are not supported by this assistant"
+            if isinstance(message.content, list):
+                for j, part in enumerate(message.content):
+                    if part.type != "text" or part.text is None:
+                        return (f"messages.{i}.content.{j}",
+                                f"messages[{i}].content[{j}] is a {part.type!r} part; only text parts are supported")
+        return None
 
     @field_validator("stop")
     @classmethod

@@ -18,18 +18,33 @@ def eval_group() -> None:
     pass
 
 
-@eval_group.command("routing", help="Route labelled messages and report accuracy.\n\n"
-                    'FILE is JSONL: {"text": ..., "skill": <skill name or out_of_scope>} per line.\n\n'
-                    "Example: lepton eval routing routing_eval.jsonl --json")
+@eval_group.command("routing", help="Route labelled messages and dialogues and report accuracy per turn.\n\n"
+                    'FILE is JSONL, a line per message, {"text": ..., "skill": <skill name or out_of_scope>}, '
+                    'or per dialogue, {"turns": [{"text": ..., "skill": ...}, ...]}: each turn is labelled with '
+                    "the skill that should answer it given the conversation so far, and routed as the server "
+                    "routes it (the conversation's current skill, the tenant's knowledge).\n\n"
+                    "Example: lepton eval routing benchmarks/data/dialogues_test.jsonl --json")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Last stdout line: one JSON object with the figures.")
 @click.option("--threshold", type=float, help="Override the router threshold.")
+@click.option("--switch", type=click.FloatRange(0, 1), help="Override router_switch_threshold.")
+@click.option("--leave", type=click.FloatRange(0, 1), help="Override router_leave_threshold.")
+@click.option("--knowledge-threshold", type=click.FloatRange(0, 1), help="Override router_knowledge_threshold.")
+@click.option("--tenant", "-t", default=None, help="Whose knowledge routing consults (default: the default "
+              "tenant, with the demo help centre as `lepton serve` loads it).")
+@click.option("--no-knowledge", is_flag=True, help="Route without the tenant's knowledge.")
+@click.option("--no-context", is_flag=True, help="Route every turn on its own, as if it opened a conversation.")
 @pass_settings
-def eval_routing(settings, file: Path, as_json: bool, threshold: float | None) -> None:
-    from ..routing_eval import evaluate_routing, format_report, read_labelled
+def eval_routing(settings, file: Path, as_json: bool, threshold: float | None, switch: float | None,
+                 leave: float | None, knowledge_threshold: float | None, tenant: str | None,
+                 no_knowledge: bool, no_context: bool) -> None:
+    from ..routing_eval import evaluate_routing, format_report, read_dialogues
 
-    rows = read_labelled(file)
-    report = evaluate_routing(with_overrides(settings, router_threshold=threshold), rows)
+    dialogues = read_dialogues(file)
+    settings = with_overrides(settings, router_threshold=threshold, router_switch_threshold=switch,
+                              router_leave_threshold=leave, router_knowledge_threshold=knowledge_threshold)
+    report = evaluate_routing(settings, dialogues, tenant=tenant, use_knowledge=not no_knowledge,
+                              use_context=not no_context)
     click.echo(json.dumps(report) if as_json else format_report(report))
 
 

@@ -23,6 +23,13 @@ class GenerationParams:
     repetition_penalty: float = 1.0
     #: No n-gram of this many tokens appears twice in the answer (0: off; local backend only).
     no_repeat_ngram_size: int = 0
+    #: OpenAI's penalties, subtracted from the logits of tokens already in the answer:
+    #: ``presence_penalty`` once for any token that appeared, ``frequency_penalty`` once
+    #: per appearance (0: off; both range over [-2, 2]).
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    #: Makes sampling (temperature > 0) repeatable; None: a fresh random draw.
+    seed: int | None = None
 
     def __post_init__(self) -> None:
         if self.max_tokens < 1:
@@ -37,6 +44,8 @@ class GenerationParams:
             raise ValueError("repetition_penalty must be between 1 and 2")
         if not 0 <= self.no_repeat_ngram_size <= 10:
             raise ValueError("no_repeat_ngram_size must be between 0 and 10")
+        if not (-2.0 <= self.presence_penalty <= 2.0 and -2.0 <= self.frequency_penalty <= 2.0):
+            raise ValueError("presence_penalty and frequency_penalty must be between -2 and 2")
 
 
 @dataclass

@@ -136,7 +136,7 @@ class LocalChatModel:
         cancel: threading.Event,
         out: Generation,
     ) -> Iterator[str]:
-        from transformers import StoppingCriteria, StoppingCriteriaList
+        from transformers import LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
         from transformers.generation.streamers import BaseStreamer
 
         torch = self._torch
@@ -173,8 +173,15 @@ class LocalChatModel:
             kwargs["repetition_penalty"] = params.repetition_penalty
         if params.no_repeat_ngram_size:
             kwargs["no_repeat_ngram_size"] = params.no_repeat_ngram_size
+        if params.presence_penalty or params.frequency_penalty:
+            kwargs["logits_processor"] = LogitsProcessorList([_openai_penalties(
+                torch, int(input_ids.shape[1]), params.presence_penalty, params.frequency_penalty)])
         if params.temperature > 0:
             kwargs.update(do_sample=True, temperature=params.temperature, top_p=params.top_p)
+            if params.seed is not None:
+                # The global generator: generations run one at a time under the model's
+                # lock, so the seed decides this generation's draws alone.
+                torch.manual_seed(params.seed)
         else:
             kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
 
@@ -260,6 +267,23 @@ class _Ticket:
             if self._held:
                 self._held = False
                 self._model._waiting -= 1
+
+
+def _openai_penalties(torch, prompt_length: int, presence: float, frequency: float):  # noqa: ANN001, ANN201
+    """A logits processor with the OpenAI API's presence and frequency penalties: each
+    token already in the answer (not the prompt) loses ``presence`` once and
+    ``frequency`` per appearance. transformers has no such processor of its own."""
+    from transformers import LogitsProcessor
+
+    class _Penalties(LogitsProcessor):
+        def __call__(self, input_ids, scores):  # noqa: ANN001, ANN204
+            answer = input_ids[:, prompt_length:]
+            if answer.shape[1] == 0:
+                return scores
+            counts = torch.zeros_like(scores).scatter_add_(1, answer, torch.ones_like(answer, dtype=scores.dtype))
+            return scores - presence * (counts > 0).to(scores.dtype) - frequency * counts
+
+    return _Penalties()
 
 
 def _as_list(value) -> list[int]:

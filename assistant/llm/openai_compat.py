@@ -85,6 +85,10 @@ class OpenAIChatModel:
             "temperature": params.temperature,
             "top_p": params.top_p,
             **({"stop": params.stop} if params.stop else {}),
+            # Parameters of the OpenAI API itself, sent only when set (any endpoint takes them).
+            **({"presence_penalty": params.presence_penalty} if params.presence_penalty else {}),
+            **({"frequency_penalty": params.frequency_penalty} if params.frequency_penalty else {}),
+            **({"seed": params.seed} if params.seed is not None else {}),
         }
 
     def _check_available(self) -> None:
