@@ -11,11 +11,13 @@ class InstantModel:
 
     def __init__(self, pieces: tuple[str, ...] = ("Here ", "you ", "go.")):
         self.pieces = pieces
-        #: The parameters of every call, in order.
+        #: The parameters of every call, in order, and the messages each was given.
         self.calls: list[GenerationParams] = []
+        self.prompts: list[list[dict]] = []
 
     def stream(self, messages, params, *, adapter=None):
         self.calls.append(params)
+        self.prompts.append([dict(m) for m in messages])
         generation = Generation(iter(self.pieces))
         generation.prompt_tokens, generation.completion_tokens, generation.finish_reason = 5, len(self.pieces), "stop"
         return generation

@@ -84,6 +84,27 @@ def test_bad_routing_file_names_the_line(tmp_path):
     assert result.stderr.strip() == f"Error: {data}:2: not valid JSON"
 
 
+def test_eval_routing_scores_dialogues_turn_by_turn_with_the_conversations_skill(tmp_path):
+    data = tmp_path / "dialogues.jsonl"
+    data.write_text(json.dumps({"turns": [{"text": "I have had a fever since yesterday", "skill": "medical_triage"},
+                                          {"text": "It is 39.5 now", "skill": "medical_triage"},
+                                          {"text": "no rash", "skill": "medical_triage"}]}) + "\n"
+                    + json.dumps({"text": "tell me a joke", "skill": "out_of_scope"}) + "\n")
+    routed = lepton("eval", "routing", str(data), "--tenant", "nobody", "--json", data_dir=tmp_path)
+    assert routed.returncode == 0, routed.stderr
+    report = json.loads(routed.stdout.strip().splitlines()[-1])
+    assert (report["n"], report["dialogues"]) == (4, 2)
+    assert report["accuracy"] == 1.0 and report["followup_accuracy"] == 1.0
+    assert report["knowledge"] == {"tenant": "nobody", "lookups": report["knowledge"]["lookups"]}
+    alone = lepton("eval", "routing", str(data), "--no-context", "--no-knowledge", "--json", data_dir=tmp_path)
+    assert json.loads(alone.stdout.strip().splitlines()[-1])["followup_accuracy"] < 1.0, \
+        "on its own, 'It is 39.5 now' is out of scope"
+    bad = tmp_path / "bad_dialogue.jsonl"
+    bad.write_text(json.dumps({"turns": [{"text": "hi"}]}) + "\n")
+    refused = lepton("eval", "routing", str(bad), data_dir=tmp_path)
+    assert refused.returncode == 1 and f"{bad}:1: expected" in refused.stderr
+
+
 def test_intent_commands_are_on_the_lepton_command(tmp_path):
     from tests.skills.test_intents import ROWS, TEST_ROWS
 

@@ -51,3 +51,41 @@ def test_the_settings_reach_the_local_models_generate(settings, llm):
     plain = llm.complete(prompt, GenerationParams(max_tokens=24)).text
     penalised = llm.complete(prompt, params).text
     assert plain != penalised, "the penalties change the greedy answer"
+
+
+def test_openai_penalties_and_seed_reach_both_http_backends_only_when_set():
+    params = GenerationParams(presence_penalty=0.5, frequency_penalty=-0.25, seed=11)
+    messages = [{"role": "user", "content": "hi"}]
+    for backend in (VLLMChatModel("http://127.0.0.1:9", model="m"), OpenAIChatModel("http://127.0.0.1:9/v1", model="m")):
+        body = backend._body(messages, params, None)
+        assert (body["presence_penalty"], body["frequency_penalty"], body["seed"]) == (0.5, -0.25, 11)
+        plain = backend._body(messages, GenerationParams(), None)
+        assert not {"presence_penalty", "frequency_penalty", "seed"} & set(plain)
+    with pytest.raises(ValueError, match="presence_penalty and frequency_penalty must be between -2 and 2"):
+        GenerationParams(frequency_penalty=2.5)
+
+
+def test_the_local_penalties_subtract_per_answer_token_as_openai_defines_them():
+    import torch
+
+    from assistant.llm.local import _openai_penalties
+
+    prompt = torch.tensor([[5, 5]])  # tokens of the prompt are never penalised
+    answer = torch.tensor([[5, 5, 1, 2, 2]])
+    scores = torch.zeros((1, 6))
+    penalised = _openai_penalties(torch, prompt.shape[1], 0.5, 0.25)(answer, scores)
+    assert penalised[0].tolist() == [0.0, -0.75, -1.0, 0.0, 0.0, 0.0]
+
+
+@pytest.mark.slow
+def test_a_seed_makes_the_local_models_sampling_repeatable(llm):
+    prompt = [{"role": "user", "content": "Say something."}]
+    seeded = GenerationParams(max_tokens=12, temperature=1.5, seed=1234)
+    first, second = (llm.complete(prompt, seeded).text for _ in range(2))
+    assert first == second
+    others = {llm.complete(prompt, GenerationParams(max_tokens=12, temperature=1.5, seed=s)).text for s in (1, 2, 3)}
+    assert len(others) > 1, "different seeds draw differently"
+    penalised = llm.complete([{"role": "user", "content": "Say sorry ten times."}],
+                             GenerationParams(max_tokens=24, frequency_penalty=2.0)).text
+    assert penalised != llm.complete([{"role": "user", "content": "Say sorry ten times."}],
+                                     GenerationParams(max_tokens=24)).text
