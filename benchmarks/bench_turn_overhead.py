@@ -1,6 +1,6 @@
 """Non-LLM time per chat turn through the real HTTP API (p50/p95).
 
-    python benchmarks/bench_turn_overhead.py [--turns 60] [--max-tokens 4]
+    python benchmarks/bench_turn_overhead.py [--turns 60] [--max-tokens 4] [--help-centre]
 
 A real uvicorn server on loopback runs the real assistant (auth, body parsing
 and validation, routing, the LangGraph graph, SQLite checkpoint and records);
@@ -8,7 +8,9 @@ the model call is timed inside the graph's skill node and reported through the
 assistant's turn observers. For each sequential request,
 non-LLM time = client-observed latency - time spent in the model. Half the
 turns continue an earlier conversation so history loading is included. The
-router alone is also timed on the same messages.
+router alone is also timed on the same messages. ``--help-centre`` gives the
+tenant the demo help centre first: customer service then searches it, and a
+message no skill takes confidently is matched against it (routing in context).
 """
 
 from __future__ import annotations
@@ -61,6 +63,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--turns", type=int, default=60)
     parser.add_argument("--max-tokens", type=int, default=4)
+    parser.add_argument("--help-centre", action="store_true", help="load the demo help centre for the tenant first")
     args = parser.parse_args()
 
     import httpx
@@ -75,6 +78,8 @@ def main() -> None:
     model = resolve_model(Settings(data_dir=shared or data))
     settings = Settings(data_dir=data / "bench", model=model)
     assistant = Assistant.from_settings(settings, llm=LocalChatModel(model))
+    if args.help_centre:
+        assistant.ensure_demo_knowledge(progress=None)
     llm_seconds: dict[str, float] = {}  # conversation id -> model time of its latest turn
     assistant.turn_observers.append(lambda turn: llm_seconds.__setitem__(turn.conversation_id, turn.llm_seconds))
     server, base = serve(settings, assistant)
