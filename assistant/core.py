@@ -81,11 +81,13 @@ class Assistant:
                    if settings.handoff_webhook_url else None)
         self.handoffs = HandoffService(self.store, webhook, self._append_message)
         #: The graph with its checkpointer: every read and write of a conversation's state.
-        self.graph = build_graph(self.skills, self.router, self.safety, self.routing, saver)
+        self.graph = build_graph(self.skills, self.router, self.safety, self.routing,
+                                 self.knowledge.best_match, saver)
         self.turns = TurnRunner(
             graph=self.graph,
             # The same graph without a checkpointer runs the turns (see assistant.turns).
-            turn_graph=build_graph(self.skills, self.router, self.safety, self.routing),
+            turn_graph=build_graph(self.skills, self.router, self.safety, self.routing,
+                                   self.knowledge.best_match),
             store=self.store,
             audit=self.audit,
             handoffs=self.handoffs,

@@ -19,12 +19,11 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 
-from retrieval.errors import RetrievalError
 from skills import Decision, Skill, SkillContext
 
 from .errors import TurnAbandoned
@@ -35,6 +34,9 @@ from .prompts import CLIENT_INSTRUCTIONS, EMPTY_REPLY, HANDOFF_REPLY, OUT_OF_SCO
 from .router import OUT_OF_SCOPE, ContextPolicy, EmbeddingRouter, KnowledgeMatch, route_in_context
 from .safety import RULES_VERSION, SafetyGuard, safety_reply
 from .state import ConversationState, TurnContext
+
+if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
 
 __all__ = ["build_graph", "HANDOFF", "SAFETY", "MAX_FAILURES"]
 
@@ -136,23 +138,13 @@ def make_guard_in(router: EmbeddingRouter, guard: SafetyGuard) -> Callable[..., 
     return guard_in
 
 
-def _knowledge_match(turn: TurnContext) -> KnowledgeMatch:
-    """How well the tenant's collection matches a message (``router.KnowledgeMatch``)."""
-
-    def match(skill: str, collection: str, message: str) -> float | None:
-        env = turn.envs.get(skill)
-        if env is None or env.retrieve is None:
-            return None
-        try:
-            hits = env.retrieve(turn.tenant_id, collection, message, k=1, mode="dense")
-        except RetrievalError:  # no such collection for this tenant, or the store is down:
-            return None         # route without it (the skill reports a store that is down)
-        return hits[0].score if hits else None
-
-    return match
+#: ``(tenant, collection, message, its embedding) -> similarity or None``: how well the
+#: tenant's collection matches a message (``Knowledge.best_match``).
+KnowledgeSearch = Callable[[str, str, str, "np.ndarray | None"], "float | None"]
 
 
-def make_route(router: EmbeddingRouter, policy: ContextPolicy, skills: dict[str, Skill]) -> Callable[..., dict]:
+def make_route(router: EmbeddingRouter, policy: ContextPolicy, skills: dict[str, Skill],
+               knowledge: KnowledgeSearch | None) -> Callable[..., dict]:
     # The skills that answer from a knowledge collection: a message their collection
     # matches well is theirs (router.route_in_context).
     owners = {name: skill.collection for name, skill in skills.items() if skill.collection}
@@ -176,10 +168,15 @@ def make_route(router: EmbeddingRouter, policy: ContextPolicy, skills: dict[str,
             elif state.get("requested_skill"):
                 update.update(skill=state["requested_skill"], route_scores={})
             else:
+                vector, tenant = state.get("message_vector"), runtime.context.tenant_id
+                match: KnowledgeMatch | None = None
+                if knowledge is not None:  # the message's embedding serves the search too
+                    def match(skill: str, collection: str, message: str) -> float | None:
+                        return knowledge(tenant, collection, message, vector)
                 decision = route_in_context(
-                    router.route(last_user, state.get("message_vector")), last_user,
+                    router.route(last_user, vector), last_user,
                     current=state.get("last_skill") if state.get("last_skill") in skills else None,
-                    policy=policy, owners=owners, knowledge=_knowledge_match(runtime.context))
+                    policy=policy, owners=owners, knowledge=match)
                 update.update(skill=decision.skill, route_scores=decision.scores)
         if runtime.context.emit is not None:
             runtime.context.emit("route", update["skill"])
@@ -331,10 +328,10 @@ def guard_out(state: ConversationState, runtime: Runtime[TurnContext]) -> dict:
 
 
 def build_graph(skills: dict[str, Skill], router: EmbeddingRouter, guard: SafetyGuard,
-                policy: ContextPolicy | None = None, checkpointer=None):
+                policy: ContextPolicy | None = None, knowledge: KnowledgeSearch | None = None, checkpointer=None):
     builder = StateGraph(ConversationState, context_schema=TurnContext)
     builder.add_node("guard_in", make_guard_in(router, guard))
-    builder.add_node("route", make_route(router, policy or ContextPolicy(), skills))
+    builder.add_node("route", make_route(router, policy or ContextPolicy(), skills, knowledge))
     for name, skill in skills.items():
         builder.add_node(name, make_skill_node(skill))
     builder.add_node(OUT_OF_SCOPE, make_out_of_scope(skills))

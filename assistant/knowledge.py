@@ -10,9 +10,11 @@ import logging
 import threading
 from typing import TYPE_CHECKING, Callable
 
-from retrieval.errors import LeptonError, StoreUnavailableError
+from retrieval.errors import LeptonError, RetrievalError, StoreUnavailableError
 
 if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
+
     from retrieval import Hit, KnowledgeStore, Retriever
 
     from .settings import Settings
@@ -50,16 +52,28 @@ class Knowledge:
                 self._retriever = Retriever(store)
             return self._retriever
 
-    def retrieve(self, tenant_id: str, collection: str, query: str, *, k: int = 5, mode: str = "hybrid") -> list["Hit"]:
-        """``skills.Retrieve``: the best ``k`` chunks. A store that fails for any reason
-        other than Lepton's own checks raises StoreUnavailableError (a 503 in a turn)."""
+    def retrieve(self, tenant_id: str, collection: str, query: str, *, k: int = 5, mode: str = "hybrid",
+                 vector: "np.ndarray | None" = None) -> list["Hit"]:
+        """``skills.Retrieve``: the best ``k`` chunks (``vector``: the query's embedding, if
+        known; see ``Retriever.search``). A store that fails for any reason other than
+        Lepton's own checks raises StoreUnavailableError (a 503 in a turn)."""
         try:
-            return self.retriever.search(query, collection, tenant_id, k=k, mode=mode)
+            return self.retriever.search(query, collection, tenant_id, k=k, mode=mode, vector=vector)
         except LeptonError:
             raise
         except Exception as exc:  # the Chroma client's own failures (a server gone away, a broken folder)
             log.exception("knowledge search failed")
             raise StoreUnavailableError(f"the knowledge store failed: {type(exc).__name__}: {exc}") from None
+
+    def best_match(self, tenant_id: str, collection: str, query: str, vector: "np.ndarray | None" = None) -> float | None:
+        """How similar the best chunk of the tenant's ``collection`` is to ``query`` (cosine,
+        dense search), for routing; None when the tenant has no such collection or the
+        store fails (routing goes on without it; a skill that searches reports the failure)."""
+        try:
+            hits = self.retrieve(tenant_id, collection, query, k=1, mode="dense", vector=vector)
+        except RetrievalError:
+            return None
+        return hits[0].score if hits else None
 
     def ensure_demo(self, tenant_id: str, progress: Callable[[str], None] | None = print) -> bool:
         """Fill ``tenant_id``'s help centre with the WixQA demo articles when the

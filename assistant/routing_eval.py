@@ -73,10 +73,9 @@ def read_dialogues(path: Path) -> list[list[dict]]:
     return dialogues
 
 
-def _knowledge_match(settings: Settings, tenant: str) -> tuple[Callable[[str, str, str], float | None], Callable[[], int]]:
-    """The tenant's knowledge as the server's router sees it, and how often it was asked."""
-    from retrieval.errors import RetrievalError
-
+def _knowledge_match(settings: Settings, tenant: str) -> tuple[Callable[..., float | None], Callable[[], int]]:
+    """The tenant's knowledge as the server's router asks it (``Knowledge.best_match``,
+    with the message's router embedding), and how often it was asked."""
     from .knowledge import Knowledge
 
     knowledge = Knowledge(settings)
@@ -84,13 +83,9 @@ def _knowledge_match(settings: Settings, tenant: str) -> tuple[Callable[[str, st
         knowledge.ensure_demo(tenant, progress=None)
     asked = [0]
 
-    def match(skill: str, collection: str, message: str) -> float | None:
+    def match(collection: str, message: str, vector) -> float | None:  # noqa: ANN001
         asked[0] += 1
-        try:
-            hits = knowledge.retrieve(tenant, collection, message, k=1, mode="dense")
-        except RetrievalError:
-            return None
-        return hits[0].score if hits else None
+        return knowledge.best_match(tenant, collection, message, vector)
 
     return match, lambda: asked[0]
 
@@ -118,13 +113,17 @@ def evaluate_routing(settings: Settings, dialogues: list[list[dict]], *, tenant:
     tenant = tenant or settings.default_tenant
     match, asked = _knowledge_match(settings, tenant) if use_knowledge and owners else (None, lambda: 0)
     # The router's own scores do not depend on the conversation: embed every turn at once.
-    routes = iter(router.route_many([t["text"] for d in dialogues for t in d]))
+    texts = [t["text"] for d in dialogues for t in d]
+    vectors = iter(router.embed(texts))
     gold, predicted, followup = [], [], []
     for dialogue in dialogues:
         current = None
         for i, turn in enumerate(dialogue):
-            decision = route_in_context(next(routes), turn["text"], current=current, policy=policy,
-                                        owners=owners, knowledge=match)
+            vector = next(vectors)
+            knowledge = None if match is None else (
+                lambda skill, collection, message, vector=vector: match(collection, message, vector))
+            decision = route_in_context(router.route(turn["text"], vector), turn["text"], current=current,
+                                        policy=policy, owners=owners, knowledge=knowledge)
             current = decision.skill if use_context and decision.skill in loaded.skills else None
             gold.append(turn["skill"])
             predicted.append(decision.skill)

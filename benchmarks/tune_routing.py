@@ -49,11 +49,12 @@ def main() -> None:
     sets = {name: read_dialogues(path) for name, path in
             [("dialogues", args.dialogues), ("messages", args.messages), ("wixqa", args.wixqa)]}
     texts = sorted({t["text"] for d in itertools.chain(*sets.values()) for t in d})
-    routes = dict(zip(texts, router.route_many(texts)))
-    similarity = {}
-    for text in texts:
-        hits = knowledge.retrieve(settings.default_tenant, next(iter(owners.values())), text, k=1, mode="dense")
-        similarity[text] = hits[0].score if hits else None
+    vectors = dict(zip(texts, router.embed(texts)))
+    routes = {text: router.route(text, vectors[text]) for text in texts}
+    collection = next(iter(owners.values()))
+    # As the server asks: a dense search with the message's router embedding.
+    similarity = {text: knowledge.best_match(settings.default_tenant, collection, text, vectors[text])
+                  for text in texts}
 
     def run(dialogues, policy):  # noqa: ANN001, ANN202
         out = []

@@ -158,8 +158,14 @@ class Retriever:
         k: int = 5,
         mode: SearchMode = "hybrid",
         where: dict[str, Any] | None = None,
+        vector: np.ndarray | None = None,
     ) -> list[Hit]:
         """The ``k`` best chunks of knowledge base ``collection`` for ``query``, best first.
+
+        ``vector``: the query's unit-length embedding when the caller has it already, from
+        the collection's embedding model (the router's int8 copy of it qualifies: its
+        vectors are checked against the float model's at start-up); the dense ranking then
+        skips encoding the query.
 
         ``where`` is a Chroma metadata filter (e.g. ``{"source": "faq.md"}``) applied
         to both rankings. Raises :class:`InvalidQueryError` for an empty query, k outside
@@ -180,7 +186,9 @@ class Retriever:
         # benchmarks/README.md, Design measurements).
         index = self._index(col, collection, tenant) if mode != "dense" else None
         if mode in ("dense", "hybrid"):
-            dense = self._dense(col, self.store.embedding.encode_query(query), pool, where, index)
+            query_vector = self.store.embedding.encode_query(query) if vector is None \
+                else np.asarray(vector, dtype=np.float32).reshape(1, -1)
+            dense = self._dense(col, query_vector, pool, where, index)
         if mode in ("bm25", "hybrid"):
             lexical = self._bm25(col, index, query, pool, where)
         if mode == "hybrid":

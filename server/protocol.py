@@ -57,7 +57,8 @@ class ChatMessage(BaseModel):
     # "developer" is the newer OpenAI name for "system" and is treated as such. Other
     # roles ("tool", "function") are refused by ``unsupported`` with a clear message.
     role: str
-    content: str | list[ContentPart] | None = None
+    # Required, and null only where OpenAI allows it (an assistant's tool call, refused).
+    content: str | list[ContentPart] | None
     name: str | None = None
 
     def text(self) -> str:

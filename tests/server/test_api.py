@@ -143,7 +143,7 @@ BAD_INPUTS = [
     ({"model": "assistant"}, 400, "'messages' is required"),
     ({"messages": []}, 400, "at least 1 item"),
     ({"messages": "hello"}, 400, "messages"),
-    ({"messages": [{"role": "wizard", "content": "hi"}]}, 400, "messages.0.role"),
+    ({"messages": [{"role": "wizard", "content": "hi"}]}, 400, "messages[0].role 'wizard' is not supported"),
     ({"messages": [{"role": "tool", "content": "hi"}]}, 400, "messages[0].role 'tool': tool and function calling"),
     ({"messages": [{"role": "user"}]}, 400, "'messages.0.content' is required"),
     ({"messages": [{"role": "user", "content": 42}]}, 400, "messages.0.content"),
