@@ -221,3 +221,16 @@ class Assistant:
     def ensure_demo_knowledge(self, progress: Callable[[str], None] | None = print) -> bool:
         """Fill the default tenant's help centre with the demo articles (see ``Knowledge.ensure_demo``)."""
         return self.knowledge.ensure_demo(self.settings.default_tenant, progress)
+
+    def ensure_demo_data(self, progress: Callable[[str], None] | None = print) -> None:
+        """What a fresh install's demo tenant needs: the demo help centre and, when the
+        ``demo_skills`` setting is on, each skill's own demo data (``Skill.prepare_demo``,
+        e.g. the credit model). A skill whose demo fails is logged; the server still starts."""
+        self.ensure_demo_knowledge(progress)
+        if not self.settings.demo_skills:
+            return
+        for name, skill in self.skills.items():
+            try:
+                skill.prepare_demo(self.envs[name], progress)
+            except Exception:  # a plugin's demo must never stop the server
+                log.exception("skill %r could not prepare its demo data", name)

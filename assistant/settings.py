@@ -224,6 +224,12 @@ class Settings(BaseSettings):
         "collection with the bundled WixQA demo articles (once, on the first start). "
         "Set false for a real deployment.",
     )
+    demo_skills: bool = Field(
+        default=True,
+        description="On `lepton serve`, let skills prepare the default tenant's demo data once, "
+        "on the first start: the credit-scoring skill trains a model on its bundled German "
+        "credit file. Set false for a real deployment.",
+    )
     # Widget keys are public (they sit in page source), so requests that carry one
     # are limited; keyless server-to-server calls are not limited here.
     widget_rate_per_minute: int = Field(

@@ -42,7 +42,7 @@ def create_app(settings: Settings, assistant: Assistant | None = None, *, close_
         owned = assistant is None or close_assistant
         app.state.assistant = assistant or Assistant.from_settings(settings)
         if assistant is None:  # a fresh install gets a help centre to try the widget on
-            app.state.assistant.ensure_demo_knowledge()
+            app.state.assistant.ensure_demo_data()
         app.state.chat = ChatService(app.state.assistant)
         app.state.widget_keys = WidgetKeys(app.state.assistant.store)
         app.state.started = int(time.time())

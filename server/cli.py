@@ -35,8 +35,9 @@ def serve(settings, host, port, backend, model, openai_base_url, vllm_url) -> No
     assistant = Assistant.from_settings(settings, progress=lambda m: click.echo(m, err=True))
     try:
         # A fresh install answers real help-centre questions: the demo articles go into the
-        # default tenant's help centre on first start (LEPTON_DEMO_KNOWLEDGE=false skips it).
-        assistant.ensure_demo_knowledge(progress=lambda m: click.echo(m, err=True))
+        # default tenant's help centre on first start (LEPTON_DEMO_KNOWLEDGE=false skips it), and
+        # skills prepare their demo data, e.g. a credit model (LEPTON_DEMO_SKILLS=false skips it).
+        assistant.ensure_demo_data(progress=lambda m: click.echo(m, err=True))
         click.echo(f"Lepton Assistant on http://{settings.host}:{settings.port}  (data: {settings.data_dir})", err=True)
         app = create_app(settings, assistant, close_assistant=True)
     except BaseException:

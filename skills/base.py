@@ -14,6 +14,8 @@ A skill is one object found through the ``lepton.skills`` entry-point group
   returns a :class:`SkillReply`: the text, extras for the response's ``lepton``
   object, typed control results (declined, handoff, safety), the skill's new
   state, and the decisions it made (written to the audit log);
+- ``prepare_demo(env, progress)``: optional demo data for the default tenant, made
+  once on a fresh install's first ``lepton serve`` (the credit model of the demo);
 - ``commands()``: an optional click group, mounted as ``lepton <group name> …``;
   its commands reach the skill's environment with ``self.cli_env()``;
 - ``actions()``: optional typed JSON actions (:class:`SkillAction`), served at
@@ -316,6 +318,12 @@ class Skill:
         prompt = [{"role": "system", "content": self.system_prompt}]
         prompt += [m for m in ctx.history() if m["role"] != "system"]
         return SkillReply(text=ctx.generate(prompt))
+
+    def prepare_demo(self, env: SkillEnv, progress: Callable[[str], None] | None = None) -> bool:
+        """Prepare the default tenant's demo data (``env.default_tenant``) on a fresh
+        install's first ``lepton serve``; True when it did something. Runs only when the
+        ``demo_skills`` setting is on; must do nothing when the data is already there."""
+        return False
 
     # -- extensions -------------------------------------------------------------
     def commands(self) -> "click.Group | None":

@@ -109,7 +109,7 @@ def test_lepton_serve_through_a_managed_vllm(tmp_path, model_path):
 
     port, vllm_port = free_port(), free_port()
     log = tmp_path / "serve.log"
-    env = {**os.environ, "LEPTON_DATA_DIR": str(tmp_path), "LEPTON_MODEL": model_path, "LEPTON_DEMO_KNOWLEDGE": "false",
+    env = {**os.environ, "LEPTON_DATA_DIR": str(tmp_path), "LEPTON_MODEL": model_path, "LEPTON_DEMO_KNOWLEDGE": "false", "LEPTON_DEMO_SKILLS": "false",
            "LEPTON_VLLM_PORT": str(vllm_port), "LEPTON_VLLM_STARTUP_TIMEOUT": str(STARTUP_S)}
     with log.open("w") as out:
         process = subprocess.Popen([sys.executable, "-m", "assistant", "serve", "--backend", "vllm", "--port", str(port)],
@@ -211,7 +211,7 @@ def test_a_vllm_that_cannot_start_is_a_clear_error(tmp_path, model_path, env, me
     result = subprocess.run(
         [sys.executable, "-m", "assistant", "serve", "--backend", "vllm"],
         env={**os.environ, "LEPTON_DATA_DIR": str(tmp_path), "LEPTON_MODEL": model_path,
-             "LEPTON_DEMO_KNOWLEDGE": "false", "LEPTON_VLLM_PORT": str(port), **env},
+             "LEPTON_DEMO_KNOWLEDGE": "false", "LEPTON_DEMO_SKILLS": "false", "LEPTON_VLLM_PORT": str(port), **env},
         capture_output=True, text=True, timeout=600)
     assert result.returncode == 1, result.stderr
     assert "Traceback (most recent call last)" not in result.stderr.split("Error:", 1)[0]
