@@ -28,7 +28,7 @@ WORD_NUMBERS = {"a": 1, "an": 1, "one": 1, "two": 2, "three": 3, "four": 4, "fiv
                 "eight": 8, "nine": 9, "ten": 10, "eleven": 11, "twelve": 12, "eighteen": 18, "twenty": 20,
                 "thirty": 30, "forty": 40, "fifty": 50, "sixty": 60}
 NUMBER = re.compile(
-    r"(?<![\w.])(?P<int>\d{1,3}(?:,\d{3})+|\d+)(?:\.(?P<frac>\d+))?\s*(?P<mult>k|m|thousand|million|grand)?(?![a-z])"
+    r"(?<![\w.])(?P<neg>-\s?)?(?P<int>\d{1,3}(?:,\d{3})+|\d+)(?:\.(?P<frac>\d+))?\s*(?P<mult>k|m|thousand|million|grand)?(?![a-z])"
     r"|(?<![\w])(?P<word>" + "|".join(WORD_NUMBERS) + r")(?![\w])",
     re.I,
 )
@@ -124,7 +124,7 @@ def _number(match: re.Match) -> float:
         return float(WORD_NUMBERS[match.group("word").lower()])
     value = float(match.group("int").replace(",", "") + ("." + match.group("frac") if match.group("frac") else ""))
     mult = (match.group("mult") or "").lower()
-    return value * {"k": 1e3, "thousand": 1e3, "grand": 1e3, "m": 1e6, "million": 1e6}.get(mult, 1)
+    return (-1 if match.group("neg") else 1) * value * {"k": 1e3, "thousand": 1e3, "grand": 1e3, "m": 1e6, "million": 1e6}.get(mult, 1)
 
 
 def _quantities(text: str, unit: str) -> list[float]:
@@ -133,9 +133,12 @@ def _quantities(text: str, unit: str) -> list[float]:
     for match in NUMBER.finditer(text):
         after = text[match.end():]
         value = _number(match)
-        if match.group("word") and not (YEARS.match(after) or MONTHS.match(after) or WEEKS.match(after)):
-            continue  # "a" or "one" on its own is not a quantity
-        if HALF.match(after):
+        word = (match.group("word") or "").lower()
+        if word and unit in ("months", "years") and not (YEARS.match(after) or MONTHS.match(after) or WEEKS.match(after)):
+            continue  # "one" on its own is not a duration
+        if word in ("a", "an") and unit not in ("months", "years"):
+            continue  # the "a" of "a year" is not an amount
+        if HALF.match(after) or re.match(r"^\s*(?:years?|yrs?|months?)\s+and a half\b", after, re.I):
             value += 0.5
         if unit in ("months", "years"):
             if YEARS.match(after):
@@ -171,15 +174,15 @@ def _choice(f: Field, text: str) -> str | None:
     for value in values:  # the exact words of a choice
         if stripped in (value.lower(), f.choices[value].lower()):
             return value
+    by_synonym = [v for v in values if any(_phrase_in(s, text) for s in f.synonyms.get(v, []))]
+    if len(set(by_synonym)) == 1:
+        return by_synonym[0]
     if f.ranges:
         quantities = sorted(set(_quantities(text, f.range_unit)))
         if len(quantities) == 1:
             inside = [v for v, (low, high) in f.ranges.items() if low <= quantities[0] < high]
             if len(inside) == 1:
                 return inside[0]
-    by_synonym = [v for v in values if any(_phrase_in(s, text) for s in f.synonyms.get(v, []))]
-    if len(set(by_synonym)) == 1:
-        return by_synonym[0]
     words = set(_tokens(text))
     if not words:
         return None

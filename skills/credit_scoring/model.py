@@ -32,7 +32,6 @@ Explanations are model-agnostic, so they hold for both families:
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import math
 import os
@@ -745,8 +744,3 @@ def describe(card: Mapping[str, Any]) -> str:
     return (f"{card['version']}  {card['family']}  cv_auc {m.get('cv_auc')}  ks {m.get('cv_ks')}  "
             f"{card['rows']} rows  cut-off PD {card['cutoff_pd']} ({card['cutoff_score']} points)")
 
-
-def dumps_card(card: Mapping[str, Any]) -> str:
-    buffer = io.StringIO()
-    json.dump(card, buffer, default=str)
-    return buffer.getvalue()
