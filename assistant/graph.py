@@ -18,6 +18,7 @@ hand-off is a wait for the scheduler; see benchmarks/bench_vllm.py.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 from typing import TYPE_CHECKING, Callable, Sequence
 
@@ -34,6 +35,8 @@ from .prompts import CLIENT_INSTRUCTIONS, EMPTY_REPLY, HANDOFF_REPLY, OUT_OF_SCO
 from .router import OUT_OF_SCOPE, ContextPolicy, EmbeddingRouter, KnowledgeMatch, route_in_context
 from .safety import RULES_VERSION, SafetyGuard, safety_reply
 from .state import ConversationState, TurnContext
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -167,6 +170,9 @@ def make_route(router: EmbeddingRouter, policy: ContextPolicy, skills: dict[str,
                 update.update(skill=HANDOFF, route_scores={}, handoff_reason=reason)
             elif state.get("requested_skill"):
                 update.update(skill=state["requested_skill"], route_scores={})
+            elif _continues(skills, state, runtime.context.tenant_id, last_user):
+                # The message answers what the conversation's skill just asked (its form).
+                update.update(skill=state["last_skill"], route_scores={})
             else:
                 vector, tenant = state.get("message_vector"), runtime.context.tenant_id
                 match: KnowledgeMatch | None = None
@@ -183,6 +189,20 @@ def make_route(router: EmbeddingRouter, policy: ContextPolicy, skills: dict[str,
         return update
 
     return route
+
+
+def _continues(skills: dict[str, Skill], state: ConversationState, tenant_id: str, message: str) -> bool:
+    """Whether the skill that answered the last turn takes ``message`` as the answer to
+    its question (``Skill.continues``); a skill that fails to say is not asked again."""
+    current = state.get("last_skill")
+    if current not in skills:
+        return False
+    own = state.get("skill_state", {}).get(current) or {}
+    try:
+        return bool(own) and skills[current].continues(tenant_id, own, message)
+    except Exception:  # a plugin's bug must not break routing
+        log.exception("skill %r failed in continues()", current)
+        return False
 
 
 def make_skill_node(skill: Skill) -> Callable[..., dict]:

@@ -14,6 +14,8 @@ A skill is one object found through the ``lepton.skills`` entry-point group
   returns a :class:`SkillReply`: the text, extras for the response's ``lepton``
   object, typed control results (declined, handoff, safety), the skill's new
   state, and the decisions it made (written to the audit log);
+- ``continues(tenant_id, state, message)``: optional; True keeps a message that
+  answers the skill's last question with the skill (routing does not move it);
 - ``prepare_demo(env, progress)``: optional demo data for the default tenant, made
   once on a fresh install's first ``lepton serve`` (the credit model of the demo);
 - ``commands()``: an optional click group, mounted as ``lepton <group name> …``;
@@ -318,6 +320,17 @@ class Skill:
         prompt = [{"role": "system", "content": self.system_prompt}]
         prompt += [m for m in ctx.history() if m["role"] != "system"]
         return SkillReply(text=ctx.generate(prompt))
+
+    def continues(self, tenant_id: str, state: Mapping[str, Any], message: str) -> bool:
+        """Whether ``message`` answers what this skill asked in the conversation's last
+        turn (``state`` is the state it returned then, never empty here). Asked before
+        routing, only when this skill answered the last turn; True keeps the message
+        with the skill whatever the router would say (the safety guard, handoffs and an
+        explicitly requested skill still come first). A form-filling skill returns True
+        when the message parses as an answer to its question, so "I missed a payment
+        last year" stays with a credit application instead of going to customer service.
+        Default: False, the router decides."""
+        return False
 
     def prepare_demo(self, env: SkillEnv, progress: Callable[[str], None] | None = None) -> bool:
         """Prepare the default tenant's demo data (``env.default_tenant``) on a fresh

@@ -156,6 +156,11 @@ def test_lepton_serve_starts_the_whole_product(tmp_path, model_path):
             model="customer_service", max_tokens=8,
             messages=[{"role": "user", "content": "How do I connect a custom domain to my Wix site?"}])
         assert answer.model_extra["lepton"]["citations"], "the demo help centre grounds the answer"
+        # The demo tenant's credit model, trained at this first start, takes an application.
+        loan = api.chat.completions.create(
+            model="assistant", messages=[{"role": "user", "content": "Can I borrow 5000 pounds to buy a car?"}])
+        assert loan.model_extra["lepton"]["skill"] == "credit_scoring"
+        assert "I need 12 details" in loan.choices[0].message.content
     finally:
         process.send_signal(signal.SIGTERM)
         out, err = process.communicate(timeout=60)
@@ -163,3 +168,4 @@ def test_lepton_serve_starts_the_whole_product(tmp_path, model_path):
     assert process.returncode in (0, -signal.SIGTERM), err
     assert "Traceback" not in err
     assert "Loading the demo help centre" in err
+    assert "Training the demo credit model" in err

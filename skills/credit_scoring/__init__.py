@@ -133,6 +133,23 @@ class CreditScoringSkill(Skill):
             return self._confirm(ctx, model, fields, state)
         return self._collect(ctx, model, fields, state)
 
+    def continues(self, tenant_id: str, state: Mapping[str, Any], message: str) -> bool:
+        """An application in progress keeps a message that answers its question (or
+        confirms, corrects or cancels it), whatever the router makes of it."""
+        stage = state.get("stage")
+        if stage not in ("collect", "confirm"):
+            return False
+        model = self.registry(self.env, tenant_id).active()
+        if model is None or state.get("model") != model.version:
+            return False
+        if CANCEL.match(message):
+            return True
+        fields = build_fields(model.used, model.card.get("questions", {}))
+        if stage == "confirm":
+            return is_yes(message) or is_no(message) or parse_correction(fields, message) is not None
+        asking = next((f for f in fields if f.name == state.get("asking")), None)
+        return asking is not None and parse_answer(asking, message) is not None
+
     def _say(self, ctx: SkillContext, text: str, state: dict, extras: dict) -> SkillReply:
         ctx.say(text)
         return SkillReply(text, extras, state=state)
@@ -217,7 +234,7 @@ class CreditScoringSkill(Skill):
     def _decision_text(self, model: CreditModel, fields: list[Field], values: Mapping, a: Mapping) -> str:
         labels = {f.name: f.label for f in fields}
         verdict = "approve" if a["decision"] == "approve" else "decline"
-        lines = [f"The lender's scoring model's decision: **{verdict}**. Your score is {a['score']} "
+        lines = [f"The lender's scoring model's decision: {verdict}. Your score is {a['score']} "
                  f"(applications from {a['cutoff_score']} are approved)."]
         if a["reasons"]:
             lines.append("What lowered your score most:")

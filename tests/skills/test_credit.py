@@ -304,7 +304,7 @@ def test_a_full_application_with_a_correction(harness, german):
     expected = german.assess(harness.state["values"])
     assert extras["credit_decision"] == expected.decision and extras["credit_score"] == expected.score
     assert extras["credit_reasons"] == expected.reasons
-    assert f"**{expected.decision}**. Your score is {expected.score}" in decided.said
+    assert f"decision: {expected.decision}. Your score is {expected.score}" in decided.said
     assert harness.model.calls == []  # the decision text is fixed, not generated
     [decision] = harness.audited
     assert decision.kind == "credit_decision" and decision.outcome == expected.decision
@@ -408,3 +408,43 @@ def test_the_demo_model_is_trained_once_for_the_default_tenant(tmp_path):
     assert card["questions"] == QUESTIONS and card["rows"] == 1000 and "CC BY 4.0" in card["source"]
     turn = h.send("I need a loan")
     assert "I need 12 details" in turn.said
+
+
+def test_an_application_in_progress_keeps_its_answers(harness):
+    harness.send("I'd like to apply for a loan")
+    skill_ = harness.skill
+    assert harness.state["asking"] == "credit_amount"
+    assert skill_.continues("default", harness.state, "about 5k")
+    assert not skill_.continues("default", harness.state, "by the way, where is my order?")
+    assert skill_.continues("default", harness.state, "cancel")
+    assert not skill_.continues("other-tenant", harness.state, "about 5k")  # no model there
+    assert not skill_.continues("default", {"stage": "decided"}, "yes")
+
+
+@pytest.mark.slow
+def test_routing_keeps_form_answers_with_the_application_and_lets_a_real_switch_go(settings, assistant, start_server, german):
+    """Through the routed `assistant` model: "I missed a payment last year" alone routes to
+    customer service, but as the answer to the credit-history question it stays."""
+    import httpx
+
+    Registry(assistant.envs["credit_scoring"].tenant_dir("default")).save(german)
+    live = start_server(settings, assistant)
+
+    def send(messages):
+        body = httpx.post(f"{live.base_url}/v1/chat/completions", json={"model": "assistant", "messages": messages},
+                          timeout=60).json()
+        messages.append({"role": "assistant", "content": body["choices"][0]["message"]["content"]})
+        return body["lepton"]
+
+    alone = send([{"role": "user", "content": "I missed a payment last year"}])
+    assert alone["skill"] != "credit_scoring"
+    history = [{"role": "user", "content": "Can I borrow 5000 pounds for a used car over 3 years?"}]
+    lepton = send(history)
+    while lepton.get("credit_asking") != "credit_history":
+        history.append({"role": "user", "content": ANSWERS[lepton["credit_asking"]]})
+        lepton = send(history)
+    history.append({"role": "user", "content": "I missed a payment last year"})
+    lepton = send(history)
+    assert lepton["skill"] == "credit_scoring" and lepton["credit_asking"] == "savings_account_and_bonds"
+    history.append({"role": "user", "content": "by the way, my card was stolen, please block it"})
+    assert send(history)["skill"] == "customer_service"
