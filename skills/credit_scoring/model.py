@@ -31,7 +31,6 @@ Explanations are model-agnostic, so they hold for both families:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -46,6 +45,8 @@ from datetime import datetime, timezone
 from itertools import combinations
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
+
+from ..util import file_hash
 
 __all__ = [
     "CreditDataError",
@@ -641,13 +642,6 @@ def train_model(
     }
     return CreditModel(version, features, estimator, cutoff, scaling, card)
 
-
-def file_hash(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 # -- the tenant's registry -----------------------------------------------------------

@@ -1,0 +1,454 @@
+"""The tenant's recommender: co-purchases, repeat purchases and item text, ranked by a small trained model.
+
+Scoring one customer works in two steps:
+
+1. **Candidates**: the items the customer bought before, the items EASE
+   (Steck 2019: a closed-form item-item regression on the customer x item
+   purchase matrix, L2 ``EASE_LAMBDA``; the ``NEIGHBOURS`` strongest weights per
+   item are kept) scores highest for their history, and the recently popular ones.
+2. **Ranking**: a LightGBM LambdaRank model over features of each (customer,
+   item) pair — how often and how long ago the customer bought it, its share of
+   the customer's orders, the EASE score and rank, the item's popularity (all
+   time and last 30 days) and how often its buyers buy it again, the cosine
+   between the item's title embedding and the customer's (the project's sentence
+   embeddings), and the customer's number of orders and days since the last one.
+   It learns from the data itself: features from everything before the last
+   ``LABEL_DAYS`` days, labels from what each customer bought in those days.
+
+A customer the model has never seen (or a conversation without one) gets items
+by title similarity to what they asked for or liked, then popularity. Every
+suggestion carries its reason from the signal that put it there: bought before,
+often bought with an item of theirs, similar to an item, or popular.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from ..util import file_hash
+
+__all__ = ["Recommender", "Suggestion", "train_recommender", "evaluate", "ModelStore", "EASE_LAMBDA"]
+
+EASE_LAMBDA = 200.0
+NEIGHBOURS = 100
+LABEL_DAYS = 30
+RECENT_DAYS = 30
+EASE_CANDIDATES = 100
+POPULAR_CANDIDATES = 30
+RANKER = dict(n_estimators=100, learning_rate=0.03, num_leaves=15, min_child_samples=100, subsample=0.8,
+              subsample_freq=1, colsample_bytree=0.8, verbose=-1, n_jobs=2)
+FEATURES = ["times_bought", "days_since_bought", "share_of_orders", "ease", "ease_rank", "log_popularity",
+            "log_recent_popularity", "rebuy_rate", "orders", "days_since_last_order", "bought_before",
+            "times_x_rebuy", "content"]
+
+
+def _ease(matrix, lam: float = EASE_LAMBDA, keep: int = NEIGHBOURS):  # noqa: ANN001, ANN202
+    """EASE item-item weights, each item's ``keep`` largest kept (a sparse matrix)."""
+    import numpy as np
+    from scipy import sparse
+
+    gram = (matrix.T @ matrix).toarray().astype(np.float64)
+    diag = np.diag_indices(gram.shape[0])
+    gram[diag] += lam
+    inverse = np.linalg.inv(gram)
+    weights = -inverse / np.diag(inverse)
+    weights[diag] = 0.0
+    n = weights.shape[0]
+    keep = min(keep, n - 1) if n > 1 else 0
+    if keep <= 0:
+        return sparse.csr_matrix((n, n), dtype=np.float32)
+    top = np.argpartition(-weights, keep - 1, axis=0)[:keep]  # per column: its strongest sources
+    rows = top.ravel()
+    cols = np.repeat(np.arange(n)[None, :], keep, axis=0).ravel()
+    values = weights[rows, cols]
+    mask = values > 0
+    return sparse.csr_matrix((values[mask].astype(np.float32), (rows[mask], cols[mask])), shape=(n, n))
+
+
+@dataclass
+class History:
+    """Purchase features as of one moment: what the ranker and the candidates read."""
+
+    users: dict[str, int]
+    bought: Any  # csr users x items, 1 where bought
+    times: Any  # csr, number of orders with the item
+    age: Any  # csr, days since the item was last bought (+1)
+    weights: Any  # EASE, csr items x items
+    popularity: Any  # buyers per item
+    recent: Any  # buyers per item in the last RECENT_DAYS
+    rebuy: Any  # share of an item's buyers who bought it in two orders or more
+    orders: dict[str, int]
+    last_order: dict[str, float]  # days before ``at``
+    profiles: Any  # users x dim, mean title embedding of what they bought (normalised)
+
+    @classmethod
+    def build(cls, frame, items: dict[str, int], at, vectors) -> "History":  # noqa: ANN001
+        import numpy as np
+        from scipy import sparse
+
+        users = {u: i for i, u in enumerate(sorted(frame["user"].unique()))}
+        pairs = frame.groupby(["user", "item"]).agg(n=("order", "nunique"), last=("time", "max")).reset_index()
+        rows = pairs["user"].map(users).to_numpy()
+        cols = pairs["item"].map(items).to_numpy()
+        shape = (len(users), len(items))
+        bought = sparse.csr_matrix((np.ones(len(pairs), np.float32), (rows, cols)), shape=shape)
+        times = sparse.csr_matrix((pairs["n"].to_numpy(np.float32), (rows, cols)), shape=shape)
+        days = ((at - pairs["last"]).dt.total_seconds() / 86400).to_numpy(np.float32) + 1
+        age = sparse.csr_matrix((days, (rows, cols)), shape=shape)
+        popularity = np.asarray(bought.sum(axis=0)).ravel()
+        recent_pairs = frame[frame["time"] >= at - np.timedelta64(RECENT_DAYS, "D")].groupby("item")["user"].nunique()
+        recent = np.zeros(len(items), np.float32)
+        recent[recent_pairs.index.map(items).to_numpy()] = recent_pairs.to_numpy()
+        again = np.asarray((times >= 2).sum(axis=0)).ravel()
+        rebuy = again / np.maximum(popularity, 1)
+        per_user = frame.groupby("user").agg(orders=("order", "nunique"), last=("time", "max"))
+        profiles = np.asarray(bought @ vectors) if vectors is not None else np.zeros((len(users), 1), np.float32)
+        norms = np.linalg.norm(profiles, axis=1, keepdims=True)
+        profiles = profiles / np.maximum(norms, 1e-9)
+        return cls(users, bought, times, age, _ease(bought), popularity, recent, rebuy,
+                   per_user["orders"].astype(int).to_dict(),
+                   ((at - per_user["last"]).dt.total_seconds() / 86400).to_dict(), profiles.astype(np.float32))
+
+    def candidates(self, user: str):  # noqa: ANN201
+        """Candidate item indices for a known user, and their feature rows."""
+        import numpy as np
+
+        r = self.users[user]
+        history = self.bought[r]
+        ease = np.asarray((history @ self.weights).todense()).ravel()
+        k = min(EASE_CANDIDATES, len(ease) - 1)
+        top_ease = np.argpartition(-ease, k)[:k] if k > 0 else np.arange(len(ease))
+        p = min(POPULAR_CANDIDATES, len(self.recent) - 1)
+        top_recent = np.argpartition(-self.recent, p)[:p] if p > 0 else np.arange(len(self.recent))
+        items = np.unique(np.concatenate([history.indices, top_ease, top_recent]))
+        return items, self.features(user, items, ease)
+
+    def features(self, user: str, items, ease, vectors=None):  # noqa: ANN001, ANN201
+        import numpy as np
+
+        r = self.users[user]
+        times = np.asarray(self.times[r].todense()).ravel()[items]
+        age = np.asarray(self.age[r].todense()).ravel()[items]
+        orders = self.orders[user]
+        order_of_ease = np.argsort(np.argsort(-ease[items]))
+        content = (self._vectors[items] @ self.profiles[r]) if getattr(self, "_vectors", None) is not None \
+            else np.zeros(len(items), np.float32)
+        return np.column_stack([
+            times, np.where(times > 0, age, 999.0), times / max(orders, 1), ease[items], order_of_ease,
+            np.log1p(self.popularity[items]), np.log1p(self.recent[items]), self.rebuy[items],
+            np.full(len(items), orders, np.float32), np.full(len(items), self.last_order[user], np.float32),
+            (times > 0).astype(np.float32), times * self.rebuy[items], content,
+        ]).astype(np.float32)
+
+
+@dataclass
+class Suggestion:
+    item: str
+    title: str
+    price: float | None
+    reason: str
+    score: float
+
+
+@dataclass
+class Recommender:
+    version: str
+    items: list[str]
+    catalog: Any  # DataFrame indexed by item: title, price, category
+    history: History
+    ranker: Any
+    vectors: Any  # items x dim, normalised title embeddings (or None)
+    card: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.index = {item: i for i, item in enumerate(self.items)}
+        self.history._vectors = self.vectors
+
+    # -- scores --------------------------------------------------------------------
+    def _known(self, user: str):  # noqa: ANN202
+        items, feats = self.history.candidates(user)
+        return items, self.ranker.predict(feats)
+
+    def _content(self, vector):  # noqa: ANN001, ANN202
+        import numpy as np
+
+        if vector is None or self.vectors is None:
+            return np.zeros(len(self.items), np.float32)
+        return self.vectors @ np.asarray(vector, np.float32)
+
+    def recommend(self, user: str | None = None, *, k: int = 5, query_vector=None,  # noqa: ANN001, C901
+                  like: Sequence[str] = (), exclude: Sequence[str] = (), max_price: float | None = None,
+                  min_price: float | None = None, keyword: str | None = None) -> list[Suggestion]:
+        """Up to ``k`` catalogue items for ``user`` (or an unknown customer), best first."""
+        import numpy as np
+
+        n = len(self.items)
+        score = np.full(n, -np.inf, np.float64)
+        reason = np.array(["popular with customers"] * n, dtype=object)
+        pop = np.log1p(self.history.popularity) / max(np.log1p(self.history.popularity).max(), 1e-9)
+        liked = [self.index[i] for i in like if i in self.index]
+        query = self._content(query_vector)
+        if user is not None and user in self.history.users:
+            items, ranked = self._known(user)
+            r = self.history.users[user]
+            bought = set(self.history.bought[r].indices)
+            score[items] = ranked
+            weights = self.history.weights
+            for i in items:
+                if i in bought:
+                    reason[i] = "you bought this before"
+                else:
+                    column = weights[:, i].toarray().ravel()
+                    mine = [j for j in bought if column[j] > 0]
+                    if mine:
+                        best = max(mine, key=lambda j: column[j])
+                        reason[i] = f"often bought with {self.catalog.at[self.items[best], 'title']}"
+            # what the customer asks for now counts on top of their history
+            if query_vector is not None:
+                score = np.where(np.isfinite(score), score + 2.0 * query, score)
+                fresh = ~np.isfinite(score)
+                score[fresh] = query[fresh] * 2.0 - 1.0 + 0.1 * pop[fresh]
+        else:
+            score = 0.2 * pop + (query if query_vector is not None else 0)
+        if liked:
+            like_vec = self.vectors[liked].mean(axis=0) if self.vectors is not None else None
+            co = np.asarray(self.history.weights[liked].sum(axis=0)).ravel()
+            sim = self.vectors @ (like_vec / max(np.linalg.norm(like_vec), 1e-9)) if like_vec is not None else 0
+            boost = sim + (co / co.max() if co.max() > 0 else 0)
+            score = np.where(np.isfinite(score), score, 0) + 2.0 * boost
+            name = self.catalog.at[self.items[liked[0]], "title"]
+            strong = boost > np.percentile(boost, 99)
+            reason[strong] = f"similar to {name}"
+        prices = self.catalog["price"].reindex(self.items).to_numpy(dtype=float)
+        allowed = np.ones(n, bool)
+        if max_price is not None:
+            allowed &= np.nan_to_num(prices, nan=np.inf) <= max_price
+        if min_price is not None:
+            allowed &= np.nan_to_num(prices, nan=-np.inf) >= min_price
+        for item in list(exclude) + list(like):
+            if item in self.index:
+                allowed[self.index[item]] = False
+        if keyword:
+            titles = self.catalog["title"].reindex(self.items).fillna("").str.lower()
+            allowed &= titles.str.contains(keyword.lower(), regex=False).to_numpy()
+        score = np.where(allowed, score, -np.inf)
+        order = [i for i in np.argsort(-score) if np.isfinite(score[i])][:k]
+        return [Suggestion(self.items[i], str(self.catalog.at[self.items[i], "title"]),
+                           None if np.isnan(prices[i]) else round(float(prices[i]), 2), str(reason[i]),
+                           round(float(score[i]), 4)) for i in order]
+
+    def rank_all(self, user: str):  # noqa: ANN201
+        """Scores over every item for ``user`` (evaluation): candidates by the ranker, the rest last."""
+        import numpy as np
+
+        score = np.full(len(self.items), -1e9)
+        items, ranked = self._known(user)
+        score[items] = ranked
+        return score
+
+
+def _embed(titles: Sequence[str]):  # noqa: ANN202
+    """Normalised title embeddings with the project's sentence-embedding model."""
+    import numpy as np
+
+    from retrieval.embeddings import load_encoder
+
+    vectors = load_encoder().encode(list(titles), batch_size=128, normalize_embeddings=True, show_progress_bar=False)
+    return np.asarray(vectors, np.float32)
+
+
+def train_recommender(frame, catalog, *, data_hash: str = "", source: str = "",  # noqa: ANN001
+                      embed: Callable[[Sequence[str]], Any] | None = _embed,
+                      progress: Callable[[str], None] | None = None) -> Recommender:
+    """Fit the hybrid recommender on cleaned interactions and a catalogue (see the module docstring)."""
+    import numpy as np
+    import pandas as pd
+    import lightgbm as lgb
+
+    started = time.perf_counter()
+    known = catalog.index.intersection(frame["item"].unique()) if len(catalog) else pd.Index([])
+    frame = frame[frame["item"].isin(catalog.index)] if len(known) else frame
+    items = sorted(set(catalog.index) | set(frame["item"].unique()))
+    index = {item: i for i, item in enumerate(items)}
+    catalog = catalog.reindex(items)
+    catalog["title"] = catalog["title"].fillna(pd.Series(items, index=items))
+    if progress:
+        progress(f"embedding {len(items)} item titles...")
+    vectors = embed(catalog["title"].astype(str).tolist()) if embed is not None else None
+    end = frame["time"].max()
+    cut = end - pd.Timedelta(days=LABEL_DAYS)
+    early = frame[frame["time"] < cut]
+    ranker = None
+    if progress:
+        progress("learning the ranking from the last 30 days...")
+    if early["user"].nunique() >= 20:
+        past = History.build(early, index, cut, vectors)
+        past._vectors = vectors
+        future = frame[frame["time"] >= cut].groupby("user")["item"].apply(lambda s: {index[i] for i in s})
+        rows, labels, groups = [], [], []
+        for user, bought in future.items():
+            if user not in past.users:
+                continue
+            cand, feats = past.candidates(user)
+            y = np.isin(cand, list(bought)).astype(int)
+            if y.any():
+                rows.append(feats)
+                labels.append(y)
+                groups.append(len(cand))
+        if len(groups) >= 10:
+            ranker = lgb.LGBMRanker(**RANKER).fit(np.vstack(rows), np.concatenate(labels), group=groups)
+    if ranker is None:  # too little history to learn from: times bought, then popularity
+        ranker = _FallbackRanker()
+    now = end + pd.Timedelta(seconds=1)
+    history = History.build(frame, index, now, vectors)
+    version = f"recommend-{datetime.now(timezone.utc).strftime('%Y%m%d-%H%M%S')}-{data_hash[:8] or 'data'}"
+    card = {
+        "version": version, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "source": source,
+        "data_sha256": data_hash, "items": len(items), "users": len(history.users),
+        "purchases": int(len(frame)), "last_purchase": str(end), "ranker": type(ranker).__name__,
+        "features": FEATURES, "train_seconds": round(time.perf_counter() - started, 2),
+    }
+    return Recommender(version, items, catalog[["title", "price", "category"]], history, ranker, vectors, card)
+
+
+class _FallbackRanker:
+    """Used when the data is too short to learn a ranking: times bought, then popularity."""
+
+    def predict(self, feats):  # noqa: ANN001, ANN201
+        return feats[:, 0] + 1e-3 * feats[:, 5]
+
+
+# -- evaluation ----------------------------------------------------------------------------
+def _metrics(ranked: dict[str, Any], targets: dict[str, set[int]], seen: dict[str, set[int]], new: bool) -> dict[str, float]:
+    import numpy as np
+
+    discount = 1 / np.log2(np.arange(2, 12))
+    hr = recall = ndcg = 0.0
+    n = 0
+    for user, wanted in targets.items():
+        scores = np.array(ranked[user], dtype=np.float64, copy=True)
+        wanted = set(wanted)
+        if new:
+            wanted -= seen[user]
+            if not wanted:
+                continue
+            scores[list(seen[user])] = -np.inf
+        top = np.argpartition(-scores, 10)[:10]
+        top = top[np.argsort(-scores[top])]
+        hits = np.isin(top, list(wanted))
+        hr += bool(hits.any())
+        recall += hits.sum() / min(len(wanted), 10)
+        ndcg += (hits * discount).sum() / discount[: min(len(wanted), 10)].sum()
+        n += 1
+    n = max(n, 1)
+    return {"hr@10": round(hr / n, 4), "recall@10": round(recall / n, 4), "ndcg@10": round(ndcg / n, 4)}
+
+
+def evaluate(frame, catalog, split, *, embed=_embed, progress=None) -> dict[str, Any]:  # noqa: ANN001
+    """Train on interactions before ``split``; for each user active on both sides, rank
+    every item and compare the top 10 with what they bought from ``split`` on."""
+    import numpy as np
+
+    train = frame[frame["time"] < split]
+    test = frame[frame["time"] >= split]
+    if train.empty or test.empty:
+        raise ValueError(f"the split date {split.date()} leaves no interactions on one side")
+    t0 = time.perf_counter()
+    model = train_recommender(train, catalog, embed=embed, progress=progress)
+    train_seconds = time.perf_counter() - t0
+    h = model.history
+    index = model.index
+    test = test[test["item"].isin(index) & test["user"].isin(h.users)]
+    targets = test.groupby("user")["item"].apply(lambda s: {index[i] for i in s}).to_dict()
+    if not targets:
+        raise ValueError("no user bought something on both sides of the split date")
+    seen = {u: set(h.bought[h.users[u]].indices) for u in targets}
+    if progress:
+        progress(f"ranking every item for {len(targets)} users...")
+    latencies, ours = [], {}
+    for user in targets:
+        t = time.perf_counter()
+        ours[user] = model.rank_all(user)
+        latencies.append((time.perf_counter() - t) * 1000)
+    pop = h.popularity.astype(np.float64)
+    popularity = {u: pop for u in targets}
+    repeat = {u: np.asarray(h.times[h.users[u]].todense()).ravel() + 1e-3 * pop / max(pop.max(), 1) for u in targets}
+    norms = np.sqrt(np.maximum(pop, 1e-9))
+    co = (h.bought.T @ h.bought).tocsr().astype(np.float64)
+    co.setdiag(0)
+    co = co.multiply(1 / norms[:, None]).multiply(1 / norms[None, :]).tocsr()
+    item_knn = {u: np.asarray((h.bought[h.users[u]] @ co).todense()).ravel() + 1e-6 * pop for u in targets}
+    report: dict[str, Any] = {"split_date": str(split.date()), "test_users": len(targets),
+                              "items": len(model.items), "train_seconds": round(train_seconds, 2),
+                              "rank_all_ms": {"p50": round(float(np.median(latencies)), 2),
+                                              "p95": round(float(np.percentile(latencies, 95)), 2)}}
+    for new in (False, True):
+        suffix = "_new" if new else ""
+        for key, value in _metrics(ours, targets, seen, new).items():
+            report[key + suffix] = value
+        report["users" + suffix] = sum(1 for u in targets if not new or targets[u] - seen[u])
+    baselines: dict[str, dict[str, float]] = {}
+    for name, ranked in (("popularity", popularity), ("repeat", repeat), ("item_knn", item_knn)):
+        entry: dict[str, float] = {}
+        for new in (False, True):
+            suffix = "_new" if new else ""
+            entry.update({k + suffix: v for k, v in _metrics(ranked, targets, seen, new).items()})
+        baselines[name] = entry
+    report["baselines"] = baselines
+    return report
+
+
+# -- the tenant's models ------------------------------------------------------------------
+class ModelStore:
+    """A tenant's recommender: ``<tenant dir>/recommender/{model.pkl,card.json}``, replaced atomically."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.path = folder / "recommender"
+        self._cache: tuple[int, Recommender] | None = None
+
+    def save(self, model: Recommender) -> Path:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".saving-", dir=self.folder))
+        try:
+            with (staging / "model.pkl").open("wb") as fh:
+                pickle.dump(model, fh, protocol=pickle.HIGHEST_PROTOCOL)
+            (staging / "card.json").write_text(json.dumps(model.card, indent=2, default=str), encoding="utf-8")
+            old = None
+            if self.path.exists():
+                old = self.folder / f".old-{os.getpid()}-{time.time_ns()}"
+                os.rename(self.path, old)
+            os.rename(staging, self.path)
+            if old is not None:
+                shutil.rmtree(old, ignore_errors=True)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        return self.path
+
+    def load(self) -> Recommender | None:
+        file = self.path / "model.pkl"
+        try:
+            stamp = file.stat().st_mtime_ns
+        except FileNotFoundError:
+            return None
+        if self._cache is not None and self._cache[0] == stamp:
+            return self._cache[1]
+        with file.open("rb") as fh:
+            model = pickle.load(fh)
+        self._cache = (stamp, model)
+        return model
+
+    def card(self) -> dict[str, Any] | None:
+        file = self.path / "card.json"
+        return json.loads(file.read_text(encoding="utf-8")) if file.is_file() else None
+
