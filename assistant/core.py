@@ -155,12 +155,14 @@ class Assistant:
         handoff: bool = False,
         locale: str | None = None,
         user: str | None = None,
+        user_trusted: bool = True,
     ) -> TurnRequest:
         """Validate a turn; raises before anything is stored. ``handoff=True`` asks for a
         person (the widget's button) whatever the message says; ``locale`` picks the
         emergency number of the safety guard's replies. Without ``conversation_id``, a
         resent history continues its stored conversation (``prepare_turn``); ``user``
-        keeps end users apart there."""
+        keeps end users apart there, and skills see it as ``ctx.user_id`` when
+        ``user_trusted`` (the integrator's server sent it, not a public widget key)."""
         return prepare_turn(
             messages,
             model=model,
@@ -174,6 +176,7 @@ class Assistant:
             locale=locale,
             user=user,
             find_continuation=self.store.continuation,
+            user_trusted=user_trusted,
         )
 
     def params(self, **values: Any) -> GenerationParams:

@@ -252,6 +252,7 @@ def make_skill_node(skill: Skill) -> Callable[..., dict]:
             state=dict(state.get("skill_state", {}).get(skill.name, {})),
             max_history=turn.max_history,
             collection=skill.collection,
+            user_id=turn.user_id,
         )
         reply = skill.respond(ctx)
         if not said:  # a skill that returned its text instead of streaming it

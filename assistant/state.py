@@ -160,3 +160,5 @@ class TurnContext:
     max_history: int = 20
     #: The emergency number and crisis line the safety guard's replies name (``assistant.safety``).
     safety_contacts: Mapping[str, str] = field(default_factory=dict)
+    #: The request's end-user id (OpenAI's ``user``), handed to skills as ``ctx.user_id``.
+    user_id: str | None = None

@@ -94,6 +94,13 @@ CREATE TABLE IF NOT EXISTS widget_keys (
     created_at REAL NOT NULL,
     revoked_at REAL
 );
+-- Per-tenant secrets that sign end-user ids for the widget (identity
+-- verification): the integrator's server computes HMAC-SHA256(secret, user id).
+CREATE TABLE IF NOT EXISTS identity_secrets (
+    tenant_id TEXT PRIMARY KEY,
+    secret TEXT NOT NULL,
+    created_at REAL NOT NULL
+);
 """
 
 
@@ -393,6 +400,21 @@ class Store:
         with self._lock:
             rows = self._conn.execute(query + " ORDER BY created_at", args).fetchall()
         return [self._key_row(row) for row in rows]  # type: ignore[misc]
+
+    # -- identity secrets --------------------------------------------------------------
+    def identity_secret(self, tenant_id: str) -> str | None:
+        with self._lock:
+            row = self._conn.execute("SELECT secret FROM identity_secrets WHERE tenant_id = ?", (tenant_id,)).fetchone()
+        return row[0] if row else None
+
+    def set_identity_secret(self, tenant_id: str, secret: str, *, replace: bool) -> str:
+        """Store ``secret`` for the tenant unless it has one and ``replace`` is false; returns the one in force."""
+        with self._lock, self._conn:
+            verb = "INSERT OR REPLACE" if replace else "INSERT OR IGNORE"
+            self._conn.execute(f"{verb} INTO identity_secrets (tenant_id, secret, created_at) VALUES (?, ?, ?)",
+                               (tenant_id, secret, time.time()))
+            return self._conn.execute("SELECT secret FROM identity_secrets WHERE tenant_id = ?",
+                                      (tenant_id,)).fetchone()[0]
 
     def revoke_widget_key(self, key: str) -> bool:
         """Revoke an active key; False if there is no such active key."""

@@ -69,6 +69,9 @@ class TurnRequest:
     #: The request's end-user id (OpenAI's ``user``): part of the transcript's digest, so
     #: users of one tenant whose histories read the same are kept apart.
     user: str | None = None
+    #: Whether ``user`` comes from the integrator's server (a server key or keyless use):
+    #: only then do skills see it as ``ctx.user_id`` (a widget's page can name anyone).
+    user_trusted: bool = True
 
 
 @dataclass(frozen=True)
@@ -113,6 +116,7 @@ def prepare_turn(
     locale: str | None = None,
     user: str | None = None,
     find_continuation: Callable[[str, str], str | None] | None = None,
+    user_trusted: bool = True,
 ) -> TurnRequest:
     """Validate a turn; raises InvalidRequest, UnknownSkill or ConversationNotFound.
 
@@ -137,7 +141,7 @@ def prepare_turn(
         # the newest user message is new (OpenAI clients resend the whole list).
         incoming = incoming[-1:]
     return TurnRequest(tenant_id, conversation_id, tuple(incoming), None if model == AUTO_MODEL else model,
-                       params, handoff, locale, user)
+                       params, handoff, locale, user, user_trusted)
 
 
 def _continued(incoming: list[Message], tenant_id: str, user: str | None,
@@ -251,6 +255,7 @@ class TurnRunner:
             emit=emit,
             max_history=self.max_history,
             safety_contacts=self.safety_contacts(tenant, request.locale),
+            user_id=request.user if request.user_trusted else None,
         )
         with self.lock_for(tenant, conversation):
             # The turn runs on the graph without a checkpointer, from the stored state, and

@@ -74,7 +74,8 @@ def create_app(settings: Settings, assistant: Assistant | None = None, *, close_
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request, who: Caller = Depends(caller)):
         cap = settings.widget_max_tokens if who.key is not None else None
-        return await request.app.state.chat.handle(request, who.tenant_id, admit=who.admit_turn, max_tokens_cap=cap)
+        return await request.app.state.chat.handle(request, who.tenant_id, admit=who.admit_turn, max_tokens_cap=cap,
+                                                    trusts_user=who.trusts_user)
 
     def model_entries(request: Request, who: Caller) -> list[tuple[str, str]]:
         assistant: Assistant = request.app.state.assistant

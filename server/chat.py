@@ -162,6 +162,7 @@ class ChatService:
         tenant_id: str,
         header_conversation: str | None,
         max_tokens_cap: int | None = None,
+        user_trusted: bool = True,
     ) -> TurnRequest:
         messages = [
             {"role": "system" if m.role == "developer" else m.role, "content": m.text()} for m in req.messages
@@ -186,6 +187,7 @@ class ChatService:
             handoff=bool(req.lepton and req.lepton.handoff),
             locale=req.lepton.locale if req.lepton else None,
             user=req.user,
+            user_trusted=user_trusted,
         )
 
     @staticmethod
@@ -198,17 +200,21 @@ class ChatService:
         tenant_id: str,
         admit: Callable[[str, str], None] | None = None,
         max_tokens_cap: int | None = None,
+        trusts_user: Callable[[str | None, str | None], bool] | None = None,
     ) -> JSONResponse | StreamingResponse:
         """``admit(model, conversation_id)`` may refuse the turn by raising an ApiError;
         it runs once the turn is validated and before it starts, so a refused turn
         leaves nothing behind. ``max_tokens_cap`` bounds the answer's length whatever
-        the request asks (widget keys are public)."""
+        the request asks (widget keys are public). ``trusts_user(user, user_hash)``
+        says whether the request's ``user`` reaches skills as the signed-in customer's
+        id (it may refuse a wrong hash with an ApiError); without it, it does."""
         received = time.perf_counter()
         req = self.parse(await read_body(request, self.settings.max_request_bytes))
         header_conversation = request.headers.get("x-conversation-id")
 
         def begin() -> TurnRequest:
-            request = self.start(req, tenant_id, header_conversation, max_tokens_cap)
+            trusted = trusts_user is None or trusts_user(req.user, req.lepton.user_hash if req.lepton else None)
+            request = self.start(req, tenant_id, header_conversation, max_tokens_cap, trusted)
             if admit is not None:
                 admit(req.model, request.conversation_id)
             return request

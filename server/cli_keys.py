@@ -118,3 +118,23 @@ def revoke(settings: Settings, key: str) -> None:
         if not keys.revoke(key):
             raise click.ClickException(f"no active widget key {key!r}")
     click.echo(f"Revoked {key}")
+
+
+@keys_group.command("identity-secret", help="""Print the tenant's identity secret (created on first use).
+
+The widget normally cannot say who the visitor is: its key is public, so any page could claim any customer id. To
+recommend from a signed-in customer's history, your server signs their id with this secret and your page passes both:
+
+  <script src=".../widget.js" data-key="pk_..." data-user-id="12345" data-user-hash="HASH" async></script>
+
+where HASH is the hex HMAC-SHA256 of the id under the secret, e.g. in Python:
+hmac.new(secret.encode(), b"12345", hashlib.sha256).hexdigest(). Keep the secret on your server only.
+
+Example: lepton keys identity-secret --tenant acme
+""")
+@click.option("--tenant", required=True, help="Tenant whose customers the secret signs.")
+@click.option("--rotate", is_flag=True, help="Replace the secret: hashes made with the old one stop working at once.")
+@pass_settings
+def identity_secret(settings: Settings, tenant: str, rotate: bool) -> None:
+    with _keys(settings) as keys:
+        click.echo(keys.identity_secret(tenant.strip(), rotate=rotate))

@@ -14,6 +14,8 @@ existed: they belong to the default tenant.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import html
 import re
 import secrets
@@ -40,6 +42,7 @@ __all__ = [
     "normalize_origin",
     "request_origin",
     "snippet",
+    "user_hash",
     "widget_key_of",
 ]
 
@@ -159,6 +162,15 @@ class WidgetKeys:
             row = self.store.ensure_widget_key(self.new_key(), tenant_id, [SELF_ORIGIN], [], DEMO_LABEL)
         return WidgetKey.from_row(row)
 
+    def identity_secret(self, tenant_id: str, *, rotate: bool = False) -> str:
+        """The tenant's identity secret, created on first use; ``rotate`` replaces it."""
+        return self.store.set_identity_secret(tenant_id, "is_" + secrets.token_urlsafe(32), replace=rotate)
+
+    def signed_user(self, tenant_id: str, user: str, presented: str) -> bool:
+        """Whether ``presented`` is ``user_hash(secret, user)`` for the tenant's secret."""
+        secret = self.store.identity_secret(tenant_id)
+        return secret is not None and hmac.compare_digest(user_hash(secret, user), presented)
+
     def origin_allowed_anywhere(self, origin: str) -> bool:
         """Whether any active key allows ``origin`` (CORS preflights carry no key)."""
         try:
@@ -166,6 +178,11 @@ class WidgetKeys:
         except ValueError:
             return False
         return any(origin in row["origins"] for row in self.store.widget_keys())
+
+
+def user_hash(secret: str, user: str) -> str:
+    """What the integrator's server computes for a signed-in customer: hex HMAC-SHA256(secret, user id)."""
+    return hmac.new(secret.encode("utf-8"), user.encode("utf-8"), hashlib.sha256).hexdigest()
 
 
 def snippet(server_url: str, key: str, skill: str | None = None) -> str:
@@ -201,6 +218,28 @@ class Caller:
     tenant_id: str
     key: WidgetKey | None = None
     limits: WidgetLimits | None = None  # the app's limits, when a key is present
+    keys: "WidgetKeys | None" = None  # the app's keys, when a key is present
+
+    def trusts_user(self, user: str | None, presented_hash: str | None) -> bool:
+        """Whether the request's ``user`` is the signed-in customer's id that skills may use.
+
+        Without a widget key the caller is the integrator's server, so yes. A widget
+        key is public and its page can name anyone, so only a ``user_hash`` made with
+        the tenant's identity secret vouches for it; a wrong one is refused (403).
+        """
+        if self.key is None:
+            return True
+        if presented_hash is None:
+            return False
+        if user is None:
+            raise ApiError(400, "lepton.user_hash signs the request's user, but no user was sent.",
+                           param="lepton.user_hash", code="invalid_user_hash")
+        assert self.keys is not None
+        if not self.keys.signed_user(self.tenant_id, user, presented_hash):
+            raise ApiError(403, "lepton.user_hash does not match this user for this tenant's identity secret "
+                                "(see `lepton keys identity-secret`).", param="lepton.user_hash",
+                           code="invalid_user_hash")
+        return True
 
     def admit_turn(self, model: str, conversation_id: str) -> None:
         """Refuse a chat turn the key does not allow (403) or that comes too fast (429)."""
@@ -232,7 +271,7 @@ def resolve_caller(request: Request, presented: str | None) -> Caller:
     # client's address here (see create_app); otherwise it is the peer's.
     client = request.client.host if request.client else "unknown"
     state.limits.per_ip.check(client)
-    return Caller(tenant_id=widget_key.tenant_id, key=widget_key, limits=state.limits)
+    return Caller(tenant_id=widget_key.tenant_id, key=widget_key, limits=state.limits, keys=state.widget_keys)
 
 
 async def caller(request: Request) -> Caller:

@@ -81,6 +81,9 @@ class LeptonRequest(BaseModel):
     locale: str | None = Field(default=None, min_length=2, max_length=35,
                                description="The user's language tag (e.g. 'en-US'): which emergency number "
                                            "the safety guard's replies name.")
+    user_hash: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$",
+                                  description="With a widget key: HMAC-SHA256 of `user` under the tenant's identity "
+                                              "secret (hex), which makes `user` the signed-in customer for skills.")
 
 
 class ChatCompletionRequest(BaseModel):

@@ -220,6 +220,10 @@ class SkillContext:
     max_history: int = 20
     #: The collection ``retrieve`` searches when none is named (the skill's ``collection``).
     collection: str | None = None
+    #: The end user as the integrator's server names them (the request's OpenAI ``user``
+    #: field), or None. Only server keys and keyless calls can set it: a widget's
+    #: ``user`` is not passed on, since anyone can write one into a public page.
+    user_id: str | None = None
 
     @property
     def user_message(self) -> str:

@@ -65,11 +65,13 @@ class SkillHarness:
         options: Mapping[str, Any] | None = None,
         tenant_id: str = "default",
         conversation_id: str = "conv_test",
+        user_id: str | None = None,
     ):
         self.skill = skill.fresh()
         self.model = model or ScriptedModel()
         self.tenant_id = tenant_id
         self.conversation_id = conversation_id
+        self.user_id = user_id
         self.messages: list[dict[str, str]] = []
         self.state: dict[str, Any] = {}
         self.audited: list[Decision] = []
@@ -103,6 +105,7 @@ class SkillHarness:
             conversation_id=self.conversation_id,
             state=dict(self.state),
             collection=self.skill.collection,
+            user_id=self.user_id,
         )
         reply = self.skill.respond(ctx)
         if not said and reply.text:

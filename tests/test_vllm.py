@@ -29,7 +29,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.vllm]
 
 STARTUP_S = 900  # vLLM takes ~90 s here alone; on a busy 2-core machine much more
 QUESTION = [{"role": "user", "content": "My parcel never arrived, what can I do?"}]
-GIFT = [{"role": "user", "content": "Suggest a gift for my sister"}]
+COLD = [{"role": "user", "content": "I have a sore throat"}]
 CPUS = set(os.sched_getaffinity(0))
 
 
@@ -105,7 +105,7 @@ def test_lepton_serve_through_a_managed_vllm(tmp_path, model_path):
         registry.register(name, make_lora(model_path, tmp_path / f"lora-{name}", seed), skill=skill,
                           base_model=identity.base_model, template_hash=identity.template_hash, activate=True)
 
-    register("gifts-v1", "recommendation", seed=0)  # active before start: a --lora-modules argument
+    register("care-v0", "medical_triage", seed=0)  # active before start: a --lora-modules argument
 
     port, vllm_port = free_port(), free_port()
     log = tmp_path / "serve.log"
@@ -134,9 +134,9 @@ def test_lepton_serve_through_a_managed_vllm(tmp_path, model_path):
 
         # The assistant lists skills, never adapters; vLLM lists the start-up adapter.
         ids = {m.id for m in api.models.list().data}
-        assert "assistant" in ids and "recommendation" in ids and "gifts-v1" not in ids
+        assert "assistant" in ids and "medical_triage" in ids and "care-v0" not in ids
         served = {m["id"]: m.get("parent") for m in httpx.get(vllm_base + "/v1/models").json()["data"]}
-        assert served.get("gifts-v1") == identity.base_model
+        assert served.get("care-v0") == identity.base_model
 
         # Non-streaming and streaming chat.
         plain = api.chat.completions.create(model="customer_service", messages=QUESTION, max_tokens=12)
@@ -148,9 +148,9 @@ def test_lepton_serve_through_a_managed_vllm(tmp_path, model_path):
         assert chunks[-1].model_extra["lepton"]["skill"] == "customer_service"
 
         # A skill with an active adapter answers through it (model=<adapter> to vLLM).
-        adapted = api.chat.completions.create(model="recommendation", messages=GIFT, max_tokens=12)
-        registry.deactivate("gifts-v1")
-        unadapted = api.chat.completions.create(model="recommendation", messages=GIFT, max_tokens=12)
+        adapted = api.chat.completions.create(model="medical_triage", messages=COLD, max_tokens=12)
+        registry.deactivate("care-v0")
+        unadapted = api.chat.completions.create(model="medical_triage", messages=COLD, max_tokens=12)
         assert adapted.choices[0].message.content != unadapted.choices[0].message.content
 
         # An adapter activated while the server runs is used from the next turn, no restart.
@@ -180,7 +180,7 @@ def test_lepton_serve_through_a_managed_vllm(tmp_path, model_path):
         # The restarted vLLM got every CPU back, so it bound its model as the first one did.
         assert cpu_placement(process.pid, vllm_port) == (model_cpus, assistant_cpus)
         served = {m["id"] for m in httpx.get(vllm_base + "/v1/models").json()["data"]}
-        assert {"gifts-v1", "care-v1"} <= served
+        assert {"care-v0", "care-v1"} <= served
         again = api.chat.completions.create(model="customer_service", messages=QUESTION, max_tokens=12)
         assert again.choices[0].message.content.strip()
     finally:

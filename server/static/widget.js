@@ -12,6 +12,9 @@
  *   data-skill       model to ask (a skill name)     default "assistant" (automatic routing)
  *   data-open        "true" opens the panel on load
  *   data-max-tokens  longest answer, in tokens       default: the server's
+ *   data-user-id     the signed-in customer's id (with data-user-hash; see
+ *   data-user-hash   `lepton keys identity-secret`): skills such as recommendations
+ *                    then use that customer's history
  *
  * Everything lives in a Shadow DOM so the page's CSS and the widget's CSS cannot
  * affect each other. Model and document text is only ever inserted with
@@ -48,7 +51,9 @@
     position: attr("data-position", "bottom-right") === "bottom-left" ? "bottom-left" : "bottom-right",
     skill: attr("data-skill", "assistant"),
     open: attr("data-open", "false") === "true",
-    maxTokens: maxTokens > 0 ? maxTokens : null
+    maxTokens: maxTokens > 0 ? maxTokens : null,
+    userId: attr("data-user-id", ""),
+    userHash: attr("data-user-hash", "").toLowerCase()
   };
 
   var HANDOFF_MESSAGE = "I'd like to talk to a person";
@@ -64,7 +69,9 @@
     return new URL(path, script.src).toString();
   }
 
-  var storageKey = "lepton-widget:" + config.key + ":conversation";
+  // One stored conversation per key and signed-in customer: another customer on the
+  // same browser does not resume it.
+  var storageKey = "lepton-widget:" + config.key + ":" + (config.userHash ? config.userId + ":" : "") + "conversation";
 
   function storedConversation() {
     try { return window.localStorage.getItem(storageKey); } catch (e) { return null; }
@@ -695,6 +702,10 @@
       body.lepton = {};
       if (state.conversationId) body.lepton.conversation_id = state.conversationId;
       if (options.handoff) body.lepton.handoff = true;
+      if (config.userId && config.userHash) {
+        body.user = config.userId;
+        body.lepton.user_hash = config.userHash;
+      }
       // The visitor's language tag: the safety guard's replies name that country's emergency number.
       var locale = (navigator.languages && navigator.languages[0]) || navigator.language;
       if (typeof locale === "string" && /^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8}){0,3}$/.test(locale)) body.lepton.locale = locale;

@@ -64,7 +64,9 @@ def _read_csv(path: Path, what: str):  # noqa: ANN202
         raise RecommendDataError(f"{what} {path} does not exist")
     try:
         frame = pd.read_csv(path, dtype=str, keep_default_na=True, encoding_errors="replace")
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+    except pd.errors.EmptyDataError:
+        raise RecommendDataError(f"{what} {path} is empty") from None
+    except (pd.errors.ParserError, UnicodeDecodeError, OSError, EOFError) as exc:
         raise RecommendDataError(f"{what} {path} is not a readable CSV file: {str(exc).splitlines()[0]}") from None
     if frame.empty:
         raise RecommendDataError(f"{what} {path} has no rows")

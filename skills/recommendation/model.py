@@ -7,11 +7,13 @@ Scoring one customer works in two steps:
    purchase matrix, L2 ``EASE_LAMBDA``; the ``NEIGHBOURS`` strongest weights per
    item are kept) scores highest for their history, and the recently popular ones.
 2. **Ranking**: a LightGBM LambdaRank model over features of each (customer,
-   item) pair — how often and how long ago the customer bought it, its share of
-   the customer's orders, the EASE score and rank, the item's popularity (all
-   time and last 30 days) and how often its buyers buy it again, the cosine
-   between the item's title embedding and the customer's (the project's sentence
-   embeddings), and the customer's number of orders and days since the last one.
+   item) pair — how often (also weighted by recency, and in the last 90 days),
+   since when and how long ago the customer bought it, its share of the
+   customer's orders, the EASE score and rank, the item-kNN (co-purchase cosine)
+   score, the item's popularity (all time and last 30 days) and how often its
+   buyers buy it again, the cosine between the item's title embedding and the
+   customer's (the project's sentence embeddings), and the customer's number of
+   orders, mean days between orders and days since the last one.
    It learns from the data itself: features from everything before the last
    ``LABEL_DAYS`` days, labels from what each customer bought in those days.
 
@@ -46,9 +48,12 @@ EASE_CANDIDATES = 100
 POPULAR_CANDIDATES = 30
 RANKER = dict(n_estimators=100, learning_rate=0.03, num_leaves=15, min_child_samples=100, subsample=0.8,
               subsample_freq=1, colsample_bytree=0.8, verbose=-1, n_jobs=2)
+LABEL_WINDOWS = 1
 FEATURES = ["times_bought", "days_since_bought", "share_of_orders", "ease", "ease_rank", "log_popularity",
             "log_recent_popularity", "rebuy_rate", "orders", "days_since_last_order", "bought_before",
-            "times_x_rebuy", "content"]
+            "times_x_rebuy", "content", "knn", "days_since_first", "trend", "order_gap", "due",
+            "decayed_times", "times_last_90_days"]
+DECAY_DAYS = 60.0
 
 
 def _ease(matrix, lam: float = EASE_LAMBDA, keep: int = NEIGHBOURS):  # noqa: ANN001, ANN202
@@ -74,6 +79,27 @@ def _ease(matrix, lam: float = EASE_LAMBDA, keep: int = NEIGHBOURS):  # noqa: AN
     return sparse.csr_matrix((values[mask].astype(np.float32), (rows[mask], cols[mask])), shape=(n, n))
 
 
+def _cosine(matrix, keep: int = NEIGHBOURS):  # noqa: ANN001, ANN202
+    """Item-item cosine of co-purchases, each item's ``keep`` nearest kept (a sparse matrix)."""
+    import numpy as np
+    from scipy import sparse
+
+    co = (matrix.T @ matrix).toarray().astype(np.float32)
+    norms = np.sqrt(np.maximum(np.diag(co), 1e-9))
+    co = co / norms[:, None] / norms[None, :]
+    np.fill_diagonal(co, 0.0)
+    n = co.shape[0]
+    keep = min(keep, n - 1) if n > 1 else 0
+    if keep <= 0:
+        return sparse.csr_matrix((n, n), dtype=np.float32)
+    top = np.argpartition(-co, keep - 1, axis=0)[:keep]
+    rows = top.ravel()
+    cols = np.repeat(np.arange(n)[None, :], keep, axis=0).ravel()
+    values = co[rows, cols]
+    mask = values > 0
+    return sparse.csr_matrix((values[mask], (rows[mask], cols[mask])), shape=(n, n))
+
+
 @dataclass
 class History:
     """Purchase features as of one moment: what the ranker and the candidates read."""
@@ -89,6 +115,11 @@ class History:
     orders: dict[str, int]
     last_order: dict[str, float]  # days before ``at``
     profiles: Any  # users x dim, mean title embedding of what they bought (normalised)
+    first: Any  # csr, days since the item was first bought (+1)
+    knn: Any  # items x items cosine of co-purchases, top NEIGHBOURS per item
+    gap: dict[str, float]  # mean days between the user's orders (90 with one order)
+    decayed: Any  # csr, orders with the item weighted exp(-days ago / DECAY_DAYS)
+    last90: Any  # csr, orders with the item in the last 90 days
 
     @classmethod
     def build(cls, frame, items: dict[str, int], at, vectors) -> "History":  # noqa: ANN001
@@ -96,7 +127,8 @@ class History:
         from scipy import sparse
 
         users = {u: i for i, u in enumerate(sorted(frame["user"].unique()))}
-        pairs = frame.groupby(["user", "item"]).agg(n=("order", "nunique"), last=("time", "max")).reset_index()
+        pairs = frame.groupby(["user", "item"]).agg(n=("order", "nunique"), last=("time", "max"),
+                                                    first=("time", "min")).reset_index()
         rows = pairs["user"].map(users).to_numpy()
         cols = pairs["item"].map(items).to_numpy()
         shape = (len(users), len(items))
@@ -104,19 +136,29 @@ class History:
         times = sparse.csr_matrix((pairs["n"].to_numpy(np.float32), (rows, cols)), shape=shape)
         days = ((at - pairs["last"]).dt.total_seconds() / 86400).to_numpy(np.float32) + 1
         age = sparse.csr_matrix((days, (rows, cols)), shape=shape)
+        first_days = ((at - pairs["first"]).dt.total_seconds() / 86400).to_numpy(np.float32) + 1
+        first = sparse.csr_matrix((first_days, (rows, cols)), shape=shape)
+        lines = frame.drop_duplicates(["user", "item", "order"])
+        ago = ((at - lines["time"]).dt.total_seconds() / 86400).to_numpy(np.float32)
+        lr, lc = lines["user"].map(users).to_numpy(), lines["item"].map(items).to_numpy()
+        decayed = sparse.csr_matrix((np.exp(-ago / DECAY_DAYS), (lr, lc)), shape=shape)
+        last90 = sparse.csr_matrix(((ago <= 90).astype(np.float32), (lr, lc)), shape=shape)
         popularity = np.asarray(bought.sum(axis=0)).ravel()
         recent_pairs = frame[frame["time"] >= at - np.timedelta64(RECENT_DAYS, "D")].groupby("item")["user"].nunique()
         recent = np.zeros(len(items), np.float32)
         recent[recent_pairs.index.map(items).to_numpy()] = recent_pairs.to_numpy()
         again = np.asarray((times >= 2).sum(axis=0)).ravel()
         rebuy = again / np.maximum(popularity, 1)
-        per_user = frame.groupby("user").agg(orders=("order", "nunique"), last=("time", "max"))
+        per_user = frame.groupby("user").agg(orders=("order", "nunique"), last=("time", "max"), start=("time", "min"))
+        span = (per_user["last"] - per_user["start"]).dt.total_seconds() / 86400
+        gap = (span / (per_user["orders"] - 1).clip(lower=1)).where(per_user["orders"] > 1, 90.0)
         profiles = np.asarray(bought @ vectors) if vectors is not None else np.zeros((len(users), 1), np.float32)
         norms = np.linalg.norm(profiles, axis=1, keepdims=True)
         profiles = profiles / np.maximum(norms, 1e-9)
         return cls(users, bought, times, age, _ease(bought), popularity, recent, rebuy,
                    per_user["orders"].astype(int).to_dict(),
-                   ((at - per_user["last"]).dt.total_seconds() / 86400).to_dict(), profiles.astype(np.float32))
+                   ((at - per_user["last"]).dt.total_seconds() / 86400).to_dict(), profiles.astype(np.float32),
+                   first, _cosine(bought), gap.to_dict(), decayed, last90)
 
     def candidates(self, user: str):  # noqa: ANN201
         """Candidate item indices for a known user, and their feature rows."""
@@ -142,12 +184,19 @@ class History:
         order_of_ease = np.argsort(np.argsort(-ease[items]))
         content = (self._vectors[items] @ self.profiles[r]) if getattr(self, "_vectors", None) is not None \
             else np.zeros(len(items), np.float32)
-        return np.column_stack([
+        columns = [
             times, np.where(times > 0, age, 999.0), times / max(orders, 1), ease[items], order_of_ease,
             np.log1p(self.popularity[items]), np.log1p(self.recent[items]), self.rebuy[items],
             np.full(len(items), orders, np.float32), np.full(len(items), self.last_order[user], np.float32),
             (times > 0).astype(np.float32), times * self.rebuy[items], content,
-        ]).astype(np.float32)
+        ]
+        knn = np.asarray((self.bought[r] @ self.knn)[:, items].todense()).ravel()
+        first = np.asarray(self.first[r].todense()).ravel()[items]
+        gap = self.gap[user]
+        columns += [knn, np.where(times > 0, first, 999.0), self.recent[items] / np.maximum(self.popularity[items], 1),
+                    np.full(len(items), gap, np.float32), np.full(len(items), self.last_order[user] / max(gap, 1.0)),
+                    np.asarray(self.decayed[r].todense()).ravel()[items], np.asarray(self.last90[r].todense()).ravel()[items]]
+        return np.column_stack(columns).astype(np.float32)
 
 
 @dataclass
@@ -200,18 +249,15 @@ class Recommender:
         if user is not None and user in self.history.users:
             items, ranked = self._known(user)
             r = self.history.users[user]
-            bought = set(self.history.bought[r].indices)
+            bought = self.history.bought[r].indices
             score[items] = ranked
-            weights = self.history.weights
-            for i in items:
-                if i in bought:
-                    reason[i] = "you bought this before"
-                else:
-                    column = weights[:, i].toarray().ravel()
-                    mine = [j for j in bought if column[j] > 0]
-                    if mine:
-                        best = max(mine, key=lambda j: column[j])
-                        reason[i] = f"often bought with {self.catalog.at[self.items[best], 'title']}"
+            # the reason for a new item: the customer's item with the strongest EASE weight to it
+            links = self.history.weights[bought][:, items].toarray()
+            strongest = links.argmax(axis=0)
+            for column, i in enumerate(items):
+                if links[strongest[column], column] > 0:
+                    reason[i] = f"often bought with {self.catalog.at[self.items[bought[strongest[column]]], 'title']}"
+            reason[bought] = "you bought this before"
             # what the customer asks for now counts on top of their history
             if query_vector is not None:
                 score = np.where(np.isfinite(score), score + 2.0 * query, score)
@@ -219,6 +265,8 @@ class Recommender:
                 score[fresh] = query[fresh] * 2.0 - 1.0 + 0.1 * pop[fresh]
         else:
             score = 0.2 * pop + (query if query_vector is not None else 0)
+            if query_vector is not None:
+                reason[query > 0.2 * pop] = "matches what you asked for"
         if liked:
             like_vec = self.vectors[liked].mean(axis=0) if self.vectors is not None else None
             co = np.asarray(self.history.weights[liked].sum(axis=0)).ravel()
@@ -245,6 +293,11 @@ class Recommender:
         return [Suggestion(self.items[i], str(self.catalog.at[self.items[i], "title"]),
                            None if np.isnan(prices[i]) else round(float(prices[i]), 2), str(reason[i]),
                            round(float(score[i]), 4)) for i in order]
+
+    def describe(self, item: str, reason: str) -> Suggestion:
+        price = self.catalog.at[item, "price"]
+        return Suggestion(item, str(self.catalog.at[item, "title"]), None if price != price else round(float(price), 2),
+                          reason, 0.0)
 
     def rank_all(self, user: str):  # noqa: ANN201
         """Scores over every item for ``user`` (evaluation): candidates by the ranker, the rest last."""
@@ -285,16 +338,19 @@ def train_recommender(frame, catalog, *, data_hash: str = "", source: str = "", 
         progress(f"embedding {len(items)} item titles...")
     vectors = embed(catalog["title"].astype(str).tolist()) if embed is not None else None
     end = frame["time"].max()
-    cut = end - pd.Timedelta(days=LABEL_DAYS)
-    early = frame[frame["time"] < cut]
     ranker = None
     if progress:
         progress("learning the ranking from the last 30 days...")
-    if early["user"].nunique() >= 20:
+    rows, labels, groups = [], [], []
+    for window in range(LABEL_WINDOWS):
+        cut = end - pd.Timedelta(days=LABEL_DAYS * (window + 1))
+        early = frame[frame["time"] < cut]
+        if early["user"].nunique() < 20:
+            break
         past = History.build(early, index, cut, vectors)
         past._vectors = vectors
-        future = frame[frame["time"] >= cut].groupby("user")["item"].apply(lambda s: {index[i] for i in s})
-        rows, labels, groups = [], [], []
+        later = frame[(frame["time"] >= cut) & (frame["time"] < cut + pd.Timedelta(days=LABEL_DAYS))]
+        future = later.groupby("user")["item"].apply(lambda s: {index[i] for i in s})
         for user, bought in future.items():
             if user not in past.users:
                 continue
@@ -304,8 +360,8 @@ def train_recommender(frame, catalog, *, data_hash: str = "", source: str = "", 
                 rows.append(feats)
                 labels.append(y)
                 groups.append(len(cand))
-        if len(groups) >= 10:
-            ranker = lgb.LGBMRanker(**RANKER).fit(np.vstack(rows), np.concatenate(labels), group=groups)
+    if len(groups) >= 10:
+        ranker = lgb.LGBMRanker(**RANKER).fit(np.vstack(rows), np.concatenate(labels), group=groups)
     if ranker is None:  # too little history to learn from: times bought, then popularity
         ranker = _FallbackRanker()
     now = end + pd.Timedelta(seconds=1)
@@ -353,6 +409,12 @@ def _metrics(ranked: dict[str, Any], targets: dict[str, set[int]], seen: dict[st
     return {"hr@10": round(hr / n, 4), "recall@10": round(recall / n, 4), "ndcg@10": round(ndcg / n, 4)}
 
 
+def _percentiles(ms: list[float]) -> dict[str, float]:
+    import numpy as np
+
+    return {"p50": round(float(np.median(ms)), 2), "p95": round(float(np.percentile(ms, 95)), 2)}
+
+
 def evaluate(frame, catalog, split, *, embed=_embed, progress=None) -> dict[str, Any]:  # noqa: ANN001
     """Train on interactions before ``split``; for each user active on both sides, rank
     every item and compare the top 10 with what they bought from ``split`` on."""
@@ -379,6 +441,11 @@ def evaluate(frame, catalog, split, *, embed=_embed, progress=None) -> dict[str,
         t = time.perf_counter()
         ours[user] = model.rank_all(user)
         latencies.append((time.perf_counter() - t) * 1000)
+    served = []  # what a conversation or the JSON action runs: top 5 with their reasons
+    for user in list(targets)[:300]:
+        t = time.perf_counter()
+        model.recommend(user, k=5)
+        served.append((time.perf_counter() - t) * 1000)
     pop = h.popularity.astype(np.float64)
     popularity = {u: pop for u in targets}
     repeat = {u: np.asarray(h.times[h.users[u]].todense()).ravel() + 1e-3 * pop / max(pop.max(), 1) for u in targets}
@@ -389,8 +456,7 @@ def evaluate(frame, catalog, split, *, embed=_embed, progress=None) -> dict[str,
     item_knn = {u: np.asarray((h.bought[h.users[u]] @ co).todense()).ravel() + 1e-6 * pop for u in targets}
     report: dict[str, Any] = {"split_date": str(split.date()), "test_users": len(targets),
                               "items": len(model.items), "train_seconds": round(train_seconds, 2),
-                              "rank_all_ms": {"p50": round(float(np.median(latencies)), 2),
-                                              "p95": round(float(np.percentile(latencies, 95)), 2)}}
+                              "rank_all_ms": _percentiles(latencies), "recommend_ms": _percentiles(served)}
     for new in (False, True):
         suffix = "_new" if new else ""
         for key, value in _metrics(ours, targets, seen, new).items():

@@ -159,6 +159,29 @@ def test_cli_creates_lists_and_revokes_widget_keys(settings):
     assert again.exit_code == 1 and "no active widget key" in again.output
 
 
+def test_identity_secret_signs_user_ids_per_tenant_and_rotates(settings, keys):
+    from server.keys import Caller, user_hash
+
+    printed = run_keys(settings, "identity-secret", "--tenant", "acme")
+    assert printed.exit_code == 0, printed.output
+    secret = printed.output.strip()
+    assert secret.startswith("is_") and run_keys(settings, "identity-secret", "--tenant", "acme").output.strip() == secret
+    assert keys.signed_user("acme", "cust-1", user_hash(secret, "cust-1"))
+    assert not keys.signed_user("acme", "cust-2", user_hash(secret, "cust-1"))  # another customer's hash
+    assert not keys.signed_user("other", "cust-1", user_hash(secret, "cust-1"))  # a tenant without a secret
+
+    widget = Caller("acme", key=keys.create("acme", ["https://shop.example"]), keys=keys)
+    assert widget.trusts_user("cust-1", user_hash(secret, "cust-1"))
+    assert not widget.trusts_user("cust-1", None)  # unsigned: the page's claim is not believed
+    assert Caller("acme").trusts_user("cust-1", None)  # the integrator's server
+    with pytest.raises(ApiError) as forged:
+        widget.trusts_user("cust-2", user_hash(secret, "cust-1"))
+    assert forged.value.status == 403 and "does not match this user" in forged.value.message
+
+    rotated = run_keys(settings, "identity-secret", "--tenant", "acme", "--rotate").output.strip()
+    assert rotated != secret and not keys.signed_user("acme", "cust-1", user_hash(secret, "cust-1"))
+
+
 def test_cli_default_snippet_points_at_the_configured_server(settings):
     result = run_keys(settings.model_copy(update={"port": 9000}), "create-widget", "--tenant", "t",
                       "--origin", "http://localhost:3000")
