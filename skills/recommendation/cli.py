@@ -88,7 +88,7 @@ Example: lepton recommend train --interactions online_retail.csv.gz --json
         env = skill.cli_env()
         if not as_json:
             click.echo(_dropped(cleaned.report), err=True)
-        model = train_recommender(cleaned.frame, catalog, data_hash=_frame_hash(cleaned.frame),
+        model = train_recommender(cleaned.frame, catalog, data_hash=_frame_hash(cleaned.frame), source=cleaned.source,
                                   progress=None if as_json else (lambda m: click.echo(m, err=True)))
         model.card["cleaning"] = cleaned.report
         path = skill.store(env, tenant or env.default_tenant).save(model)

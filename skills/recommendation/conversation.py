@@ -7,7 +7,7 @@ Constraints are kept in the skill's state across turns and changed by what a mes
 - "cheaper" (than the item referred to, or than the middle price of what was just shown);
 - "not that one" / "not the second" leaves an item out from then on;
 - "the second one" (or "the last one") shows that item; "more like the first one",
-  "something like the second but cheaper" asks for similar items;
+  "something like the second but cheaper" asks for similar items, until a new request;
 - anything else with words of its own is what the shopper is looking for now;
   "start again" forgets everything.
 """
@@ -44,7 +44,9 @@ FILLER = {"a", "an", "the", "some", "any", "for", "me", "my", "i", "i'm", "im", 
           "else", "instead", "pounds", "pound", "under", "below", "over", "above", "less", "than", "up",
           "cheaper", "like", "similar", "not", "no", "price", "any", "about", "tell", "which", "how", "much",
           "there", "on", "at", "most", "least", "between", "maybe", "else?", "thanks", "ok", "okay", "yes", "hmm",
-          "buy", "get", "should", "next", "money", "budget", "£"} | set(ORDINALS)
+          "buy", "get", "should", "next", "money", "budget", "£",
+          # asking for a gift says nothing about the item (a gift shop's whole catalogue is gifts)
+          "gift", "gifts", "present", "presents", "ideas", "someone", "who", "loves", "likes"} | set(ORDINALS)
 
 
 @dataclass
@@ -92,7 +94,7 @@ def parse_request(text: str, state: Mapping[str, Any], model: Any) -> Request:
         state = {}
     shown = list(state.get("shown", []))
     request = Request(query=state.get("query"), max_price=state.get("max_price"), min_price=state.get("min_price"),
-                      exclude=list(state.get("exclude", [])), like=[], focus=None)
+                      exclude=list(state.get("exclude", [])), like=list(state.get("like", [])), focus=None)
     previous_focus = state.get("focus")
     referred = _referred(text, shown, previous_focus)
     price_of = lambda item: model.catalog.at[item, "price"] if item in model.index else None  # noqa: E731
@@ -120,14 +122,21 @@ def parse_request(text: str, state: Mapping[str, Any], model: Any) -> Request:
         prices = sorted(float(p) for p in base if p is not None and p == p)
         if prices:
             request.max_price = round(prices[(len(prices) - 1) // 2] - 0.01, 2)
+    liked_now = True
     if referred is not None and (LIKE.search(text) or CHEAPER.search(text)):
         request.like = [referred]
     elif MORE.search(text) and previous_focus:
         request.like = [previous_focus]
-    # words of its own: what the shopper is looking for now
-    words = [w for w in re.findall(r"[a-z']+", text.lower()) if w not in FILLER and len(w) > 1]
-    if words and not request.like:
-        request.query = text
+    else:
+        liked_now = False
+    # words of its own: what the shopper is looking for now (only they are embedded, so
+    # "under 20 pounds" or "gift ideas" do not pull in items with those words in the title);
+    # a new request also ends "like X" from earlier turns
+    words = [w for w in re.findall(r"[a-z']+", RESTART.sub(" ", text).lower()) if w not in FILLER and len(w) > 1]
+    if words and not liked_now:
+        request.query = " ".join(words)
+        request.like = []
+    request.like = [item for item in request.like if item not in request.exclude]
     if referred is not None and not request.like and not words and not CHEAPER.search(text) \
             and not MAX_PRICE.search(text) and not NOT.search(text):
         request.focus, request.wants_more = referred, False
@@ -136,6 +145,10 @@ def parse_request(text: str, state: Mapping[str, Any], model: Any) -> Request:
 
 def _money(currency: str, price: float | None) -> str:
     return "price not listed" if price is None else f"{currency}{price:,.2f}"
+
+
+#: A shouted title inside a reason ("often bought with 6 GIFT TAGS 50'S CHRISTMAS").
+SHOUTED = re.compile(r"[A-Z0-9][A-Z0-9 ,.&/'-]{3,}[A-Z0-9]")
 
 
 def _title(title: str) -> str:
@@ -170,7 +183,7 @@ def render(request: Request, suggestions: Sequence[Any], model: Any, currency: s
     intro = "Here are some ideas from our catalogue" + (f", {', '.join(l for l in limits if l)}" if limits else "") + ":"
     lines = [head + intro]
     lines += [f"{n}. {_title(s.title)} — {_money(currency, s.price)} "
-              f"({re.sub(r'[A-Z][A-Z0-9 ,.&/-]{3,}[A-Z0-9]', lambda m: _title(m.group(0)), s.reason)})"
+              f"({SHOUTED.sub(lambda m: _title(m.group(0)), s.reason)})"
               for n, s in enumerate(suggestions, start=1)]
     lines.append("Say \"the second one\" to look at one, \"not that one\", \"cheaper\", or \"more like the first one\".")
     return "\n".join(lines)

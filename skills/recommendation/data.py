@@ -55,6 +55,7 @@ class Cleaned:
     #: Columns user, item, time, quantity, price, order, title (strings for ids).
     frame: Any
     report: dict[str, int] = field(default_factory=dict)
+    source: str = ""  # the file it was read from
 
 
 def _read_csv(path: Path, what: str):  # noqa: ANN202
@@ -122,7 +123,7 @@ def load_interactions(path: Path, columns: Columns = Columns(), exclude_codes: s
                                  ", ".join(f"{k} {v}" for k, v in report.items() if k not in ("rows", "kept") and v))
     report["users"] = int(frame["user"].nunique())
     report["items"] = int(frame["item"].nunique())
-    return Cleaned(frame.reset_index(drop=True), report)
+    return Cleaned(frame.reset_index(drop=True), report, str(path))
 
 
 def derive_catalog(frame) -> Any:  # noqa: ANN001

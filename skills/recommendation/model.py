@@ -274,7 +274,7 @@ class Recommender:
             boost = sim + (co / co.max() if co.max() > 0 else 0)
             score = np.where(np.isfinite(score), score, 0) + 2.0 * boost
             name = self.catalog.at[self.items[liked[0]], "title"]
-            strong = boost > np.percentile(boost, 99)
+            strong = boost >= 0.6 * boost.max()  # the items the likeness put near the top
             reason[strong] = f"similar to {name}"
         prices = self.catalog["price"].reindex(self.items).to_numpy(dtype=float)
         allowed = np.ones(n, bool)

@@ -76,6 +76,7 @@ def test_train_and_eval_through_the_cli(tmp_path):
     assert trained.exit_code == 0, trained.output
     card = json.loads(trained.output.strip().splitlines()[-1])
     assert card["cleaning"]["cancellations"] > 0 and (_store_dir(tmp_path) / "recommender" / "model.pkl").is_file()
+    assert card["source"] == str(SLICE) and len(card["data_sha256"]) == 64
     evaluated = _cli(tmp_path, "eval", "recommend", "--interactions", str(SLICE), "--split-date", "2011-11-09", "--json")
     assert evaluated.exit_code == 0, evaluated.output
     report = json.loads(evaluated.output.strip().splitlines()[-1])
@@ -84,6 +85,7 @@ def test_train_and_eval_through_the_cli(tmp_path):
     assert set(report["baselines"]) == {"popularity", "repeat", "item_knn"}
     assert all(keys == set(b) for b in report["baselines"].values())
     assert all(0 <= report[k] <= 1 for k in keys)
+    assert 0 < report["recommend_ms"]["p50"] <= report["recommend_ms"]["p95"]
     late = _cli(tmp_path, "eval", "recommend", "--interactions", str(SLICE), "--split-date", "2030-01-01")
     assert late.exit_code == 1 and "leaves no interactions on one side" in late.output
 
@@ -121,11 +123,23 @@ def test_constraints_hold_across_turns(harness, model):
     after = harness.send("not the first one")
     assert dropped not in {i["id"] for i in after.reply.extras["recommendations"]}
     assert "Leaving out" in after.said
+    # still the list "like" the second item: refining it does not lose what it was like
+    assert after.reply.extras["recommendation_constraints"]["like"] == [items[1]["id"]]
     later = harness.send("any price")
     assert dropped not in {i["id"] for i in later.reply.extras["recommendations"]}  # still left out
     assert later.reply.extras["recommendation_constraints"].get("max_price") is None
     fresh = harness.send("start again, a candle")
-    assert fresh.reply.extras["recommendation_constraints"].get("exclude") is None
+    constraints = fresh.reply.extras["recommendation_constraints"]
+    assert constraints.get("exclude") is None and constraints.get("like") is None
+    assert constraints["query"] == "candle"  # only the words that describe an item are searched for
+
+
+def test_asking_for_gift_ideas_is_not_a_search_for_gift_tags(harness):
+    turn = harness.send("Gift ideas under 20 pounds?")
+    assert "query" not in turn.reply.extras["recommendation_constraints"]
+    assert not any("GIFT" in i["title"].upper() for i in turn.reply.extras["recommendations"])
+    gardener = harness.send("a gift for a gardener")
+    assert gardener.reply.extras["recommendation_constraints"]["query"] == "gardener"
 
 
 def test_something_like_the_second_but_cheaper(harness):
