@@ -5,6 +5,7 @@ from another origin, talking to a real server answered by the real model."""
 from __future__ import annotations
 
 import math
+import re
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -451,6 +452,61 @@ def test_demo_page_hands_off_to_a_person_and_shows_their_replies(browser, live):
     expect(widget.get_by_role("status")).to_have_text("You are back with the assistant.", timeout=15_000)
     expect(widget.get_by_role("button", name="Talk to a person")).to_be_visible()
     context.close()
+
+
+SIGNED_IN_PAGE = """<!doctype html><html><head><title>Shop</title></head><body><h1>Welcome back</h1>
+<script src="{server}/widget.js" data-key="{key}" data-title="Shop help" data-skill="recommendation"
+        data-user-id="{user}" data-user-hash="{hash}" async></script>
+</body></html>
+"""
+
+
+def test_a_signed_in_customer_gets_recommendations_from_their_history_in_the_widget(browser, live, keys, assistant):
+    from playwright.sync_api import expect
+
+    from server.keys import user_hash
+    from skills.recommendation import DATA
+    from skills.recommendation.data import derive_catalog, load_interactions
+    from skills.recommendation.model import ModelStore, train_recommender
+
+    cleaned = load_interactions(DATA / "online_retail_slice.csv.gz")
+    model = train_recommender(cleaned.frame, derive_catalog(cleaned.frame))
+    ModelStore(assistant.envs["recommendation"].tenant_dir("acme")).save(model)
+    customer = max(model.history.users, key=lambda u: model.history.orders[u])
+    shop = HostPages()
+    try:
+        key = keys.create("acme", [shop.origin]).key
+        secret = keys.identity_secret("acme")
+        page_for = lambda signature: SIGNED_IN_PAGE.format(server=live.base_url, key=key, user=customer,  # noqa: E731
+                                                           hash=signature)
+        shop.pages["/signed"] = page_for(user_hash(secret, customer))
+        shop.pages["/forged"] = page_for(user_hash("is_guessed", customer))
+        context = browser.new_context(viewport={"width": 1280, "height": 800})
+        page = context.new_page()
+        page.goto(shop.origin + "/signed")
+        widget = page.locator("lepton-chat-widget")
+        widget.get_by_role("button", name="Open chat: Shop help").click()
+        textbox = widget.get_by_role("textbox", name="Your message")
+        textbox.fill("Gift ideas under 20 pounds?")
+        textbox.press("Enter")
+        answer = widget.locator(".msg-assistant .bubble").last
+        expect(answer).to_contain_text("Here are some ideas from our catalogue, up to £20.00", timeout=60_000)
+        # A numbered list of titles with prices, and reasons from this customer's own purchases.
+        items = [li.text_content() for li in answer.locator("ol > li").all()]
+        assert len(items) == 5 and all(re.search(r".+ — £\d+\.\d\d \(.+\)$", i) for i in items), items
+        assert any("you bought this before" in i or "often bought with" in i for i in items), items
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "widget-recommendations.png"))
+
+        # A page that signs the id with anything but the tenant's secret gets a clear refusal.
+        page.goto(shop.origin + "/forged")
+        widget.get_by_role("button", name="Open chat: Shop help").click()
+        textbox.fill("Gift ideas under 20 pounds?")
+        textbox.press("Enter")
+        expect(widget.get_by_role("alert")).to_contain_text("does not match this user", timeout=60_000)
+        context.close()
+    finally:
+        shop.close()
 
 
 # A third-party skill, installed the way pip lays one out, whose answer carries hostile
