@@ -221,8 +221,9 @@ class SkillContext:
     #: The collection ``retrieve`` searches when none is named (the skill's ``collection``).
     collection: str | None = None
     #: The end user as the integrator's server names them (the request's OpenAI ``user``
-    #: field), or None. Only server keys and keyless calls can set it: a widget's
-    #: ``user`` is not passed on, since anyone can write one into a public page.
+    #: field), or None. Keyless calls set it; a widget's ``user`` only with the hash the
+    #: shop's server signed it with (``lepton.user_hash``), since anyone can write an id
+    #: into a public page.
     user_id: str | None = None
 
     @property

@@ -80,7 +80,6 @@ class RecommendationSkill(Skill):
         """Options: ``currency`` (text before prices, default "£"), ``shown`` (items per reply, 1-10)."""
         super().setup(env)
         self._stores: dict[str, ModelStore] = {}
-        self._encoder = None
         self.currency = str(env.options.get("currency", "£"))
         self.shown = env.options.get("shown", SHOWN)
         if not isinstance(self.shown, int) or not 1 <= self.shown <= 10:
@@ -94,11 +93,9 @@ class RecommendationSkill(Skill):
 
     def embed(self, text: str):  # noqa: ANN201
         """The text's normalised sentence embedding (the model the titles were embedded with)."""
-        if self._encoder is None:
-            from retrieval.embeddings import load_encoder
+        from retrieval.embeddings import load_encoder  # one encoder per process, loaded on first use
 
-            self._encoder = load_encoder()
-        return self._encoder.encode([text], normalize_embeddings=True, show_progress_bar=False)[0]
+        return load_encoder().encode([text], normalize_embeddings=True, show_progress_bar=False)[0]
 
     def respond(self, ctx: SkillContext) -> SkillReply:
         model = self.store(ctx.env, ctx.tenant_id).load()
@@ -107,7 +104,7 @@ class RecommendationSkill(Skill):
             return SkillReply(NO_MODEL_REPLY, {"recommendations": []}, declined=True, state={})
         state = dict(ctx.state) if ctx.state.get("model") == model.version else {}
         request = parse_request(ctx.user_message, state, model)
-        suggestions = self.suggest(model, request, ctx.user_id)
+        suggestions = self.suggest(self.store(ctx.env, ctx.tenant_id), model, request, ctx.user_id)
         text = render(request, suggestions, model, self.currency)
         ctx.say(text)
         shown = [s.item for s in suggestions]
@@ -115,11 +112,18 @@ class RecommendationSkill(Skill):
         return SkillReply(text, {"recommendations": [_entry(s) for s in suggestions],
                                  "recommendation_constraints": request.constraints()}, state=new_state)
 
-    def suggest(self, model: Recommender, request: Request, user: str | None) -> list:
+    def search(self, store: ModelStore, model: Recommender, query: str | None, max_price: float | None,
+               min_price: float | None) -> dict[str, float] | None:
+        """The catalogue items the vector store finds for ``query`` within the price limits."""
+        if not query:
+            return None
+        return store.catalog(model).search(self.embed(query), max_price=max_price, min_price=min_price)
+
+    def suggest(self, store: ModelStore, model: Recommender, request: Request, user: str | None) -> list:
         if request.focus is not None and not request.wants_more:
             return [model.describe(request.focus, "you picked it")]
-        vector = self.embed(request.query) if request.query else None
-        return model.recommend(user, k=self.shown, query_vector=vector, like=request.like, exclude=request.exclude,
+        matches = self.search(store, model, request.query, request.max_price, request.min_price)
+        return model.recommend(user, k=self.shown, matches=matches, like=request.like, exclude=request.exclude,
                                max_price=request.max_price, min_price=request.min_price)
 
     # -- integrators' JSON -----------------------------------------------------------
@@ -128,14 +132,15 @@ class RecommendationSkill(Skill):
                             "Catalogue items for a customer and/or a described need, within price limits.")]
 
     def _recommend_action(self, call: ActionCall, body: "RecommendInput") -> "RecommendOutput":
-        model = self.store(call.env, call.tenant_id).load()
+        store = self.store(call.env, call.tenant_id)
+        model = store.load()
         if model is None:
             raise ValueError("this tenant has no recommender; train one with `lepton recommend train`")
         unknown = sorted(set(body.like) - set(model.index))
         if unknown:
             raise ValueError(f"items not in the catalogue: {', '.join(unknown[:10])}")
-        vector = self.embed(body.query) if body.query else None
-        found = model.recommend(body.user, k=body.k, query_vector=vector, like=body.like, exclude=body.exclude,
+        matches = self.search(store, model, body.query, body.max_price, body.min_price)
+        found = model.recommend(body.user, k=body.k, matches=matches, like=body.like, exclude=body.exclude,
                                 max_price=body.max_price, min_price=body.min_price)
         return RecommendOutput(model=model.version, known_user=body.user in model.history.users if body.user else False,
                                recommendations=[Item(**_entry(s)) for s in found])

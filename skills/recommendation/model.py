@@ -34,7 +34,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from ..util import file_hash
 
@@ -227,17 +227,14 @@ class Recommender:
         items, feats = self.history.candidates(user)
         return items, self.ranker.predict(feats)
 
-    def _content(self, vector):  # noqa: ANN001, ANN202
-        import numpy as np
+    def recommend(self, user: str | None = None, *, k: int = 5,  # noqa: C901
+                  matches: Mapping[str, float] | None = None, like: Sequence[str] = (), exclude: Sequence[str] = (),
+                  max_price: float | None = None, min_price: float | None = None,
+                  keyword: str | None = None) -> list[Suggestion]:
+        """Up to ``k`` catalogue items for ``user`` (or an unknown customer), best first.
 
-        if vector is None or self.vectors is None:
-            return np.zeros(len(self.items), np.float32)
-        return self.vectors @ np.asarray(vector, np.float32)
-
-    def recommend(self, user: str | None = None, *, k: int = 5, query_vector=None,  # noqa: ANN001, C901
-                  like: Sequence[str] = (), exclude: Sequence[str] = (), max_price: float | None = None,
-                  min_price: float | None = None, keyword: str | None = None) -> list[Suggestion]:
-        """Up to ``k`` catalogue items for ``user`` (or an unknown customer), best first."""
+        ``matches`` are the items a search of the catalogue found for what the shopper
+        asked for, with their similarity (:class:`.catalog_index.CatalogIndex`)."""
         import numpy as np
 
         n = len(self.items)
@@ -245,7 +242,10 @@ class Recommender:
         reason = np.array(["popular with customers"] * n, dtype=object)
         pop = np.log1p(self.history.popularity) / max(np.log1p(self.history.popularity).max(), 1e-9)
         liked = [self.index[i] for i in like if i in self.index]
-        query = self._content(query_vector)
+        query = np.zeros(n, np.float64)
+        for item, similarity in (matches or {}).items():
+            if item in self.index:
+                query[self.index[item]] = similarity
         if user is not None and user in self.history.users:
             items, ranked = self._known(user)
             r = self.history.users[user]
@@ -259,13 +259,13 @@ class Recommender:
                     reason[i] = f"often bought with {self.catalog.at[self.items[bought[strongest[column]]], 'title']}"
             reason[bought] = "you bought this before"
             # what the customer asks for now counts on top of their history
-            if query_vector is not None:
+            if matches is not None:
                 score = np.where(np.isfinite(score), score + 2.0 * query, score)
                 fresh = ~np.isfinite(score)
                 score[fresh] = query[fresh] * 2.0 - 1.0 + 0.1 * pop[fresh]
         else:
-            score = 0.2 * pop + (query if query_vector is not None else 0)
-            if query_vector is not None:
+            score = 0.2 * pop + query
+            if matches is not None:
                 reason[query > 0.2 * pop] = "matches what you asked for"
         if liked:
             like_vec = self.vectors[liked].mean(axis=0) if self.vectors is not None else None
@@ -475,15 +475,51 @@ def evaluate(frame, catalog, split, *, embed=_embed, progress=None) -> dict[str,
 
 # -- the tenant's models ------------------------------------------------------------------
 class ModelStore:
-    """A tenant's recommender: ``<tenant dir>/recommender/{model.pkl,card.json}``, replaced atomically."""
+    """A tenant's recommender: ``<tenant dir>/recommender/{model.pkl,card.json}``, replaced atomically,
+    and its catalogue collection, ``<tenant dir>/catalog-index/<model version>/`` (Chroma)."""
 
     def __init__(self, folder: Path):
         self.folder = folder
         self.path = folder / "recommender"
+        self.index_root = folder / "catalog-index"
         self._cache: tuple[int, Recommender] | None = None
+        self._index = None
+
+    def catalog(self, model: Recommender):  # noqa: ANN201 - CatalogIndex
+        """The model's catalogue collection in the vector store, written first if it is missing."""
+        from .catalog_index import CatalogIndex
+
+        folder = self.index_root / model.version
+        if self._index is not None and self._index.folder == folder:
+            return self._index
+        if not (folder / "chroma.sqlite3").is_file():
+            self._write_index(model)
+        self._index = CatalogIndex(folder)
+        return self._index
+
+    def _write_index(self, model: Recommender) -> None:
+        import numpy as np
+
+        from .catalog_index import CatalogIndex
+
+        folder = self.index_root / model.version
+        if (folder / "chroma.sqlite3").is_file():
+            return
+        vectors = model.vectors if model.vectors is not None else _embed(model.catalog["title"].astype(str).tolist())
+        prices = model.catalog["price"].reindex(model.items).to_numpy(dtype=float)
+        staging = Path(tempfile.mkdtemp(prefix=".writing-", dir=self.index_root))
+        try:
+            CatalogIndex.build(staging, model.items, model.catalog["title"].reindex(model.items).tolist(),
+                               [None if np.isnan(p) else float(p) for p in prices], vectors)
+            os.rename(staging, folder)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
 
     def save(self, model: Recommender) -> Path:
         self.folder.mkdir(parents=True, exist_ok=True)
+        self.index_root.mkdir(parents=True, exist_ok=True)
+        self._write_index(model)  # before the model, so a loaded model always finds its catalogue
         staging = Path(tempfile.mkdtemp(prefix=".saving-", dir=self.folder))
         try:
             with (staging / "model.pkl").open("wb") as fh:
@@ -499,7 +535,16 @@ class ModelStore:
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
+        self._prune_indexes(keep=model.version)
         return self.path
+
+    def _prune_indexes(self, keep: str) -> None:
+        """Drop catalogue collections of replaced models, but the newest other one: a server
+        may still answer from the previous model until its next message."""
+        others = sorted((p for p in self.index_root.iterdir() if p.is_dir() and p.name not in (keep,)
+                         and not p.name.startswith(".")), key=lambda p: p.stat().st_mtime)
+        for stale in others[:-1]:
+            shutil.rmtree(stale, ignore_errors=True)
 
     def load(self) -> Recommender | None:
         file = self.path / "model.pkl"

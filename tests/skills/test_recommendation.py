@@ -44,6 +44,33 @@ def test_training_learns_a_ranker_and_keeps_to_the_catalogue(model, cleaned):
     assert all(s.title and s.reason for s in found)
 
 
+def test_the_catalogue_is_searched_in_the_vector_store_within_the_price_limits(tmp_path, model):
+    store = ModelStore(tmp_path)
+    store.save(model)
+    index = store.catalog(model)
+    assert index.folder == tmp_path / "catalog-index" / model.version
+    assert index.collection.count() == len(model.items)
+    vector = skill.embed("a lantern")
+    found = index.search(vector, max_price=3)
+    assert found and set(found) <= set(model.items)
+    assert all(model.catalog.at[item, "price"] <= 3 for item in found)
+    anywhere = index.search(vector)
+    assert "LANTERN" in model.catalog.at[max(anywhere, key=anywhere.get), "title"].upper()
+    between = index.search(vector, min_price=2, max_price=3)
+    assert all(2 <= model.catalog.at[item, "price"] <= 3 for item in between)
+    # A retrained model gets its own collection; only the one before it is kept besides.
+    import copy
+
+    versions = [model.version]
+    for n in (2, 3):
+        retrained = copy.copy(model)
+        retrained.version = f"{model.version}-{n}"
+        store.save(retrained)
+        versions.append(retrained.version)
+    assert sorted(p.name for p in (tmp_path / "catalog-index").iterdir()) == sorted(versions[1:])
+    assert store.catalog(store.load()).folder.name == versions[-1]
+
+
 def _cli(tmp_path: Path, *args: str):
     from assistant.cli import cli
 
