@@ -253,6 +253,7 @@ def make_skill_node(skill: Skill) -> Callable[..., dict]:
             max_history=turn.max_history,
             collection=skill.collection,
             user_id=turn.user_id,
+            emergency_number=turn.safety_contacts.get("emergency_number", "your local emergency number"),
         )
         reply = skill.respond(ctx)
         if not said:  # a skill that returned its text instead of streaming it

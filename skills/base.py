@@ -225,6 +225,9 @@ class SkillContext:
     #: shop's server signed it with (``lepton.user_hash``), since anyone can write an id
     #: into a public page.
     user_id: str | None = None
+    #: What to call in an emergency where the user is (from their locale and the tenant's
+    #: ``safety_contacts``), e.g. "999 (or 112)".
+    emergency_number: str = "your local emergency number"
 
     @property
     def user_message(self) -> str:

@@ -66,12 +66,14 @@ class SkillHarness:
         tenant_id: str = "default",
         conversation_id: str = "conv_test",
         user_id: str | None = None,
+        emergency_number: str = "999",
     ):
         self.skill = skill.fresh()
         self.model = model or ScriptedModel()
         self.tenant_id = tenant_id
         self.conversation_id = conversation_id
         self.user_id = user_id
+        self.emergency_number = emergency_number
         self.messages: list[dict[str, str]] = []
         self.state: dict[str, Any] = {}
         self.audited: list[Decision] = []
@@ -106,6 +108,7 @@ class SkillHarness:
             state=dict(self.state),
             collection=self.skill.collection,
             user_id=self.user_id,
+            emergency_number=self.emergency_number,
         )
         reply = self.skill.respond(ctx)
         if not said and reply.text:

@@ -29,7 +29,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.vllm]
 
 STARTUP_S = 900  # vLLM takes ~90 s here alone; on a busy 2-core machine much more
 QUESTION = [{"role": "user", "content": "My parcel never arrived, what can I do?"}]
-COLD = [{"role": "user", "content": "I have a sore throat"}]
 CPUS = set(os.sched_getaffinity(0))
 
 
@@ -105,7 +104,7 @@ def test_lepton_serve_through_a_managed_vllm(tmp_path, model_path):
         registry.register(name, make_lora(model_path, tmp_path / f"lora-{name}", seed), skill=skill,
                           base_model=identity.base_model, template_hash=identity.template_hash, activate=True)
 
-    register("care-v0", "medical_triage", seed=0)  # active before start: a --lora-modules argument
+    register("care-v0", "customer_service", seed=0)  # active before start: a --lora-modules argument
 
     port, vllm_port = free_port(), free_port()
     log = tmp_path / "serve.log"
@@ -134,24 +133,24 @@ def test_lepton_serve_through_a_managed_vllm(tmp_path, model_path):
 
         # The assistant lists skills, never adapters; vLLM lists the start-up adapter.
         ids = {m.id for m in api.models.list().data}
-        assert "assistant" in ids and "medical_triage" in ids and "care-v0" not in ids
+        assert "assistant" in ids and "customer_service" in ids and "care-v0" not in ids
         served = {m["id"]: m.get("parent") for m in httpx.get(vllm_base + "/v1/models").json()["data"]}
         assert served.get("care-v0") == identity.base_model
 
-        # Non-streaming and streaming chat.
+        # Non-streaming and streaming chat, through the start-up adapter (model=<adapter> to vLLM).
         plain = api.chat.completions.create(model="customer_service", messages=QUESTION, max_tokens=12)
-        base_answer = plain.choices[0].message.content
-        assert base_answer.strip() and plain.usage.completion_tokens > 0
+        adapted_answer = plain.choices[0].message.content
+        assert adapted_answer.strip() and plain.usage.completion_tokens > 0
         conversation = plain.model_extra["lepton"]["conversation_id"]
         chunks = list(api.chat.completions.create(model="assistant", messages=QUESTION, max_tokens=12, stream=True))
         assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices).strip()
         assert chunks[-1].model_extra["lepton"]["skill"] == "customer_service"
 
-        # A skill with an active adapter answers through it (model=<adapter> to vLLM).
-        adapted = api.chat.completions.create(model="medical_triage", messages=COLD, max_tokens=12)
+        # Without its adapter the skill answers from the base model, and differently.
         registry.deactivate("care-v0")
-        unadapted = api.chat.completions.create(model="medical_triage", messages=COLD, max_tokens=12)
-        assert adapted.choices[0].message.content != unadapted.choices[0].message.content
+        unadapted = api.chat.completions.create(model="customer_service", messages=QUESTION, max_tokens=12)
+        base_answer = unadapted.choices[0].message.content
+        assert base_answer != adapted_answer
 
         # An adapter activated while the server runs is used from the next turn, no restart.
         register("care-v1", "customer_service", seed=1)

@@ -12,7 +12,7 @@ import pytest
 from assistant import Assistant
 from assistant.adapters import AdapterError, AdapterRegistry, chat_template_hash, model_identity
 
-PROMPT = [{"role": "user", "content": "I have a sore throat"}]
+PROMPT = [{"role": "user", "content": "My parcel never arrived"}]
 
 
 @pytest.fixture(scope="module")
@@ -43,13 +43,13 @@ def lora_dir(model_path, tmp_path_factory) -> Path:
 
 def register(registry: AdapterRegistry, lora_dir: Path, model_path: str, name: str = "gifts-v1", **overrides):
     identity = model_identity(model_path)
-    fields = dict(skill="medical_triage", base_model=identity.base_model, template_hash=identity.template_hash)
+    fields = dict(skill="customer_service", base_model=identity.base_model, template_hash=identity.template_hash)
     fields.update(overrides)
     return registry.register(name, lora_dir, **fields)
 
 
 def answer(assistant: Assistant) -> str:
-    return assistant.run_turn(assistant.start_turn(PROMPT, model="medical_triage")).reply
+    return assistant.run_turn(assistant.start_turn(PROMPT, model="customer_service")).reply
 
 
 def test_registry_records_activation_and_manifest(tmp_path, lora_dir, model_path):
@@ -57,17 +57,17 @@ def test_registry_records_activation_and_manifest(tmp_path, lora_dir, model_path
     record = register(registry, lora_dir, model_path, dataset_hash="abc", metrics={"eval_loss": 1.5})
     assert (record.path / "adapter_config.json").is_file()
     assert record.template_hash == chat_template_hash(model_path) is not None
-    assert not record.active and registry.active_for("medical_triage") is None
+    assert not record.active and registry.active_for("customer_service") is None
 
     registry.activate("gifts-v1")
-    assert registry.active_for("medical_triage").name == "gifts-v1"
+    assert registry.active_for("customer_service").name == "gifts-v1"
     assert [r.name for r in registry.active()] == ["gifts-v1"]
     # A second adapter of the same skill replaces the first when activated.
     register(registry, lora_dir, model_path, name="gifts-v2", activate=True)
-    assert registry.active_for("medical_triage").name == "gifts-v2"
+    assert registry.active_for("customer_service").name == "gifts-v2"
     assert not registry.get("gifts-v1").active
     registry.deactivate("gifts-v2")
-    assert registry.active_for("medical_triage") is None
+    assert registry.active_for("customer_service") is None
     assert registry.update_metrics("gifts-v1", {"adapter_accuracy": 0.9}).metrics == {
         "eval_loss": 1.5,
         "adapter_accuracy": 0.9,
@@ -113,7 +113,7 @@ def test_activated_adapter_is_used_without_restart_and_mismatch_is_refused(setti
 
         # An adapter trained on another base model is never used.
         register(assistant.adapters, lora_dir, model_path, name="foreign", base_model="Qwen2.5-0.5B", activate=True)
-        assert assistant.adapter_loader.adapter_for("medical_triage") is None
+        assert assistant.adapter_loader.adapter_for("customer_service") is None
         assert answer(assistant) == base_answer
         assert "foreign" not in own_llm.adapters()
 

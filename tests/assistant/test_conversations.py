@@ -127,10 +127,10 @@ def test_help_centre_questions_reach_customer_service_on_a_tenant_with_the_artic
 def test_client_system_and_developer_messages_reach_the_model_after_the_skills_rules(make, model):
     assistant = make()
     turn(assistant, [{"role": "system", "content": "Always answer in French."},
-                     {"role": "user", "content": "I have had a headache for three days"}], model="medical_triage")
+                     {"role": "user", "content": "My parcel never arrived"}], model="customer_service")
     system = model.prompts[-1][0]
     assert system["role"] == "system"
-    skill_rules = load_skills().skills["medical_triage"].system_prompt
+    skill_rules = load_skills().skills["customer_service"].system_prompt
     assert system["content"].startswith(skill_rules)  # the skill's rules first: they keep precedence
     assert system["content"].endswith("Always answer in French.")
     assert sum(m["role"] == "system" for m in model.prompts[-1]) == 1  # not passed on a second time
@@ -138,8 +138,8 @@ def test_client_system_and_developer_messages_reach_the_model_after_the_skills_r
 
 def test_without_client_instructions_the_prompt_is_the_skills_own(make, model):
     assistant = make()
-    turn(assistant, [{"role": "user", "content": "I have had a headache for three days"}], model="medical_triage")
-    assert model.prompts[-1][0]["content"] == load_skills().skills["medical_triage"].system_prompt
+    turn(assistant, [{"role": "user", "content": "My parcel never arrived"}], model="customer_service")
+    assert model.prompts[-1][0]["content"] == load_skills().skills["customer_service"].system_prompt
 
 
 def resend(history, result, text):

@@ -114,8 +114,8 @@ def test_an_emergency_names_the_users_locale_number_and_the_conversation_goes_on
     assistant, llm = guarded
     turn = ask(assistant, "my husband collapsed and isn't breathing", locale="en-US")
     assert turn.lepton["safety"] == "emergency" and "Call 911 now" in turn.reply
-    after = ask(assistant, "I have a cough, what helps?", "medical_triage", turn.conversation_id)
-    assert after.skill == "medical_triage" and "safety" not in after.lepton and llm.calls
+    after = ask(assistant, "My parcel never arrived", "customer_service", turn.conversation_id)
+    assert after.skill == "customer_service" and "safety" not in after.lepton and llm.calls
 
 
 @pytest.mark.slow

@@ -298,8 +298,8 @@ def test_store_writes_wait_for_the_checkpointers_transaction(settings):
             assert writer.is_alive(), "the record was written while the checkpointer held the connection"
         writer.join(10)
         assert not writer.is_alive() and assistant.store.turn_count("default", "conv_x") == 1
-        turn = assistant.run_turn(assistant.start_turn([{"role": "user", "content": "I have a cough, what helps?"}],
-                                                       model="medical_triage"))
+        turn = assistant.run_turn(assistant.start_turn([{"role": "user", "content": "My parcel never arrived"}],
+                                                       model="customer_service"))
         assert assistant.history("default", turn.conversation_id)[-1]["content"] == "Here you go."
     finally:
         assistant.close()

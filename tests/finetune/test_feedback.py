@@ -72,20 +72,20 @@ def test_export_feedback_to_prepare(settings, assistant, tmp_path, capsys):
 
 
 def test_exported_rows_start_with_the_prompt_the_model_answered_from(settings, assistant, tmp_path, capsys):
-    from skills.medical_triage import SYSTEM_PROMPT
+    from skills.customer_service import SYSTEM_PROMPT
 
-    turn = say(assistant, "I have had a runny nose for two days", model="medical_triage")
+    turn = say(assistant, "How do I change my delivery address?", model="customer_service")
     assistant.store.add_feedback("default", turn.conversation_id, 1, +1, None)
     assistant.close()
 
     out = tmp_path / "feedback.jsonl"
-    main(["--data-dir", str(settings.data_dir), "finetune", "export-feedback", "--skill", "medical_triage",
+    main(["--data-dir", str(settings.data_dir), "finetune", "export-feedback", "--skill", "customer_service",
           "--out", str(out), "--json"])
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert (report["rows"], report["with_prompt"]) == (1, 1)
     (row,) = [json.loads(line) for line in out.read_text().splitlines()]
     assert row["messages"] == [
         {"role": "system", "content": SYSTEM_PROMPT},
-        {"role": "user", "content": "I have had a runny nose for two days"},
+        {"role": "user", "content": "How do I change my delivery address?"},
         {"role": "assistant", "content": turn.reply},
     ]

@@ -48,12 +48,12 @@ def test_non_streaming_completion_is_routed_and_counted(live):
 def test_streaming_sends_lepton_first_usage_last_and_done(live):
     stream = client(live).chat.completions.create(
         model="assistant",
-        messages=[{"role": "user", "content": "I have had a sore throat and a mild fever since this morning"}],
+        messages=[{"role": "user", "content": "My parcel never arrived, can you help me track my order?"}],
         max_tokens=10,
         stream=True,
     )
     chunks = list(stream)
-    assert lepton_of(chunks[0])["skill"] == "medical_triage"
+    assert lepton_of(chunks[0])["skill"] == "customer_service"
     assert lepton_of(chunks[0])["conversation_id"].startswith("conv_")
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text.strip()
@@ -233,14 +233,14 @@ def test_client_leaving_mid_stream_stops_the_model_and_stores_nothing(settings, 
     try:
         live = start_server(settings, assistant)
         first = client(live).chat.completions.create(
-            model="medical_triage", messages=[{"role": "user", "content": "I have a mild headache"}], max_tokens=4)
+            model="customer_service", messages=[{"role": "user", "content": "My parcel is late"}], max_tokens=4)
         conversation = lepton_of(first)["conversation_id"]
         history = assistant.history("default", conversation)
 
         # The user closes the page after the first words of a long answer.
         with httpx.stream("POST", live.base_url + "/v1/chat/completions", json={
-            "model": "medical_triage", "stream": True, "max_tokens": 200,
-            "messages": [{"role": "user", "content": "Tell me everything about looking after a cold"}],
+            "model": "customer_service", "stream": True, "max_tokens": 200,
+            "messages": [{"role": "user", "content": "Tell me everything about your delivery options"}],
             "lepton": {"conversation_id": conversation},
         }) as response:
             lines = response.iter_lines()
@@ -248,14 +248,14 @@ def test_client_leaving_mid_stream_stops_the_model_and_stores_nothing(settings, 
         # Turns of one conversation run one after another, so this one starts once the
         # abandoned turn has ended.
         after = client(live).chat.completions.create(
-            model="medical_triage", messages=[{"role": "user", "content": "And a sore throat?"}], max_tokens=4,
+            model="customer_service", messages=[{"role": "user", "content": "And returns?"}], max_tokens=4,
             extra_body={"lepton": {"conversation_id": conversation}})
 
         # The model was stopped long before 200 tokens, and the abandoned turn left no trace.
         assert counting.pieces[1] < 50
         stored = assistant.history("default", conversation)
         assert stored[:2] == history and [m["content"] for m in stored[2:]] == [
-            "And a sore throat?", after.choices[0].message.content]
+            "And returns?", after.choices[0].message.content]
         assert assistant.store.turn_count("default", conversation) == 2
     finally:
         assistant.close()

@@ -19,6 +19,7 @@ pytestmark = pytest.mark.slow
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # LiteLLM must not fetch its price list
 
 FEVER = "I have had a fever since yesterday"
+PARCEL = "My parcel never arrived"
 
 
 class Recording:
@@ -83,17 +84,17 @@ def test_langchain_keeps_one_conversation_and_its_skill_and_passes_the_system_pr
 
     assistant, model = recorded
     chat = ChatOpenAI(base_url=server.base_url + "/v1", api_key="unused", model="assistant", max_tokens=8)
-    history = [SystemMessage("You work for Example Clinic."), HumanMessage(FEVER)]
+    history = [SystemMessage("You work for Example Shop."), HumanMessage(PARCEL)]
     first = chat.invoke(history)
     assert first.content.strip()
-    assert model.prompts[-1][0]["content"].endswith("You work for Example Clinic.")
-    history += [AIMessage(first.content), HumanMessage("It is 39.5 now")]
+    assert model.prompts[-1][0]["content"].endswith("You work for Example Shop.")
+    history += [AIMessage(first.content), HumanMessage("It was due on Monday")]
     second = "".join(chunk.content for chunk in chat.stream(history))
     assert second.strip()
     [conversation] = conversations(assistant)  # the resent history continued it
     stored = assistant.history(assistant.settings.default_tenant, conversation)
     assert [m["content"] for m in stored][:4] == [m.content for m in history]
-    assert assistant.store._conn.execute("SELECT last_skill FROM conversations").fetchone()[0] == "medical_triage"
+    assert assistant.store._conn.execute("SELECT last_skill FROM conversations").fetchone()[0] == "customer_service"
 
 
 def test_langchain_structured_output_is_refused_not_answered_with_none(server):
@@ -157,13 +158,13 @@ def test_what_the_assistant_does_not_do_is_refused_by_name_and_stores_nothing(se
 
 def test_text_parts_plain_options_and_penalties_are_accepted(server, recorded):
     assistant, model = recorded
-    body = {"model": "medical_triage", "max_completion_tokens": 4, "seed": 7, "presence_penalty": 0.5,
+    body = {"model": "customer_service", "max_completion_tokens": 4, "seed": 7, "presence_penalty": 0.5,
             "frequency_penalty": 0.5, "response_format": {"type": "text"}, "logprobs": False, "store": False,
-            "messages": [{"role": "user", "content": [{"type": "text", "text": "I have had a "},
-                                                      {"type": "text", "text": "fever since yesterday"}]}]}
+            "messages": [{"role": "user", "content": [{"type": "text", "text": "My parcel "},
+                                                      {"type": "text", "text": "never arrived"}]}]}
     response = httpx.post(server.base_url + "/v1/chat/completions", json=body)
     assert response.status_code == 200, response.text
-    assert model.prompts[-1][-1]["content"] == FEVER
+    assert model.prompts[-1][-1]["content"] == PARCEL
     assert response.json()["usage"]["completion_tokens"] <= 4
 
 

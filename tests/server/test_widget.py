@@ -156,11 +156,11 @@ def test_per_ip_limit_believes_x_forwarded_for_only_from_trusted_proxies(setting
 def test_widget_keys_cannot_ask_for_longer_answers_than_the_cap(settings, assistant, start_server):
     live = serve(settings, assistant, start_server, widget_max_tokens=3)
     key = WidgetKeys(assistant.store).create("acme", [SHOP]).key
-    capped = chat(live, key, SHOP, model="medical_triage", max_tokens=40)
+    capped = chat(live, key, SHOP, model="customer_service", max_tokens=40)
     assert capped.status_code == 200 and capped.json()["usage"]["completion_tokens"] <= 3
     assert capped.json()["choices"][0]["finish_reason"] == "length"
     # Integrators without a widget key are not capped by it.
-    free = chat(live, model="medical_triage", max_tokens=6)
+    free = chat(live, model="customer_service", max_tokens=6)
     assert free.json()["usage"]["completion_tokens"] > 3
 
 
