@@ -230,6 +230,13 @@ class Assistant:
         ``demo_skills`` setting is on, each skill's own demo data (``Skill.prepare_demo``,
         e.g. the credit model). A skill whose demo fails is logged; the server still starts."""
         self.ensure_demo_knowledge(progress)
+        for skill in self.skills.values():
+            if skill.collection and self.settings.demo_knowledge:
+                try:
+                    self.knowledge.ensure_documents(self.settings.default_tenant, skill.collection,
+                                                    skill.demo_documents, progress)
+                except Exception:  # a plugin's demo must never stop the server
+                    log.exception("skill %r could not load its demo documents", skill.name)
         if not self.settings.demo_skills:
             return
         for name, skill in self.skills.items():

@@ -75,6 +75,14 @@ class Knowledge:
             return None
         return hits[0].score if hits else None
 
+    def ensure_documents(self, tenant_id: str, collection: str, documents: Callable[[], list],
+                         progress: Callable[[str], None] | None = print) -> bool:
+        """Ingest ``documents()`` into the tenant's ``collection`` unless it exists (or
+        there are none); True when it ingested."""
+        from retrieval import ensure_collection
+
+        return ensure_collection(self.store, tenant_id, collection, documents, progress=progress) is not None
+
     def ensure_demo(self, tenant_id: str, progress: Callable[[str], None] | None = print) -> bool:
         """Fill ``tenant_id``'s help centre with the WixQA demo articles when the
         ``demo_knowledge`` setting is on and it has none yet; True when it ingested."""

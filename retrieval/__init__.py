@@ -43,6 +43,7 @@ _LAZY = {
     "ingest_documents": "ingest",
     "evaluate_wixqa": "evaluate",
     "ensure_demo_help_centre": "demo",
+    "ensure_collection": "demo",
 }
 
 __all__ = [
@@ -58,7 +59,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
-    from .demo import ensure_demo_help_centre
+    from .demo import ensure_collection, ensure_demo_help_centre
     from .evaluate import evaluate_wixqa
     from .ingest import (
         Document,

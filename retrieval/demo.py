@@ -16,7 +16,7 @@ from .evaluate import load_wixqa
 from .ingest import IngestConfig, IngestReport, ingest_documents
 from .store import KnowledgeStore
 
-__all__ = ["DEMO_COLLECTION", "WIXQA_SAMPLE", "demo_articles", "ensure_demo_help_centre"]
+__all__ = ["DEMO_COLLECTION", "WIXQA_SAMPLE", "demo_articles", "ensure_demo_help_centre", "ensure_collection"]
 
 DEMO_COLLECTION = "help_centre"
 WIXQA_SAMPLE = Path(__file__).parent / "data" / "wixqa" / "wixqa_public_rag_sample.jsonl"
@@ -38,15 +38,30 @@ def ensure_demo_help_centre(
     progress: Callable[[str], None] | None = print,
 ) -> IngestReport | None:
     """Ingest the demo articles into ``collection`` unless it exists; None when it did."""
+    return ensure_collection(store, tenant, collection, lambda: demo_articles(limit), progress=progress,
+                             what="the demo help centre")
+
+
+def ensure_collection(
+    store: KnowledgeStore,
+    tenant: str | None,
+    collection: str,
+    documents: Callable[[], list],
+    *,
+    progress: Callable[[str], None] | None = print,
+    what: str | None = None,
+) -> IngestReport | None:
+    """Ingest ``documents()`` into ``collection`` unless it exists or there are none; None then."""
     if store.exists(collection, tenant):
         return None
-    docs = demo_articles(limit)
+    docs = documents()
+    if not docs:
+        return None
+    what = what or f"demo documents for '{collection}'"
     if progress:
-        progress(
-            f"Loading the demo help centre: {len(docs)} WixQA articles into "
-            f"'{collection}' of tenant '{store.tenant(tenant)}' (once; set LEPTON_DEMO_KNOWLEDGE=false to skip)..."
-        )
+        progress(f"Loading {what}: {len(docs)} documents into '{collection}' of tenant "
+                 f"'{store.tenant(tenant)}' (once; set LEPTON_DEMO_KNOWLEDGE=false to skip)...")
     report = ingest_documents(store, docs, collection, tenant, config=IngestConfig(progress=False))
     if progress:
-        progress(f"Demo help centre ready: {report.chunks} chunks in {report.seconds:.1f} s.")
+        progress(f"Ready: {report.chunks} chunks in '{collection}' in {report.seconds:.1f} s.")
     return report

@@ -340,6 +340,13 @@ class Skill:
         Default: False, the router decides."""
         return False
 
+    def demo_documents(self) -> list:
+        """Documents (``retrieval.Document``) for the default tenant's ``collection`` on a
+        fresh install's first ``lepton serve``, when the ``demo_knowledge`` setting is on
+        and the collection does not exist yet (e.g. the triage skill's MedlinePlus topics).
+        Default: none."""
+        return []
+
     def prepare_demo(self, env: SkillEnv, progress: Callable[[str], None] | None = None) -> bool:
         """Prepare the default tenant's demo data (``env.default_tenant``) on a fresh
         install's first ``lepton serve``; True when it did something. Runs only when the

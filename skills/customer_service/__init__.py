@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from retrieval import CollectionNotFoundError
 
 from ..base import ActionCall, Decision, Skill, SkillAction, SkillContext, SkillEnv, SkillReply
+from ..util import citation_entry
 from .intents import IntentMatch, TenantIntents
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -124,19 +125,6 @@ GROUNDED_PROMPT = (
     "person. Never invent policies, prices, dates or account details.\n\nSources:\n{sources}"
 )
 
-def citation_entry(n: int, hit) -> dict:  # noqa: ANN001 - retrieval.Hit
-    """The ``lepton.citations`` item for source ``[n]``: what the widget shows and links."""
-    entry = {
-        "n": n,
-        "title": hit.citation.title,
-        "source": hit.citation.source,
-        "chunk_id": hit.citation.chunk_id,
-        "score": round(float(hit.score), 4),
-    }
-    url = hit.metadata.get("url")
-    if isinstance(url, str) and url.startswith(("https://", "http://")):
-        entry["url"] = url
-    return entry
 
 
 def weak_evidence(best: list, keyword_best: Callable[[], list] | None = None) -> bool:

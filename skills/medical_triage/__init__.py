@@ -28,12 +28,17 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from ..base import Decision, Skill, SkillContext, SkillReply
+from ..util import citation_entry
 from .facts import Facts, read_facts
 from .rules import RULES_VERSION, decide, rule
 
-__all__ = ["skill", "TriageSkill", "DISCLAIMER", "DATA", "QUESTIONS"]
+__all__ = ["skill", "TriageSkill", "DISCLAIMER", "DATA", "QUESTIONS", "MEDLINEPLUS", "medlineplus_documents"]
 
 DATA = Path(__file__).parent / "data"
+#: MedlinePlus health-topic summaries (U.S. National Library of Medicine, public domain).
+MEDLINEPLUS = DATA / "medlineplus_topics.jsonl.gz"
+#: A topic is shown only when the description is at least this similar to it (dense cosine).
+MIN_TOPIC_SCORE = 0.5
 
 SYSTEM_PROMPT = (
     "You help people decide how urgently to seek medical care. Ask for age, symptoms, when "
@@ -160,12 +165,43 @@ DIAGNOSIS_REPLY = ("I can't diagnose what it is — only a clinician who examine
                    "person who is unwell.")
 
 
+def medlineplus_documents(limit: int | None = None) -> list:
+    """The bundled MedlinePlus topics as documents (one per topic, linked to its page)."""
+    import gzip
+    import json
+
+    from retrieval import Document
+
+    docs = []
+    with gzip.open(MEDLINEPLUS, "rt", encoding="utf-8") as fh:
+        for line in fh:
+            row = json.loads(line)
+            # The opening paragraph says what the topic is, and is what a reply quotes; one
+            # chunk per topic keeps the demo's first start short.
+            opening = row["summary_text"].strip().split("\n")[0][:600]
+            docs.append(Document.from_text(row["url"], row["title"], opening,
+                                           {"url": row["url"], "publisher": "MedlinePlus (U.S. National Library "
+                                                                            "of Medicine)"}))
+            if limit is not None and len(docs) >= limit:
+                break
+    return docs
+
+
+def _first_sentences(text: str, limit: int = 2) -> str:
+    sentences = re.split(r"(?<=[.!?])\s+", " ".join(text.split()))
+    return " ".join(sentences[:limit])
+
+
 def _summary(facts: Facts) -> dict[str, Any]:
     """What the decision was based on, for the audit log: no free text."""
     return {k: v for k, v in facts.to_state().items() if v not in (None, [], False)}
 
 
 class TriageSkill(Skill):
+    def demo_documents(self) -> list:
+        """The demo tenant's ``medical`` collection: the bundled MedlinePlus topics."""
+        return medlineplus_documents()
+
     def continues(self, tenant_id: str, state: Mapping[str, Any], message: str) -> bool:
         """An intake in progress (or just advised on) keeps a message that adds a fact or
         answers its question ("It is 39.5 now", "no rash", "she's 4", "yes")."""
@@ -214,18 +250,43 @@ class TriageSkill(Skill):
         reasons = "; ".join(rule(r).description for r in decision.rules if r != "no_red_flags")
         advice = ADVICE[decision.level].format(emergency_number=ctx.emergency_number)
         why = f" (Why: {reasons}.)" if reasons else ""
-        reply = f"{prefix}{LEVEL_NAMES[decision.level]}. {advice}{why}\n\n{DISCLAIMER}"
+        about, citations = ("", []) if decision.level == "emergency" else self._about(ctx, facts)
+        reply = f"{prefix}{LEVEL_NAMES[decision.level]}. {advice}{why}{about}\n\n{DISCLAIMER}"
         ctx.say(reply)
         sources = [rule(r).source for r in decision.rules if r != "no_red_flags"]
         record = Decision("triage_level", {"level": decision.level},
                           inputs={"rules": list(decision.rules), "fired": list(decision.fired),
                                   "facts": _summary(facts)}, version=decision.version)
-        return SkillReply(reply, {"triage_level": decision.level, "triage_rules": list(decision.rules),
-                                  "triage_sources": sources, "triage_rules_version": RULES_VERSION},
+        extras = {"triage_level": decision.level, "triage_rules": list(decision.rules), "triage_sources": sources,
+                  "triage_rules_version": RULES_VERSION}
+        if citations:
+            extras["citations"] = citations
+        return SkillReply(reply, extras,
                           safety="emergency" if decision.level == "emergency" else None,
                           state={"stage": "advised", "facts": facts.to_state(), "asked": asked, "rounds": rounds,
                                  "level": decision.level},
                           decisions=[record])
+
+    @staticmethod
+    def _about(ctx: SkillContext, facts: Facts) -> tuple[str, list[dict[str, Any]]]:
+        """A cited extract of the health topic nearest to what the user described, from the
+        tenant's ``medical`` collection (none when it is missing or nothing is close)."""
+        if not ctx.can_retrieve:
+            return "", []
+        from retrieval import RetrievalError
+
+        # what the user said, and the findings read from it in plain words ("urinary", "sore throat")
+        said = " ".join(m["content"] for m in ctx.messages if m["role"] == "user")[-800:]
+        described = f"{said} {' '.join(sorted(f.replace('_', ' ') for f in facts.present if ':' not in f))}"
+        try:
+            hits = ctx.retrieve(described, k=1, mode="dense")
+        except RetrievalError:
+            return "", []
+        if not hits or hits[0].score < MIN_TOPIC_SCORE:
+            return "", []
+        hit = hits[0]
+        text = _first_sentences(hit.text.split("\n", 1)[-1] if hit.text.startswith(hit.citation.title) else hit.text)
+        return f"\n\nAbout {hit.citation.title} (MedlinePlus): {text} [1]", [citation_entry(1, hit)]
 
     @staticmethod
     def _fixed(ctx: SkillContext, text: str, state: dict, refusal: str | None) -> SkillReply:
@@ -278,4 +339,5 @@ skill = TriageSkill(
     description="Helps decide how urgently to seek care for symptoms (emergency, urgent, routine, self-care).",
     examples=EXAMPLES,
     system_prompt=SYSTEM_PROMPT,
+    collection="medical",
 )

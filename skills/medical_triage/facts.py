@@ -162,6 +162,12 @@ FINDINGS: dict[str, re.Pattern[str]] = {
                    r"additional \d+ ?mg)\b"),
     "limp_floppy": _r(r"\b(?:floppy|limp|(?:not|isn'?t) (?:responding|feeding)|won'?t feed|high[- ]pitched cry|"
                       r"weak cry)\b"),
+    "limb_pain": _r(r"\b(?:(?:knee|ankle|wrist|shoulder|hip|elbow|foot|feet|hand|leg|arm|finger|toe)s? (?:pain|aches?|"
+                    r"hurts?|is (?:sore|swollen|painful))|(?:twisted|sprained|pulled|strained) (?:my |his |her )?\w+|"
+                    r"(?:pain|ache) in (?:my |his |her )?(?:knee|ankle|wrist|shoulder|hip|elbow|foot|hand|leg|arm))\b"),
+    "other_complaint": _r(r"\b(?:pain\w*|aches?|aching|hurts?|sore|swollen|swelling|lump|bump|itch\w*|burn(?:ed|t|s)?|"
+                          r"bleed\w*|bruis\w+|injur\w+|unwell|ill|sick|tired|exhausted|numb\w*|tingl\w+|"
+                          r"head lice|lice|heartburn|indigestion|insomnia|can'?t sleep)\b"),
     "worse_at_night": _r(r"\b(?:wakes? (?:him|her|me|them) (?:up )?at night|worse at night|waking (?:me|him|her) "
                          r"(?:up|at night))\b"),
 }

@@ -154,3 +154,52 @@ def test_a_multi_turn_intake_through_the_api(live):
     assert lepton["triage_level"] == "emergency" and lepton["triage_rules"] == ["fever_after_tropics"]
     assert lepton["safety"] == "emergency"
     assert "Call 911 now" in emergency.choices[0].message.content
+
+
+@pytest.fixture(scope="module")
+def medical(tmp_path_factory):
+    """A real Chroma store holding a few of the bundled MedlinePlus topics."""
+    from retrieval import KnowledgeStore, Retriever, ensure_collection
+
+    from skills.medical_triage import medlineplus_documents
+
+    store = KnowledgeStore(path=tmp_path_factory.mktemp("medical") / "chroma")
+    wanted = {"Cough", "Sore Throat", "Urinary Tract Infections", "Fever", "Headache", "Back Pain", "Pinkeye"}
+    topics = [d for d in medlineplus_documents() if d.title in wanted]
+    assert len(topics) == len(wanted)
+    assert ensure_collection(store, "default", "medical", lambda: topics, progress=None).chunks == len(wanted)
+    assert ensure_collection(store, "default", "medical", lambda: topics, progress=None) is None  # once
+    searcher = Retriever(store)
+    return lambda tenant_id, collection, query, *, k=5, mode="hybrid": searcher.search(query, collection, tenant_id,
+                                                                                         k=k, mode=mode)
+
+
+def test_advice_quotes_the_nearest_health_topic_with_its_citation(tmp_path, medical):
+    h = SkillHarness(skill, tmp_path, retrieve=medical)
+    h.send("I've had a cough for four weeks now")
+    turn = h.send("I'm 50")
+    assert turn.reply.extras["triage_level"] == "routine"
+    (citation,) = turn.reply.extras["citations"]
+    assert citation["title"] == "Cough" and citation["url"] == "https://medlineplus.gov/cough.html"
+    assert "About Cough (MedlinePlus): Coughing is a reflex" in turn.said and "[1]" in turn.said
+    # An emergency is not delayed by reading: no topic is quoted.
+    emergency = SkillHarness(skill, tmp_path / "e", retrieve=medical).send("crushing chest pain, I'm sweating")
+    assert emergency.reply.extras["triage_level"] == "emergency" and "citations" not in emergency.reply.extras
+
+
+def test_the_demo_tenant_gets_the_medlineplus_topics(settings, llm, monkeypatch):
+    from assistant import Assistant
+    from skills.medical_triage import medlineplus_documents
+
+    docs = medlineplus_documents()
+    assert len(docs) == 981 and all(d.metadata["url"].startswith("https://medlineplus.gov/") for d in docs)
+    demo = Assistant.from_settings(settings.model_copy(update={"demo_knowledge": True, "demo_skills": False}), llm=llm)
+    try:
+        monkeypatch.setattr(demo, "ensure_demo_knowledge", lambda progress=None: False)  # not the help centre here
+        triage = demo.skills["medical_triage"]
+        assert triage.collection == "medical" and len(triage.demo_documents()) == 981
+        monkeypatch.setattr(triage, "demo_documents", lambda: docs[:3])  # a short first start for the test
+        demo.ensure_demo_data(progress=None)
+        assert demo.knowledge.store.count("medical", "default") == 3
+    finally:
+        demo.close()
