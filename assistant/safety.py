@@ -54,7 +54,7 @@ Level = Literal["crisis", "emergency"]
 
 #: Changes whenever a rule, the examples or the classifier's threshold change; recorded
 #: with every safety decision.
-RULES_VERSION = "safety-2026-12-01"
+RULES_VERSION = "safety-2026-12-02"
 #: The classifier's training examples: {"text", "label": crisis|emergency|none} per line.
 EXAMPLES_PATH = Path(__file__).with_name("data") / "safety_examples.jsonl"
 #: The classifier answers when its probability of crisis or emergency reaches this
@@ -136,6 +136,18 @@ RULES: tuple[Rule, ...] = (
         r"|\b(?:life|living)\s+(?:is\s+not|isn'?t|is\s+no\s+longer|stopped\s+being|not)\s+worth\s+(?:living|it)\b"
         r"|\bcan'?t\s+go\s+on\s+(?:living|like\s+this|any\s*more)\b"
         r"|\b(?:want|wish)\s+to\s+(?:stop\s+existing|not\s+exist|disappear\s+forever|cease\s+to\s+exist)\b")),
+    Rule("passive_ideation", "crisis", _r(
+        r"\bbetter\s+(?:off\s+)?without\s+me\b"
+        r"|\b(?:happier|better)\s+if\s+i\s+(?:was|were|wasn'?t|weren'?t)\s+(?:gone|dead|here|around|alive)\b"
+        r"|\bcan'?t\s+(?:live|go\s+on|carry\s+on|keep\s+going|cope)\s+(?:living\s+)?(?:like\s+this|any\s*(?:more|longer))"
+        r"|\bcan'?t\s+carry\s+on\s+living\b"
+        r"|\b(?:won'?t|will\s+not|not\s+going\s+to)\s+be\s+(?:alive|around\s+(?:much\s+)?(?:longer|any\s*more)|"
+        r"here\s+(?:much\s+longer|any\s*more))\b"
+        r"|\bdecided\b.{0,40}\bnot\s+(?:going\s+to\s+)?be\s+(?:here|around|alive)\b")),
+    Rule("lethal_dose", "crisis", _r(
+        r"\b(?:lethal|fatal|deadly)\s+(?:dose|amount)\b"
+        r"|\bhow\s+(?:much|many)\b.{0,50}\b(?:would|will|to|it\s+takes?\s+to)\s+(?:kill\s+(?:me|myself|a\s+person)|"
+        r"die|be\s+(?:fatal|lethal)|not\s+wake\s+up|never\s+wake\s+up)\b")),
     Rule("suicidal", "crisis", _r(r"\bsuicid(?:e|al)\b(?!\s+(?:squad|doors?|bomb\w*|mission|run|prevention\s+(?:policy|training)))")),
     Rule("self_harm", "crisis", _r(
         rf"\b(?:cut|cutting|burn(?:ed|t|ing)?|hurt|hurting|harm|harming|hit(?:ting)?|starve|starving)\s+{_SELF}\b|\bself[-\s]?harm"
@@ -159,7 +171,8 @@ RULES: tuple[Rule, ...] = (
         r"|\bgasping\s+for\s+(?:air|breath)\b")),
     Rule("unresponsive", "emergency", _r(
         r"\b(?:unconscious|unresponsive|won'?t\s+wake\s+up|not\s+waking\s+up|can'?t\s+wake\s+(?:him|her|them)\b"
-        r"|(?:is|isn'?t|not)\s+responding\b|collapsed|passed\s+out\s+and|not\s+moving\s+and|floppy)")),
+        r"|(?:is|isn'?t|not)\s+responding\b|won'?t\s+respond\b|(?:isn'?t|not)\s+responsive\b|collapsed"
+        r"|passed\s+out\s+and|not\s+moving\s+and|floppy)")),
     Rule("choking", "emergency", _r(r"\b(?:is|he'?s|she'?s|i'?m|baby\s+is)\s+choking\b|\bchoking\s+on\b(?!.{0,20}laugh)")),
     Rule("chest_pain_red_flags", "emergency",
          _r(r"\b(?:chest|heart)\s+(?:pain|pains|pressure|tightness|is\s+tight|hurts|feels\s+(?:tight|heavy|crushed|like))"
@@ -214,7 +227,8 @@ _NEGATION = re.compile(r"\b(?:not|no|never|n't|without|denies|deny|isn'?t|aren'?
 _FIGURATIVE = re.compile(
     r"\b(?:dying|dyin)\s+(?:to|for|of)\b|\bto\s+die\s+for\b|\bdie\s+(?:of|from)\s+(?:laughter|laughing|embarrassment|"
     r"boredom|shame|cuteness)\b|\b(?:could|would)\s+(?:murder|kill)\s+(?:a|an|for|some)\b"
-    r"|\bkill(?:ing)?\s+(?:me|it|time|the\s+(?:process|job|task|app|server|lights|engine|mood))\b"
+    r"|(?<!would\s)(?<!will\s)(?<!\bto\s)\bkill(?:ing)?\s+(?:me|it|time|the\s+(?:process|job|task|app|server|lights|"
+    r"engine|mood))\b"
     r"|\b(?:scared|bored|worried)\s+to\s+death\b",
     re.I,
 )
