@@ -332,10 +332,6 @@ class Facts:
     def is_child(self) -> bool:
         return self.age is not None and self.age < 16 or (self.age is None and self.subject == "child")
 
-    @property
-    def symptoms(self) -> set[str]:
-        return set(self.present)
-
 
 def read_facts(text: str, *, expecting: str | None = None) -> Facts:
     """The facts one message states. ``expecting`` names the fact the last question asked

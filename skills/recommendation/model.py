@@ -492,8 +492,7 @@ class ModelStore:
         folder = self.index_root / model.version
         if self._index is not None and self._index.folder == folder:
             return self._index
-        if not (folder / "chroma.sqlite3").is_file():
-            self._write_index(model)
+        self._write_index(model)
         self._index = CatalogIndex(folder)
         return self._index
 
@@ -505,6 +504,7 @@ class ModelStore:
         folder = self.index_root / model.version
         if (folder / "chroma.sqlite3").is_file():
             return
+        self.index_root.mkdir(parents=True, exist_ok=True)
         vectors = model.vectors if model.vectors is not None else _embed(model.catalog["title"].astype(str).tolist())
         prices = model.catalog["price"].reindex(model.items).to_numpy(dtype=float)
         staging = Path(tempfile.mkdtemp(prefix=".writing-", dir=self.index_root))
@@ -518,7 +518,6 @@ class ModelStore:
 
     def save(self, model: Recommender) -> Path:
         self.folder.mkdir(parents=True, exist_ok=True)
-        self.index_root.mkdir(parents=True, exist_ok=True)
         self._write_index(model)  # before the model, so a loaded model always finds its catalogue
         staging = Path(tempfile.mkdtemp(prefix=".saving-", dir=self.folder))
         try:
