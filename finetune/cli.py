@@ -39,8 +39,12 @@ def finetune() -> None:
 
 @finetune.command(help="Check, scrub, dedupe and split a chat data set.\n\n"
                   "INPUT is OpenAI-messages JSONL, ShareGPT, Alpaca (JSON or JSONL) or CSV with "
-                  "question/answer (or text/label) columns. Invalid rows are reported by line and skipped.\n\n"
-                  "Example: lepton finetune prepare chats.jsonl --out prepared/ --eval-fraction 0.1")
+                  "question/answer (or text/label) columns; for other CSV columns or JSON record fields, "
+                  "name them with --prompt-column and --answer-column. Invalid rows are reported by line "
+                  "and skipped.\n\n"
+                  "Example: lepton finetune prepare chats.jsonl --out prepared/ --eval-fraction 0.1\n\n"
+                  "Example: lepton finetune prepare support.csv --prompt-column instruction "
+                  "--answer-column response --out prepared/")
 @click.argument("input", type=click.Path(path_type=Path))
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Folder to write (must be new or empty).")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="auto", show_default=True)
@@ -49,13 +53,24 @@ def finetune() -> None:
 @click.option("--eval-size", type=int, help="Exact number of eval rows (instead of --eval-fraction).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the train/eval split.")
 @click.option("--system", help="System message for rows that have none (keep it short).")
+@click.option("--prompt-column", help="CSV column (or JSON field) holding the user's message.")
+@click.option("--answer-column", help="CSV column (or JSON field) holding the answer to learn.")
+@click.option("--system-column", help="CSV column (or JSON field) holding a row's system message (optional).")
 @click.option("--overwrite", is_flag=True, help="Replace --out if it exists.")
 @click.option("--json", "as_json", is_flag=True, help="Last stdout line: one JSON object with the statistics.")
-def prepare(input, out, fmt, strict, eval_fraction, eval_size, seed, system, overwrite, as_json) -> None:
+def prepare(input, out, fmt, strict, eval_fraction, eval_size, seed, system, prompt_column, answer_column,
+            system_column, overwrite, as_json) -> None:
+    from .data import Columns
     from .data import prepare as run_prepare
+    from .errors import DatasetError
 
+    columns = None
+    if prompt_column or answer_column or system_column:
+        if not (prompt_column and answer_column):
+            raise DatasetError("name both --prompt-column and --answer-column")
+        columns = Columns(prompt_column, answer_column, system_column)
     stats = run_prepare(input, out, format=fmt, strict=strict, eval_fraction=eval_fraction, eval_size=eval_size,
-                        seed=seed, system=system, overwrite=overwrite)
+                        seed=seed, system=system, overwrite=overwrite, columns=columns)
     for problem in stats["problems"]:
         _err(f"skipped line {problem['line']}: {problem['reason']}")
     if stats["invalid"] > len(stats["problems"]):

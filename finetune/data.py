@@ -11,6 +11,7 @@ beside it and renamed into place, so a failed run leaves nothing behind.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
 import io
 import json
@@ -28,6 +29,7 @@ from .pii import KINDS, scrub
 
 __all__ = [
     "FORMATS",
+    "Columns",
     "Row",
     "Problem",
     "read_rows",
@@ -36,13 +38,30 @@ __all__ = [
     "dataset_hash",
 ]
 
-FORMATS = ("auto", "openai", "sharegpt", "alpaca", "csv")
+FORMATS = ("auto", "openai", "sharegpt", "alpaca", "csv", "fields")
 ROLES = ("system", "user", "assistant")
 _SHAREGPT_ROLES = {"system": "system", "human": "user", "user": "user", "gpt": "assistant",
                    "assistant": "assistant", "chatgpt": "assistant", "bing": "assistant", "bard": "assistant"}
 _CSV_PAIRS = (("question", "answer"), ("text", "label"), ("prompt", "completion"), ("input", "output"))
 #: At most this many problems are kept in stats.json (all are counted).
 _MAX_LISTED = 200
+
+
+@dataclass(frozen=True)
+class Columns:
+    """The columns (CSV) or fields (JSON records) holding each row's prompt, answer
+    and, optionally, system message, for files whose names are not a known pair."""
+
+    prompt: str
+    answer: str
+    system: str | None = None
+
+    def __post_init__(self) -> None:
+        names = [n for n in (self.prompt, self.answer, self.system) if n is not None]
+        if any(not n.strip() for n in names):
+            raise DatasetError("a column name is empty")
+        if len({n.strip().lower() for n in names}) < len(names):
+            raise DatasetError(f"the prompt, answer and system columns must differ: {', '.join(names)}")
 
 
 @dataclass
@@ -170,7 +189,7 @@ def _from_alpaca(value: Any) -> list[dict[str, str]]:
     return out
 
 
-def _csv_rows(path: Path, text: str) -> Iterator[tuple[int, Any, str | None]]:
+def _csv_rows(path: Path, text: str, columns: Columns | None = None) -> Iterator[tuple[int, Any, str | None]]:
     dialect = "excel-tab" if path.suffix.lower() == ".tsv" else "excel"
     reader = csv.reader(io.StringIO(text), dialect=dialect)
     try:
@@ -178,12 +197,21 @@ def _csv_rows(path: Path, text: str) -> Iterator[tuple[int, Any, str | None]]:
     except StopIteration:
         return
     names = [h.strip().lower() for h in header]
-    pair = next(((q, a) for q, a in _CSV_PAIRS if q in names and a in names), None)
-    if pair is None:
-        wanted = ", ".join(f"{q}/{a}" for q, a in _CSV_PAIRS)
-        raise DatasetError(f"{path.name}: the CSV header {header!r} has none of the column pairs {wanted}")
-    qi, ai = names.index(pair[0]), names.index(pair[1])
-    si = names.index("system") if "system" in names else None
+    if columns is not None:
+        for name in (columns.prompt, columns.answer, columns.system):
+            if name is not None and name.strip().lower() not in names:
+                raise DatasetError(f"{path.name}: the CSV header has no column {name!r} "
+                                   f"(its columns: {', '.join(h.strip() for h in header)})")
+        qi, ai = names.index(columns.prompt.strip().lower()), names.index(columns.answer.strip().lower())
+        si = names.index(columns.system.strip().lower()) if columns.system is not None else None
+    else:
+        pair = next(((q, a) for q, a in _CSV_PAIRS if q in names and a in names), None)
+        if pair is None:
+            wanted = ", ".join(f"{q}/{a}" for q, a in _CSV_PAIRS)
+            raise DatasetError(f"{path.name}: the CSV header {header!r} has none of the column pairs {wanted}; "
+                               "name the columns with --prompt-column and --answer-column")
+        qi, ai = names.index(pair[0]), names.index(pair[1])
+        si = names.index("system") if "system" in names else None
     for row in reader:
         line = reader.line_num
         if not any(cell.strip() for cell in row):
@@ -196,6 +224,31 @@ def _csv_rows(path: Path, text: str) -> Iterator[tuple[int, Any, str | None]]:
             messages.append({"role": "system", "content": row[si]})
         messages += [{"role": "user", "content": row[qi]}, {"role": "assistant", "content": row[ai]}]
         yield line, {"messages": messages}, None
+
+
+def _fields_converter(columns: Columns):
+    """Turns one JSON record into messages by the named fields."""
+
+    def convert(value: Any) -> list[dict[str, str]]:
+        if not isinstance(value, dict):
+            raise ValueError("not an object")
+        out = []
+        for name, role in ((columns.system, "system"), (columns.prompt, "user"), (columns.answer, "assistant")):
+            if name is None:
+                continue
+            if name not in value:
+                if role == "system":
+                    continue
+                raise ValueError(f"no field {name!r}")
+            content = value[name]
+            if not isinstance(content, str):
+                raise ValueError(f"field {name!r} is not text")
+            if role == "system" and not content.strip():
+                continue
+            out.append({"role": role, "content": content})
+        return out
+
+    return convert
 
 
 def _check(messages: list[dict[str, Any]]) -> list[dict[str, str]]:
@@ -230,10 +283,19 @@ def _check(messages: list[dict[str, Any]]) -> list[dict[str, str]]:
     return cleaned
 
 
-def read_rows(path: Path, format: str = "auto") -> _Read:
-    """Read and check every row of ``path``; unusable rows become problems."""
+def read_rows(path: Path, format: str = "auto", columns: Columns | None = None) -> _Read:
+    """Read and check every row of ``path``; unusable rows become problems.
+
+    With ``columns``, a CSV file's prompt and answer come from those columns and a
+    JSON/JSONL file is read as records (format ``fields``) with those fields.
+    """
     if format not in FORMATS:
         raise DatasetError(f"unknown format {format!r}; use one of {', '.join(FORMATS)}")
+    if columns is None and format == "fields":
+        raise DatasetError("--format fields needs --prompt-column and --answer-column")
+    if columns is not None and format not in ("auto", "csv", "fields"):
+        raise DatasetError(f"--prompt-column/--answer-column apply to CSV files and JSON records, "
+                           f"not to --format {format}")
     if not path.is_file():
         raise DatasetError(f"{path} is not a file")
     try:
@@ -243,11 +305,17 @@ def read_rows(path: Path, format: str = "auto") -> _Read:
     if not text.strip():
         raise DatasetError(f"{path.name} is empty")
     if format == "auto":
-        format = _detect(path, text)
+        if columns is not None:
+            format = "csv" if path.suffix.lower() in (".csv", ".tsv") else "fields"
+        else:
+            format = _detect(path, text)
     result = _Read(format=format)
     if format == "csv":
-        records = _csv_rows(path, text)
+        records = _csv_rows(path, text, columns)
         convert = _from_openai
+    elif format == "fields":
+        records = _records_json(text)
+        convert = _fields_converter(columns)
     else:
         records = _records_json(text)
         convert = {"openai": _from_openai, "sharegpt": _from_sharegpt, "alpaca": _from_alpaca}[format]
@@ -303,6 +371,7 @@ def prepare(
     seed: int = 0,
     system: str | None = None,
     overwrite: bool = False,
+    columns: Columns | None = None,
 ) -> dict[str, Any]:
     """Prepare ``source`` into the folder ``out``; returns the statistics written to stats.json.
 
@@ -318,7 +387,7 @@ def prepare(
     if out.exists() and not overwrite and (not out.is_dir() or any(out.iterdir())):
         raise DatasetError(f"{out} already exists and is not empty; choose another --out or pass --overwrite")
 
-    read = read_rows(Path(source), format)
+    read = read_rows(Path(source), format, columns)
     if strict and read.problems:
         first = read.problems[0]
         more = f" (and {len(read.problems) - 1} more invalid rows)" if len(read.problems) > 1 else ""
@@ -372,6 +441,7 @@ def prepare(
         "eval_size": eval_size,
         "seed": seed,
         "system": system,
+        "columns": dataclasses.asdict(columns) if columns is not None else None,
         "created_at": time.time(),
     }
 

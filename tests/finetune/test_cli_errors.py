@@ -43,6 +43,16 @@ def rows(n: int) -> str:
     ("few.jsonl", rows(5), ["--eval-size", "5"], "an eval set of 5 rows leaves nothing to train on: there are only 5"),
     ("few2.jsonl", rows(5), ["--eval-size", "9"], "an eval set of 9 rows"),
     ("bad.jsonl", rows(3) + '{"messages": []}\n', ["--strict"], "line 4: no messages; --strict"),
+    ("bitext.csv", "instruction,response\nq,a\n", ["--prompt-column", "instruction"],
+     "name both --prompt-column and --answer-column"),
+    ("bitext2.csv", "instruction,response\nq,a\n", ["--prompt-column", "instruction", "--answer-column", "reply"],
+     "the CSV header has no column 'reply' (its columns: instruction, response)"),
+    ("same.csv", "instruction,response\nq,a\n", ["--prompt-column", "instruction", "--answer-column", "Instruction"],
+     "the prompt, answer and system columns must differ"),
+    ("chats.jsonl", rows(3), ["--prompt-column", "q", "--answer-column", "a", "--format", "openai"],
+     "apply to CSV files and JSON records, not to --format openai"),
+    ("records.jsonl", '{"q": "x"}\n' * 3, ["--prompt-column", "q", "--answer-column", "a"],
+     "no usable rows as fields: line 1: no field 'a'"),
 ])
 def test_prepare_bad_input(tmp_path, capsys, name, content, args, message):
     src = tmp_path / name

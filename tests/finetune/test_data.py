@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from finetune.data import prepare, read_prepared, read_rows
+from finetune.data import Columns, prepare, read_prepared, read_rows
 from finetune.errors import DatasetError
 from finetune.pii import iban_ok, scrub
 
@@ -85,6 +85,39 @@ def test_csv_column_pairs(tmp_path, header):
     assert read.format == "csv"
     assert read.rows[0].messages[0]["content"] == "Where, exactly, is my card?"
     assert [(p.line, "columns" in p.reason or "no text" in p.reason) for p in read.problems] == [(3, True), (4, True)]
+
+
+def test_named_csv_columns_take_any_header(tmp_path):
+    # A Bitext-style export: the prompt and answer are two of several columns.
+    src = write(tmp_path / "support.csv", "flags,instruction,category,intent,response,persona\n"
+                "B,Where is my order?,ORDER,track_order,Your order ships today.,Be brief.\n"
+                "B,Cancel it please,ORDER,cancel_order,,\n")
+    read = read_rows(src, columns=Columns("Instruction", "response", system="persona"))
+    assert read.format == "csv"
+    assert read.rows[0].messages == [{"role": "system", "content": "Be brief."},
+                                     {"role": "user", "content": "Where is my order?"},
+                                     {"role": "assistant", "content": "Your order ships today."}]
+    assert [(p.line, "no text" in p.reason) for p in read.problems] == [(3, True)]
+
+
+def test_named_json_fields(tmp_path):
+    src = write(tmp_path / "tickets.jsonl", jsonl(
+        {"ticket": "My card is blocked", "reply": "We have unblocked it.", "n": 1},
+        {"ticket": "Hello?", "reply": 5},
+        {"reply": "orphan"}))
+    read = read_rows(src, columns=Columns("ticket", "reply"))
+    assert read.format == "fields"
+    assert read.rows[0].messages == [{"role": "user", "content": "My card is blocked"},
+                                     {"role": "assistant", "content": "We have unblocked it."}]
+    assert {p.line: p.reason for p in read.problems} == {2: "field 'reply' is not text", 3: "no field 'ticket'"}
+
+
+def test_prepare_records_the_columns(tmp_path):
+    src = write(tmp_path / "b.csv", "text,category\n" + "".join(f"q{i},c{i}\n" for i in range(6)))
+    stats = prepare(src, tmp_path / "out", eval_size=1, columns=Columns("category", "text"))
+    assert stats["columns"] == {"prompt": "category", "answer": "text", "system": None}
+    pairs = [[m["content"] for m in row["messages"]] for row in lines(tmp_path / "out" / "train.jsonl")]
+    assert len(pairs) == 5 and all(user == "c" + answer[1:] for user, answer in pairs)
 
 
 # -- PII ---------------------------------------------------------------------------------
