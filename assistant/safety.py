@@ -54,7 +54,7 @@ Level = Literal["crisis", "emergency"]
 
 #: Changes whenever a rule, the examples or the classifier's threshold change; recorded
 #: with every safety decision.
-RULES_VERSION = "safety-2026-12-02"
+RULES_VERSION = "safety-2026-12-02.2"
 #: The classifier's training examples: {"text", "label": crisis|emergency|none} per line.
 EXAMPLES_PATH = Path(__file__).with_name("data") / "safety_examples.jsonl"
 #: The classifier answers when its probability of crisis or emergency reaches this
@@ -98,6 +98,11 @@ class Rule:
     pattern: re.Pattern[str]
     #: Some signs count only together with another (chest pain with a red flag).
     requires: re.Pattern[str] | None = None
+    #: Innocent phrases that contain the sign: a match inside one of them does not count
+    #: ("the page is unresponsive", "the seller is not responding", "the last level is
+    #: suicide"). Each names its subject next to the words, so a person's emergency
+    #: told near such a word ("he collapsed in the shop") still counts.
+    unless: re.Pattern[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -114,6 +119,11 @@ def _r(pattern: str) -> re.Pattern[str]:
 
 _SELF = r"(?:myself|my\s*self|himself|herself|themselves|themself|my\s+own\s+life)"
 _NOT = r"(?:can'?t|cannot|can\s+not|isn'?t|is\s+not|aren'?t|not|won'?t|stopped|has\s+stopped|struggling\s+to|trouble|hard\s+to)"
+#: Things (not people) that can be "unresponsive" or "collapse".
+_THINGS = (r"(?:site|website|page|pages|app|editor|button|buttons|menu|menus|screen|browser|layout|design|template|"
+           r"server|computer|laptop|phone|tablet|program|software|link|form|checkout|store|shop|seller|support|team|"
+           r"company|agent|touchscreen|keyboard|mouse|printer|sales|prices?|market|stocks?|shares?|sections?|gallery|"
+           r"video|game|network|wifi|router|system|it|sites|apps|everything|nobody|no\s+one|they|customer\s+service)")
 _INTENT = r"(?:want|wanna|going|gonna|plan(?:ning)?|ready|about|decided|deserve|need|wish|think(?:ing)?\s+(?:of|about)|tempted)"
 
 RULES: tuple[Rule, ...] = (
@@ -123,7 +133,7 @@ RULES: tuple[Rule, ...] = (
         r"|\btake\s+(?:my|his|her|their)\s+(?:own\s+)?life\b")),
     Rule("end_life", "crisis", _r(
         r"\bend(?:ing)?\s+(?:my|his|her|their)\s+(?:own\s+)?life\b|\bend(?:ing)?\s+it\s+all\b"
-        rf"|\b{_INTENT}\s+(?:to\s+)?end(?:ing)?\s+it\b")),
+        rf"|\b{_INTENT}\s+(?:to\s+)?end(?:ing)?\s+it\b(?!\s+(?:with|between)\b)")),
     Rule("want_to_die", "crisis", _r(
         rf"\b{_INTENT}\s+(?:to\s+)?die\b(?!\s+(?:of|from|laughing|for|on|my|his|her|the|it|them|a)\b)"
         r"|\bwish\s+i\s+(?:was|were)\s+dead\b|\bbetter\s+off\s+(?:dead|without\s+me)\b"
@@ -148,11 +158,21 @@ RULES: tuple[Rule, ...] = (
         r"\b(?:lethal|fatal|deadly)\s+(?:dose|amount)\b"
         r"|\bhow\s+(?:much|many)\b.{0,50}\b(?:would|will|to|it\s+takes?\s+to)\s+(?:kill\s+(?:me|myself|a\s+person)|"
         r"die|be\s+(?:fatal|lethal)|not\s+wake\s+up|never\s+wake\s+up)\b")),
-    Rule("suicidal", "crisis", _r(r"\bsuicid(?:e|al)\b(?!\s+(?:squad|doors?|bomb\w*|mission|run|prevention\s+(?:policy|training)))")),
+    Rule("suicidal", "crisis", _r(r"\bsuicid(?:e|al)\b(?!\s+(?:squad|doors?|bomb\w*|mission|run|prevention\s+(?:policy|training)))"),
+         unless=_r(r"\b(?:level|levels|boss|stage|mode|difficulty|mission|route|run|move|play|plan|idea)\s+(?:is|was|are|were)\s+"
+                   r"(?:\w+\s+)?suicid(?:e|al)\b")),
     Rule("self_harm", "crisis", _r(
         rf"\b(?:cut|cutting|burn(?:ed|t|ing)?|hurt|hurting|harm|harming|hit(?:ting)?|starve|starving)\s+{_SELF}\b|\bself[-\s]?harm"
         r"|\b(?:cutting|burning|scratching)\s+my\s+(?:arms?|wrists?|thighs?|legs?|skin)\b"
-        r"|\b(?:do|doing)\s+something\s+(?:stupid\s+)?to\s+myself\b")),
+        r"|\b(?:do|doing)\s+something\s+(?:stupid\s+)?to\s+myself\b"
+        r"|\b(?:started|starting|begun|began|back\s+to|gone\s+back\s+to|relapsed\s+into)\s+"
+        r"(?:cutting|self[-\s]?harming|harming\s+myself|hurting\s+myself|burning\s+myself)\b(?!\s+(?:costs?|prices?|back|down)\b)"
+        r"|\b(?:cutting|self[-\s]?harming)\s+again\b")),
+    Rule("at_a_height", "crisis", _r(
+        r"\bi'?m\s+(?:standing|sitting|stood|sat|up|out|now)?\s*(?:on|at)\s+(?:the\s+|a\s+)?(?:edge|ledge|roof|rooftop|"
+        r"bridge|cliff|railings?|tracks|balcony\s+rail\w*)\b"),
+         requires=_r(r"\bright\s+now\b|\bnot\s+coming\s+(?:down|back|home)\b|\bgoodbye\b|\bjump\w*|\bthis\s+is\s+it\b"
+                     r"|\blast\s+time\b|\bcan'?t\s+do\s+this\b|\bend\s+it\b")),
     Rule("jump", "crisis", _r(rf"\b{_INTENT}\s+to\s+jump\s+(?:off|from|in\s+front)\b")),
     Rule("jump_from_height", "crisis", _r(rf"\b{_INTENT}\s+(?:to\s+)?jump\b"),
          requires=_r(r"\b(?:edge|roof|bridge|ledge|balcony|cliff|window|tower|platform|train|tracks)\b")),
@@ -170,9 +190,21 @@ RULES: tuple[Rule, ...] = (
         r"|\bturning\s+(?:blue|grey|gray)\b|\b(?:blue|grey)\s+lips\b|\blips\s+(?:are|look|turning|went)\s+(?:blue|grey|gray)"
         r"|\bgasping\s+for\s+(?:air|breath)\b")),
     Rule("unresponsive", "emergency", _r(
-        r"\b(?:unconscious|unresponsive|won'?t\s+wake\s+up|not\s+waking\s+up|can'?t\s+wake\s+(?:him|her|them)\b"
-        r"|(?:is|isn'?t|not)\s+responding\b|won'?t\s+respond\b|(?:isn'?t|not)\s+responsive\b|collapsed"
+        r"\b(?:unconscious|won'?t\s+wake\s+up|not\s+waking\s+up|can'?t\s+wake\s+(?:him|her|them)\b"
         r"|passed\s+out\s+and|not\s+moving\s+and|floppy)")),
+    # Words that also describe software, shops and people who don't answer e-mails.
+    Rule("unresponsive_person", "emergency", _r(
+        r"\b(?:unresponsive|(?:is|isn'?t|not)\s+responding\b|won'?t\s+respond\b|(?:isn'?t|not)\s+responsive\b"
+        r"|collapsed)"),
+         unless=_r(
+             rf"\b{_THINGS}\s+(?:\w+\s+){{0,2}}?(?:is|are|was|were|has|have|keeps?|became|becomes|gets?|got|seems?|"
+             r"went|goes|just|still|totally|completely|now)?\s*(?:been\s+)?(?:not\s+|n'?t\s+)?(?:unresponsive|"
+             r"responding|respond|responsive|collapsed)"
+             rf"|\bunresponsive\s+(?:\w+\s+)?{_THINGS}"
+             r"|\b(?:(?:is|isn'?t|not|won'?t)\s+)?(?:responding|respond|responsive)\s+(?:to\s+)?(?:my\s+|the\s+|any\s+|our\s+)?(?:e-?mails?|messages?|"
+             r"texts?|pings?|requests?|tickets?|complaints?|enquir(?:y|ies)|inquir(?:y|ies))\b"
+             r"|\b(?:isn'?t|not)\s+responsive\b(?=.{0,30}\b(?:mobile|desktop|screens?|devices?|browsers?)\b)"
+             r"|,\s+but\s+it'?s\s+not\s+responsive")),
     Rule("choking", "emergency", _r(r"\b(?:is|he'?s|she'?s|i'?m|baby\s+is)\s+choking\b|\bchoking\s+on\b(?!.{0,20}laugh)")),
     Rule("chest_pain_red_flags", "emergency",
          _r(r"\b(?:chest|heart)\s+(?:pain|pains|pressure|tightness|is\s+tight|hurts|feels\s+(?:tight|heavy|crushed|like))"
@@ -202,6 +234,10 @@ RULES: tuple[Rule, ...] = (
         r"|\bblood\s+(?:is\s+)?(?:pouring|gushing|spurting)\b|\b(?:a\s+lot|lots)\s+of\s+blood\b"
         r"|\bbleeding\s+heavily\b"
         r"|\b(?:vomiting|throwing\s+up|coughing\s+up)\s+(?:lots\s+of\s+|a\s+lot\s+of\s+)?blood\b")),
+    Rule("fitting", "emergency", _r(
+        r"\b(?:he|she|they|he'?s|she'?s|they'?re|baby|son|daughter|child|kid|toddler|husband|wife|partner|dad|mum|"
+        r"mom|father|mother|brother|sister|friend|grandma|grandad|grandpa)\b.{0,25}?\b(?:fitting|seizing|convulsing)\b"
+        r"(?!\s+(?:a|an|the|new|well|nicely|perfectly|in|into|right|properly|out|up|together)\b)")),
     Rule("seizure", "emergency", _r(
         r"\b(?:seizure|fit|convulsion)s?\b.{0,30}\b(?:won'?t\s+stop|not\s+stopp\w*|more\s+than\s+(?:5|five)\s+minutes|"
         r"first\s+(?:time|ever)|(?:ten|10|\d{2})\s+minutes)|\b(?:having|is\s+having)\s+(?:a\s+)?(?:seizure|fit|convulsions?)\b")),
@@ -246,6 +282,9 @@ def check(text: str) -> SafetyFinding | None:
             if _negated(cleaned, match.start()):
                 continue
             if rule.requires is not None and not rule.requires.search(cleaned):
+                continue
+            if rule.unless is not None and any(
+                    u.start() <= match.start() and match.end() <= u.end() for u in rule.unless.finditer(cleaned)):
                 continue
             return SafetyFinding(rule.level, rule.id, match.group(0))
     return None

@@ -36,6 +36,27 @@ DATA = Path(__file__).parents[2] / "benchmarks" / "data"
     ("no chest pain, just a cough", None),
     ("I had a heart attack two years ago, can I get life insurance?", None),
     ("I want to die my hair blue", None),
+    # A relapse, a person at a height, a seizure told as a verb.
+    ("I've started cutting again", "crisis"),
+    ("I started cutting costs this year", None),
+    ("I'm standing on the bridge right now", "crisis"),
+    ("I'm standing on the bridge waiting for a friend", None),
+    ("he's been fitting for more than five minutes", "emergency"),
+    ("she's fitting a new kitchen", None),
+    # Words shared with software and shops count for people, not for things...
+    ("I created a website using the Wix Editor, but it's not responsive.", None),
+    ("the browser froze and the editor is unresponsive", None),
+    ("the seller is not responding to my messages", None),
+    ("our sales collapsed in November", None),
+    ("this game's last level is suicide", None),
+    ("I'm going to end it with my boyfriend tonight", None),
+    # ... even when such a word is near.
+    ("my son is unresponsive, he was playing a video game", "emergency"),
+    ("grandad collapsed at the shop and isn't responding", "emergency"),
+    ("grandpa isn't responsive on the sofa", "emergency"),
+    ("my baby isn't responding to touch", "emergency"),
+    ("I am suicidal and playing a game to distract myself", "crisis"),
+    ("I'm going to end it tonight", "crisis"),
 ])
 def test_rules_on_statements_and_figurative_controls(text, level):
     finding = check(text)
