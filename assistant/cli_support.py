@@ -57,7 +57,8 @@ class CliState:
 
         if self._knowledge is None:
             self._knowledge = Knowledge(self.settings)
-        env = make_env(self.settings, skill.name, retrieve=self._knowledge.retrieve, audit=AuditLog(self.store))
+        env = make_env(self.settings, skill.name, retrieve=self._knowledge.retrieve, audit=AuditLog(self.store),
+                       passage=self._knowledge.passage)
         skill.setup(env)
         return env
 

@@ -63,7 +63,8 @@ class Assistant:
         self.audit = AuditLog(lambda: self.store)
         # Set up first: a skill whose setup fails is left out of routing and the graph.
         self.envs: dict[str, SkillEnv] = set_up(
-            skills, lambda name: make_env(settings, name, retrieve=self.knowledge.retrieve, audit=self.audit))
+            skills, lambda name: make_env(settings, name, retrieve=self.knowledge.retrieve, audit=self.audit,
+                                  passage=self.knowledge.passage))
         self.skills: dict[str, Skill] = skills.skills
         if not self.skills:
             raise UnknownSkill("no skills could be set up: " + "; ".join(f"{k}: {v}" for k, v in skills.failures.items()))

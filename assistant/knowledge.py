@@ -65,6 +65,16 @@ class Knowledge:
             log.exception("knowledge search failed")
             raise StoreUnavailableError(f"the knowledge store failed: {type(exc).__name__}: {exc}") from None
 
+    def passage(self, tenant_id: str, collection: str, hit: "Hit", *, chars: int = 900) -> str:
+        """``skills.Passage``: ``hit``'s document from the hit onward (see ``Retriever.passage``)."""
+        try:
+            return self.retriever.passage(hit, collection, tenant_id, chars=chars)
+        except LeptonError:
+            raise
+        except Exception as exc:
+            log.exception("knowledge read failed")
+            raise StoreUnavailableError(f"the knowledge store failed: {type(exc).__name__}: {exc}") from None
+
     def best_match(self, tenant_id: str, collection: str, query: str, vector: "np.ndarray | None" = None) -> float | None:
         """How similar the best chunk of the tenant's ``collection`` is to ``query`` (cosine,
         dense search), for routing; None when the tenant has no such collection or the

@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Callable
 
-from skills import Decision, LoadedSkills, Retrieve, SkillEnv
+from skills import Decision, LoadedSkills, Passage, Retrieve, SkillEnv
 
 if TYPE_CHECKING:  # pragma: no cover
     from .settings import Settings
@@ -29,12 +29,14 @@ class AuditLog:
                                 version=decision.version, conversation_id=conversation_id)
 
 
-def make_env(settings: "Settings", name: str, *, retrieve: Retrieve | None, audit: AuditLog | None) -> SkillEnv:
+def make_env(settings: "Settings", name: str, *, retrieve: Retrieve | None, audit: AuditLog | None,
+             passage: Passage | None = None) -> SkillEnv:
     return SkillEnv(
         name=name,
         data_dir=settings.data_dir / "skills" / name,
         options=dict(settings.skill_options.get(name, {})),
         retrieve=retrieve,
+        passage=passage,
         audit=audit,
         default_tenant=settings.default_tenant,
     )

@@ -161,6 +161,15 @@ class Store:
             ).fetchone()
         return row is not None
 
+    def last_skill(self, tenant_id: str, conversation_id: str) -> str | None:
+        """The skill that answered the conversation's latest turn (None: no such conversation)."""
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT last_skill FROM conversations WHERE tenant_id = ? AND conversation_id = ?",
+                (tenant_id, conversation_id),
+            ).fetchone()
+        return row[0] if row else None
+
     def require_conversation(self, tenant_id: str, conversation_id: str) -> None:
         """Raise ConversationNotFound unless the tenant has this conversation."""
         if not self.conversation_exists(tenant_id, conversation_id):

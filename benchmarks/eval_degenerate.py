@@ -11,8 +11,10 @@ conversation each:
 
 - the first N WixQA questions of the bundled sample (``model: customer_service``);
 - N Bitext customer-support instructions, evenly spaced through the file
-  (``model: customer_service``), when ``--bitext`` is given;
-- the demo page's three suggestions (``model: assistant``).
+  (``model: customer_service``), when ``--bitext`` is given. The demo help centre
+  is about building websites and declines them, so they go to a second server
+  whose tenant has no help centre: the model writes every answer;
+- the demo page's suggestions (``model: assistant``).
 
 An answer is degenerate when a sentence of it (4 words or more) appears twice, or
 fewer than 80 % of its word trigrams are distinct. Fixed replies (a decline, a
@@ -36,23 +38,15 @@ import openai  # noqa: E402
 from bench_turn_overhead import serve  # noqa: E402 - a sibling script: benchmarks/ is on sys.path
 
 from assistant import Assistant, Settings  # noqa: E402
+from assistant.text_quality import degenerate  # noqa: E402
 from retrieval import KnowledgeStore, ensure_demo_help_centre  # noqa: E402
 from retrieval.demo import WIXQA_SAMPLE  # noqa: E402
 from retrieval.evaluate import load_wixqa  # noqa: E402
 
-DEMO = ["My parcel never arrived", "I have had a fever since yesterday", "Gift ideas under 20 pounds?"]
-WORD = re.compile(r"[a-z0-9']+")
-
-
-def degenerate(text: str) -> bool:
-    """A sentence of 4+ words said twice, or under 80 % distinct word trigrams."""
-    sentences = [" ".join(WORD.findall(s.lower())) for s in re.split(r"(?<=[.!?])\s+|\n+", text)]
-    sentences = [s for s in sentences if len(s.split()) >= 4]
-    if len(sentences) != len(set(sentences)):
-        return True
-    words = WORD.findall(text.lower())
-    trigrams = list(zip(words, words[1:], words[2:]))
-    return bool(trigrams) and len(set(trigrams)) / len(trigrams) < 0.8
+#: The demo page's suggestions (server/static/demo.html), in its order.
+DEMO = re.findall(r"<li>&quot;(.+?)&quot;|<li>\"(.+?)\"",
+                  (Path(__file__).resolve().parents[1] / "server" / "static" / "demo.html").read_text())
+DEMO = [a or b for a, b in DEMO]
 
 
 def main() -> None:
@@ -82,17 +76,24 @@ def main() -> None:
     assistant = Assistant.from_settings(settings, knowledge=store, progress=lambda m: print(m, file=sys.stderr))
     server, base_url = serve(settings, assistant)
     client = openai.OpenAI(base_url=base_url + "/v1", api_key="unused", max_retries=0, timeout=600)
+    plain_settings = settings.model_copy(update={"data_dir": Path(tmp.name) / "plain"})
+    plain = Assistant.from_settings(plain_settings, knowledge=KnowledgeStore(path=Path(tmp.name) / "empty-chroma"),
+                                    progress=lambda m: print(m, file=sys.stderr))
+    plain_server, plain_url = serve(plain_settings, plain)
+    plain_client = openai.OpenAI(base_url=plain_url + "/v1", api_key="unused", max_retries=0, timeout=600)
 
     report: dict = {"max_tokens": args.max_tokens, "configs": {}}
     for config in args.configs:
         penalty, ngram = config.split(":")
-        assistant.settings = settings.model_copy(update={"repetition_penalty": float(penalty),
-                                                         "no_repeat_ngram_size": int(ngram)})
+        for each, base in ((assistant, settings), (plain, plain_settings)):
+            each.settings = base.model_copy(update={"repetition_penalty": float(penalty),
+                                                    "no_repeat_ngram_size": int(ngram)})
         counts: dict[str, list[int]] = {}
         examples: list[str] = []
         started = time.perf_counter()
         for name, model, text in messages:
-            reply = client.chat.completions.create(model=model, messages=[{"role": "user", "content": text}])
+            to = plain_client if name == "bitext" else client
+            reply = to.chat.completions.create(model=model, messages=[{"role": "user", "content": text}])
             answer = reply.choices[0].message.content or ""
             bad = degenerate(answer)
             total = counts.setdefault(name, [0, 0])
@@ -107,8 +108,9 @@ def main() -> None:
             "examples": examples,
         }
         print(config, json.dumps(report["configs"][config]), file=sys.stderr)
-    server.should_exit = True
+    server.should_exit = plain_server.should_exit = True
     assistant.close()
+    plain.close()
     if args.json:
         print(json.dumps(report))
     else:

@@ -71,8 +71,9 @@ def mean_loss(model, tokenizer, rows: list[list[dict[str, str]]], max_length: in
 
 
 def generate(model, tokenizer, prompts: list[str], max_new_tokens: int, batch_size: int = 32,
-             progress: bool = False, desc: str = "generate") -> list[str]:
-    """Greedy completions of already-templated ``prompts`` (batched, left-padded)."""
+             progress: bool = False, desc: str = "generate", repetition_penalty: float | None = None) -> list[str]:
+    """Greedy completions of already-templated ``prompts`` (batched, left-padded);
+    ``repetition_penalty`` as the assistant's decoding applies it (None: off)."""
     import torch
     from tqdm import tqdm
 
@@ -85,7 +86,8 @@ def generate(model, tokenizer, prompts: list[str], max_new_tokens: int, batch_si
             chunk = order[start:start + batch_size]
             enc = tokenizer([prompts[i] for i in chunk], return_tensors="pt", padding=True, add_special_tokens=False)
             out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, temperature=None,
-                                 top_p=None, top_k=None, pad_token_id=tokenizer.pad_token_id)
+                                 top_p=None, top_k=None, pad_token_id=tokenizer.pad_token_id,
+                                 repetition_penalty=repetition_penalty)
             for i, row in zip(chunk, out[:, enc["input_ids"].shape[1]:]):
                 results[i] = tokenizer.decode(row, skip_special_tokens=True)
             bar.update(len(chunk))

@@ -13,6 +13,7 @@ process, changes it).
 
 from __future__ import annotations
 
+import re
 import threading
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
@@ -104,6 +105,61 @@ class _LexicalIndex:
     metadatas: list[dict]
     bm25: BM25Index
     row_of: dict[str, int]
+    _by_source: dict[str, list[int]] | None = None
+
+    def rows_of_source(self, source: str) -> list[int]:
+        """The rows of one source's chunks, in chunk order."""
+        if self._by_source is None:
+            by_source: dict[str, list[int]] = {}
+            for row, meta in enumerate(self.metadatas):
+                by_source.setdefault(str(meta.get("source", "")), []).append(row)
+            for rows in by_source.values():
+                rows.sort(key=lambda r: int(self.metadatas[r].get("chunk", 0)))
+            self._by_source = by_source
+        return self._by_source.get(source, [])
+
+
+def chunk_body(text: str, meta: dict) -> str:
+    """A chunk's text without the title and heading lines ingestion put before it."""
+    for line in (meta.get("title"), meta.get("heading")):
+        if line and text.startswith(str(line)):
+            text = text[len(str(line)):].lstrip("\n")
+    return text.strip()
+
+
+def join_overlapping(first: str, second: str, longest: int = 400) -> str:
+    """``first`` followed by ``second``, less the text that ends one and starts the other."""
+    for size in range(min(longest, len(first), len(second)), 0, -1):
+        if first.endswith(second[:size]):
+            return first + second[size:]
+    return first + "\n" + second
+
+
+_SENTENCE_END = re.compile(r"[.!?](?=\s)|:?\n")
+
+
+def from_sentence_start(text: str) -> str:
+    """``text`` from its first whole sentence: a chunk that starts inside a sentence (its
+    overlap with the one before begins mid-sentence) loses the fragment, unless that
+    would drop more than a third of it."""
+    if not text or text[0].isupper() or text[0].isdigit() or not text[0].isalpha():
+        return text
+    end = _SENTENCE_END.search(text)
+    if end is None or end.end() > len(text) // 3:
+        return text
+    return text[end.end():].lstrip()
+
+
+def cut_at_sentence(text: str, chars: int) -> str:
+    """``text`` if it fits in ``chars``, else cut after its last sentence end that fits
+    (a line end counts), or, when that would drop more than half, after a word."""
+    if len(text) <= chars:
+        return text
+    head = text[: chars + 1]
+    ends = [m.end() for m in _SENTENCE_END.finditer(head) if m.end() <= chars]
+    if ends and ends[-1] > chars // 2:
+        return head[: ends[-1]].rstrip()
+    return head[:chars].rsplit(" ", 1)[0].rstrip() + "…"
 
 
 def _hit(cid: str, text: str, meta: dict, score: float, ranks: dict[str, int]) -> Hit:
@@ -196,6 +252,28 @@ class Retriever:
         name, ranking = ("dense", dense) if mode == "dense" else ("bm25", lexical)
         return [_hit(cid, text, dict(meta), score, {name: rank})
                 for rank, (cid, text, meta, score) in enumerate(ranking[:k], start=1)]
+
+    def passage(self, hit: Hit, collection: str, tenant: str | None = None, *, chars: int = 900) -> str:
+        """The text of ``hit``'s document from the hit onward, at most ``chars`` characters.
+
+        The chunks that follow the hit in its source are joined back together, without
+        their title/heading lines and the overlap two neighbours share, and the text is
+        cut at the last sentence end (else word end) that fits. For an answer that
+        quotes the help centre, a chunk alone often stops before the steps it starts."""
+        col = self.store.search_collection(collection, tenant)
+        index = self._index(col, collection, self.store.tenant(tenant))
+        rows = index.rows_of_source(hit.citation.source)
+        following = [r for r in rows if int(index.metadatas[r].get("chunk", 0)) >= hit.citation.chunk_index]
+        text = ""
+        for row in following or [None]:
+            meta = index.metadatas[row] if row is not None else hit.metadata
+            body = chunk_body(index.texts[row] if row is not None else hit.text, meta)
+            text = join_overlapping(text, body) if text else body
+            if len(text) >= chars:
+                break
+        if hit.citation.chunk_index > 0:
+            text = from_sentence_start(text)
+        return cut_at_sentence(text, chars)
 
     def warm(self, collection: str, tenant: str | None = None) -> None:
         """Build the BM25 index and load the encoder now rather than on the first query."""

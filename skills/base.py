@@ -56,6 +56,7 @@ __all__ = [
     "ActionCall",
     "Decision",
     "Retrieve",
+    "Passage",
     "AuditWriter",
     "Generate",
     "SafetyLevel",
@@ -87,6 +88,13 @@ class Retrieve(Protocol):
     def __call__(
         self, tenant_id: str, collection: str, query: str, *, k: int = 5, mode: SearchMode = "hybrid"
     ) -> list[Hit]: ...
+
+
+class Passage(Protocol):
+    """The text of a hit's document from the hit onward, at most ``chars`` characters,
+    cut at a sentence end (see ``retrieval.Retriever.passage``)."""
+
+    def __call__(self, tenant_id: str, collection: str, hit: Hit, *, chars: int = 900) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -128,6 +136,8 @@ class SkillEnv:
     options: Mapping[str, Any] = field(default_factory=dict)
     #: Knowledge search, or None where no knowledge store is configured.
     retrieve: Retrieve | None = None
+    #: Reads on from a hit in its document, or None (``ctx.passage`` then quotes the hit alone).
+    passage: Passage | None = None
     #: Audit-log writer; decisions returned in ``SkillReply.decisions`` are written for you.
     audit: AuditWriter | None = None
     #: The tenant of keyless use (commands default to it).
@@ -245,6 +255,16 @@ class SkillContext:
         if name is None:
             raise ValueError(f"skill {self.env.name!r} has no collection; pass collection=")
         return self.env.retrieve(self.tenant_id, name, query, k=k, mode=mode)
+
+    def passage(self, hit: Hit, *, chars: int = 900, collection: str | None = None) -> str:
+        """What ``hit``'s document says from the hit onward, at most ``chars`` characters,
+        ending at a sentence end: the text an answer that quotes the knowledge shows."""
+        name = collection or self.collection
+        if self.env.passage is None or name is None:
+            from retrieval.search import chunk_body, cut_at_sentence
+
+            return cut_at_sentence(chunk_body(hit.text, hit.metadata), chars)
+        return self.env.passage(self.tenant_id, name, hit, chars=chars)
 
     def history(self) -> list[Message]:
         """The latest messages, trimmed to ``max_history``, system messages first."""

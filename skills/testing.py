@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
-from .base import Decision, Retrieve, Skill, SkillContext, SkillEnv, SkillReply
+from .base import Decision, Passage, Retrieve, Skill, SkillContext, SkillEnv, SkillReply
 
 __all__ = ["ScriptedModel", "SkillHarness", "HarnessTurn"]
 
@@ -62,6 +62,7 @@ class SkillHarness:
         *,
         model: Callable[..., str] | None = None,
         retrieve: Retrieve | None = None,
+        passage: Passage | None = None,
         options: Mapping[str, Any] | None = None,
         tenant_id: str = "default",
         conversation_id: str = "conv_test",
@@ -82,6 +83,7 @@ class SkillHarness:
             data_dir=Path(data_dir) / "skills" / skill.name,
             options=dict(options or {}),
             retrieve=retrieve,
+            passage=passage,
             audit=lambda tenant, name, decision, conversation_id=None: self.audited.append(decision),
             default_tenant=tenant_id,
         )

@@ -199,3 +199,48 @@ def test_handle_read_just_after_a_write_is_not_cached(store):
     ingest_bytes(store, b"Our office cat is called Biscuit.", "cat.txt", KB, TENANT)
     assert retriever.search("Biscuit", KB, TENANT)[0].source == "cat.txt"
     assert not _cached(store)
+
+
+# -- reading on from a hit ---------------------------------------------------------
+
+
+def test_passage_reads_on_from_the_hit_without_repeating_the_overlap(store):
+    from retrieval import Document, IngestConfig, ingest_documents
+
+    steps = " ".join(f"Step {n}: open panel {n} and press the green button number {n}." for n in range(1, 31))
+    ingest_documents(store, [Document.from_text("guide.md", "Pairing guide", steps)], KB, TENANT,
+                     config=IngestConfig(chunk_chars=300, overlap_chars=80))
+    retriever = Retriever(store)
+    hit = retriever.search("open panel 7 and press the green button number 7", KB, TENANT, k=1, mode="bm25")[0]
+    assert hit.citation.chunk_index > 0 and hit.text.startswith("Pairing guide")
+    text = retriever.passage(hit, KB, TENANT, chars=700)
+    # It starts where the hit's own text starts (less the title line), reads on across
+    # chunks in order, says every step once, and ends at a sentence end.
+    body = hit.text[len("Pairing guide"):].strip()
+    assert text.startswith(body[:40]) and len(text) <= 700
+    first = int(text.split("Step ", 1)[1].split(":")[0])
+    numbers = [int(part.split(":")[0]) for part in text.split("Step ")[1:]]
+    assert numbers == list(range(first, first + len(numbers))) and len(numbers) > 4
+    assert "Pairing guide" not in text and text.endswith(".")
+    assert retriever.passage(hit, KB, TENANT, chars=5000).endswith("number 30.")
+
+
+def test_cut_at_sentence_prefers_a_sentence_end_then_a_word():
+    from retrieval.search import cut_at_sentence, join_overlapping
+
+    assert cut_at_sentence("Short.", 100) == "Short."
+    assert cut_at_sentence("One two three. Four five six seven eight.", 25) == "One two three."
+    assert cut_at_sentence("Open the settings page and choose a colour", 20) == "Open the settings…"
+    assert cut_at_sentence("Steps:\nOpen the panel and then wait", 11) == "Steps:"
+    assert join_overlapping("Press A. Then press B.", "Then press B. Then C.") == "Press A. Then press B. Then C."
+    assert join_overlapping("Alpha.", "Beta.") == "Alpha.\nBeta."
+
+
+def test_a_passage_starts_at_a_sentence_start():
+    from retrieval.search import from_sentence_start
+
+    assert from_sentence_start("be levied for refunds. Select your location to see the fees. More text follows here "
+                               "so the fragment is short.") == ("Select your location to see the fees. More text "
+                                                                "follows here so the fragment is short.")
+    assert from_sentence_start("Select your location.") == "Select your location."
+    assert from_sentence_start("only a fragment without any end") == "only a fragment without any end"

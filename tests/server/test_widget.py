@@ -622,3 +622,63 @@ def test_markdown_and_citations_are_rendered_safely(browser, settings, llm, help
     finally:
         host.close()
         assistant.close()
+
+
+#: Which skill the demo page says answers each of its suggestions (the words after "—").
+DEMO_SKILLS = {"customer service": "customer_service", "medical triage": "medical_triage",
+               "credit application": "credit_scoring", "recommendations": "recommendation"}
+
+
+@pytest.fixture
+def demo_server(tmp_path, settings, llm, help_centre_store, start_server):
+    """A server set up as `lepton serve` sets up a fresh install: every demo's data."""
+    import shutil
+
+    from assistant import Assistant
+    from retrieval import KnowledgeStore
+
+    chroma = tmp_path / "chroma"
+    shutil.copytree(help_centre_store.path, chroma)  # the session's copy is shared read-only
+    assistant = Assistant.from_settings(settings, llm=llm, knowledge=KnowledgeStore(path=chroma))
+    assistant.ensure_demo_data(progress=None)
+    yield start_server(settings, assistant), assistant
+    assistant.close()
+
+
+def test_every_demo_suggestion_gets_a_useful_answer_from_the_skill_it_names(browser, demo_server):
+    """What a visitor of the demo page reads when they try its suggestions: each in a
+    new conversation, answered by the skill the page names, in words that are not a
+    loop (assistant.text_quality), and on the topic asked about."""
+    from playwright.sync_api import expect
+
+    from assistant.text_quality import degenerate
+
+    live, assistant = demo_server
+    page_html = httpx.get(live.base_url + "/").text
+    suggestions = re.findall(r'<li>"(.+?)" — (.+?)</li>', page_html)
+    assert len(suggestions) == 4
+    on_topic = {"customer_service": "template", "medical_triage": "temperature", "credit_scoring": "application",
+                "recommendation": "£"}
+    ARTIFACTS.mkdir(exist_ok=True)
+    for text, label in suggestions:
+        skill = next(s for words, s in DEMO_SKILLS.items() if words in label.replace("&amp;", "&").lower())
+        context = browser.new_context(viewport={"width": 1280, "height": 900})
+        page = context.new_page()
+        page.goto(live.base_url + "/")
+        widget = page.locator("lepton-chat-widget")
+        widget.get_by_role("button", name="Open chat: Lepton demo").click()
+        textbox = widget.get_by_role("textbox", name="Your message")
+        textbox.fill(text.replace("&#39;", "'"))
+        textbox.press("Enter")
+        expect(widget.locator(".msg-user .bubble")).to_have_text(text.replace("&#39;", "'"))
+        # The whole answer is in: no message is still typing, and the widget takes a turn again.
+        expect(widget.locator('[aria-busy="true"]')).to_have_count(0, timeout=60_000)
+        expect(widget.get_by_role("button", name="Talk to a person")).to_be_enabled(timeout=60_000)
+        shown = widget.locator(".msg-assistant .bubble").last.inner_text()
+        storage = page.evaluate("() => Object.assign({}, window.localStorage)")
+        cid = next(v for k, v in storage.items() if k.endswith(":conversation"))
+        page.screenshot(path=str(ARTIFACTS / f"demo-{skill}.png"))
+        context.close()
+        assert assistant.store.last_skill("default", cid) == skill, (text, shown)
+        assert len(shown) > 60 and not degenerate(shown), (text, shown)
+        assert on_topic[skill] in shown.lower(), (text, shown)

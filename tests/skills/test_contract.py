@@ -70,6 +70,8 @@ def test_every_load_gives_a_fresh_skill_so_setup_state_is_never_shared(tmp_path)
 def test_a_bad_option_fails_setup_with_a_message_that_says_what_to_change(tmp_path):
     with pytest.raises(ValueError, match="sources must be a whole number from 1 to 10, not 99"):
         SkillHarness(load_skills(["customer_service"]).skills["customer_service"], tmp_path, options={"sources": 99})
+    with pytest.raises(ValueError, match="answer must be one of extractive, generated, not 'poem'"):
+        SkillHarness(load_skills(["customer_service"]).skills["customer_service"], tmp_path, options={"answer": "poem"})
 
 
 def test_tenant_folders_hold_any_tenant_id_and_never_escape(tmp_path):

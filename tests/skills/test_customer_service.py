@@ -56,6 +56,53 @@ def test_streamed_answer_ends_with_its_citation_marker(grounded):
     assert any(GOLD_SOURCE in [x["source"] for x in lp.get("citations", [])] for lp in leptons)
 
 
+def test_extractive_answer_quotes_the_article_under_its_title(grounded):
+    """What the customer reads by default: the matching article's own words, from the
+    passage that matched on, cited; the model is not asked."""
+    response = client(grounded).chat.completions.create(
+        model="customer_service", messages=[{"role": "user", "content": QUESTION}], max_tokens=24
+    )
+    text = response.choices[0].message.content
+    lepton = response.model_extra["lepton"]
+    top = lepton["citations"][0]
+    assert lepton["answer_mode"] == "extractive"
+    assert text.endswith(" [1]") and "anchor" in text.lower()
+    body = text.removesuffix(" [1]")
+    # Longer than the one chunk search returned, and cut at a sentence end.
+    assert 200 < len(body) <= 900 and body[-1] in ".!?:" and body.count(top["title"]) == 0
+    # max_tokens limits generated text only; a quote is never cut mid-sentence by it.
+    assert response.usage.completion_tokens == 0
+
+
+def test_generated_mode_lets_the_model_write_from_the_sources(settings, llm, help_centre_store, start_server):
+    options = settings.model_copy(update={"skill_options": {"customer_service": {"answer": "generated"}}})
+    assistant = Assistant.from_settings(options, llm=llm, knowledge=help_centre_store)
+    try:
+        live = start_server(options, assistant)
+        response = client(live).chat.completions.create(
+            model="customer_service", messages=[{"role": "user", "content": QUESTION}], max_tokens=12
+        )
+    finally:
+        assistant.close()
+    lepton = response.model_extra["lepton"]
+    assert lepton["answer_mode"] == "generated" and lepton["grounded"] is True
+    assert response.usage.completion_tokens > 0
+    assert response.choices[0].message.content
+
+def test_a_quote_stops_before_a_sentence_its_article_repeats():
+    from skills.customer_service import quote
+
+    article = ("For an individual account: the bank must be in your country. This must be the same "
+               "country as your setup.\nFor a business account: the company must be registered there. "
+               "This must be the same country as your setup.")
+    assert quote(article) == ("For an individual account: the bank must be in your country. This must be the "
+                              "same country as your setup.\nFor a business account: the company must be "
+                              "registered there. [1]")
+    assert quote("Open Settings. Open Settings. Click Save now please.") == "Open Settings. Open Settings. Click Save now please. [1]"
+    assert quote("You can log in.In this article, learn how. Visit wix.com/help.") == \
+        "You can log in. In this article, learn how. Visit wix.com/help. [1]"
+
+
 def test_out_of_domain_banking_question_is_declined(grounded):
     response = client(grounded).chat.completions.create(
         model="customer_service",
