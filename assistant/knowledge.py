@@ -6,6 +6,7 @@ search, and opening Chroma takes a while), and the search function skills get
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from typing import TYPE_CHECKING, Callable
@@ -22,6 +23,19 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["Knowledge"]
 
 log = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def _store_failures(what: str):
+    """Lepton's own errors pass; the Chroma client's own failures (a server gone away, a
+    broken folder) become StoreUnavailableError (a 503 in a turn), logged as ``what``."""
+    try:
+        yield
+    except LeptonError:
+        raise
+    except Exception as exc:
+        log.exception(what)
+        raise StoreUnavailableError(f"the knowledge store failed: {type(exc).__name__}: {exc}") from None
 
 
 class Knowledge:
@@ -57,23 +71,13 @@ class Knowledge:
         """``skills.Retrieve``: the best ``k`` chunks (``vector``: the query's embedding, if
         known; see ``Retriever.search``). A store that fails for any reason other than
         Lepton's own checks raises StoreUnavailableError (a 503 in a turn)."""
-        try:
+        with _store_failures("knowledge search failed"):
             return self.retriever.search(query, collection, tenant_id, k=k, mode=mode, vector=vector)
-        except LeptonError:
-            raise
-        except Exception as exc:  # the Chroma client's own failures (a server gone away, a broken folder)
-            log.exception("knowledge search failed")
-            raise StoreUnavailableError(f"the knowledge store failed: {type(exc).__name__}: {exc}") from None
 
     def passage(self, tenant_id: str, collection: str, hit: "Hit", *, chars: int = 900) -> str:
         """``skills.Passage``: ``hit``'s document from the hit onward (see ``Retriever.passage``)."""
-        try:
+        with _store_failures("knowledge read failed"):
             return self.retriever.passage(hit, collection, tenant_id, chars=chars)
-        except LeptonError:
-            raise
-        except Exception as exc:
-            log.exception("knowledge read failed")
-            raise StoreUnavailableError(f"the knowledge store failed: {type(exc).__name__}: {exc}") from None
 
     def best_match(self, tenant_id: str, collection: str, query: str, vector: "np.ndarray | None" = None) -> float | None:
         """How similar the best chunk of the tenant's ``collection`` is to ``query`` (cosine,
