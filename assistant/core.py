@@ -13,7 +13,7 @@ The server, the CLI and the benchmarks all use this one object.
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from langgraph.checkpoint.sqlite import SqliteSaver
 
@@ -31,6 +31,7 @@ from .safety import SafetyGuard, contacts_for
 from .settings import Settings
 from .skill_env import AuditLog, make_env, set_up
 from .store import Store, connect
+from .tenant_skills import SkillCatalog
 from .turns import AUTO_MODEL, ROLES, TurnRequest, TurnResult, TurnRunner, prepare_turn, thread_config
 
 __all__ = ["Assistant", "AUTO_MODEL", "ROLES", "TurnRequest", "TurnResult"]
@@ -62,9 +63,7 @@ class Assistant:
         self.knowledge = Knowledge(settings, knowledge)
         self.audit = AuditLog(lambda: self.store)
         # Set up first: a skill whose setup fails is left out of routing and the graph.
-        self.envs: dict[str, SkillEnv] = set_up(
-            skills, lambda name: make_env(settings, name, retrieve=self.knowledge.retrieve, audit=self.audit,
-                                  passage=self.knowledge.passage))
+        self.envs: dict[str, SkillEnv] = set_up(skills, self._env_for)
         self.skills: dict[str, Skill] = skills.skills
         if not self.skills:
             raise UnknownSkill("no skills could be set up: " + "; ".join(f"{k}: {v}" for k, v in skills.failures.items()))
@@ -75,6 +74,8 @@ class Assistant:
                                      leave=settings.router_leave_threshold,
                                      knowledge=settings.router_knowledge_threshold)
         self.safety = SafetyGuard(self.router.embed)
+        #: Each tenant's skills: the installed ones and its data skills (``lepton skills create``).
+        self.catalog = SkillCatalog(self.skills, self.envs, self.router, self.store, self._env_for)
         self.adapters = AdapterRegistry(settings.adapters_dir)
         served = getattr(llm, "model_path", None)
         self.adapter_loader = AdapterLoader(self.adapters, llm, model_identity(served) if served else None)
@@ -93,12 +94,16 @@ class Assistant:
             audit=self.audit,
             handoffs=self.handoffs,
             llm=llm,
-            envs=self.envs,
+            skills_for=self.catalog.view,
             adapter_for=self.adapter_loader.adapter_for,
             max_history=settings.max_history_messages,
             safety_contacts=lambda tenant, locale: contacts_for(tenant, locale, settings.safety_contacts,
                                                                 settings.safety_locale),
         )
+
+    def _env_for(self, name: str) -> SkillEnv:
+        return make_env(self.settings, name, retrieve=self.knowledge.retrieve, audit=self.audit,
+                        passage=self.knowledge.passage)
 
     @classmethod
     def from_settings(
@@ -142,8 +147,13 @@ class Assistant:
             self.llm.close()
 
     # -- turns ------------------------------------------------------------------
-    def model_names(self) -> list[str]:
-        return [AUTO_MODEL, *self.skills]
+    def skills_of(self, tenant_id: str | None = None) -> Mapping[str, Skill]:
+        """A tenant's skills: the installed ones, then its data skills (``lepton skills create``)."""
+        return self.catalog.view(tenant_id or self.settings.default_tenant).skills
+
+    def model_names(self, tenant_id: str | None = None) -> list[str]:
+        """The ``model`` ids a tenant may ask for: automatic routing, then its skills."""
+        return [AUTO_MODEL, *self.skills_of(tenant_id)]
 
     def start_turn(
         self,
@@ -167,7 +177,7 @@ class Assistant:
         return prepare_turn(
             messages,
             model=model,
-            skills=self.skills,
+            skills=self.skills_of(tenant_id),
             require_conversation=self.store.require_conversation,
             tenant_id=tenant_id or self.settings.default_tenant,
             conversation_id=conversation_id,

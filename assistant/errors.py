@@ -10,6 +10,7 @@
     ├── ConversationNotFound   a conversation id unknown for this tenant (HTTP 404)
     ├── HandoffStateError      the conversation is not in the handoff state an action needs (HTTP 409)
     ├── TurnAbandoned          the caller stopped a running turn (a client went away); nothing is stored
+    ├── DataSkillError         (assistant.tenant_skills) a data skill cannot be made or removed
     ├── AdapterError           (assistant.adapters) an adapter is unknown, malformed or does not fit
     ├── FinetuneError          (finetune.errors) data or a gate the fine-tuning commands refuse
     └── RetrievalError         (retrieval.errors) knowledge bases: names, queries, ingestion;

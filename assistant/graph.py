@@ -20,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
@@ -41,12 +41,15 @@ log = logging.getLogger(__name__)
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
 
-__all__ = ["build_graph", "HANDOFF", "SAFETY", "MAX_FAILURES"]
+__all__ = ["build_graph", "HANDOFF", "SAFETY", "TENANT_SKILL", "MAX_FAILURES"]
 
 #: The node a turn goes to when the conversation is (or now becomes) a person's.
 HANDOFF = "handoff"
 #: The node that answers a crisis or an emergency (assistant.safety), before anything else.
 SAFETY = "safety"
+#: The node that runs a tenant's data skill (``assistant.tenant_skills``): those are
+#: not nodes of their own, since a tenant may add one while the server runs.
+TENANT_SKILL = "tenant_skill"
 #: Consecutive unanswered turns after which a person is called in.
 MAX_FAILURES = 2
 #: Most stop sequences a backend takes (the OpenAI API's limit).
@@ -150,14 +153,17 @@ def make_route(router: EmbeddingRouter, policy: ContextPolicy, skills: dict[str,
                knowledge: KnowledgeSearch | None) -> Callable[..., dict]:
     # The skills that answer from a knowledge collection: a message their collection
     # matches well is theirs (router.route_in_context).
-    owners = {name: skill.collection for name, skill in skills.items() if skill.collection}
+    installed = (router, skills, {name: skill.collection for name, skill in skills.items() if skill.collection})
 
     def route(state: ConversationState, runtime: Runtime[TurnContext]) -> dict:
         """The safety guard's finding comes first, whatever else holds. A conversation
         waiting for a person stays with the person; a request for a person, anger or a
         repeated complaint hands it over; then an explicitly requested skill wins;
         otherwise the embedding router decides, in the context of the conversation's
-        current skill and the tenant's knowledge."""
+        current skill and the tenant's knowledge. A tenant with data skills has its own
+        router and skills (the turn's ``view``)."""
+        view = runtime.context.view
+        router, skills, owners = installed if view is None else (view.router, view.skills, view.owners)
         if state.get("safety"):
             update: dict = {"skill": SAFETY, "route_scores": {}}
         elif state.get("handoff_pending"):
@@ -207,76 +213,91 @@ def _continues(skills: dict[str, Skill], state: ConversationState, tenant_id: st
 
 def make_skill_node(skill: Skill) -> Callable[..., dict]:
     def run_skill(state: ConversationState, runtime: Runtime[TurnContext]) -> dict:
-        turn = runtime.context
-        say, said = _emitter(turn)
-        # What the model calls produce, returned as state updates when the skill is done.
-        calls: dict = {"usage": {"prompt_tokens": 0, "completion_tokens": 0}, "llm_seconds": 0.0}
-
-        history = state.get("messages", []) + state["incoming"]
-        client_instructions = [m["content"] for m in history if m["role"] == "system" and m["content"].strip()]
-
-        def generate(messages, *, max_tokens=None, temperature=None, stop=None) -> str:  # noqa: ANN001
-            params = _params_for(turn.params, max_tokens, temperature, stop)
-            messages = with_client_instructions(messages, client_instructions)
-            # Only time spent waiting on the model counts as LLM time (not streaming it on).
-            started = time.perf_counter()
-            window = calls.setdefault("llm_window", [started, started])
-            calls["prompt_system"] = next((m["content"] for m in messages if m["role"] == "system"), None)
-            generation = turn.llm.stream(messages, params, adapter=turn.adapter_for(skill.name))
-            pieces: list[str] = []
-            try:
-                while not turn.cancelled.is_set():
-                    piece = next(generation, None)
-                    calls["llm_seconds"] += time.perf_counter() - started
-                    if piece is None:
-                        break
-                    pieces.append(piece)
-                    say(piece)
-                    started = time.perf_counter()
-            finally:
-                generation.close()
-                window[1] = time.perf_counter()
-            calls["usage"]["prompt_tokens"] += generation.prompt_tokens
-            calls["usage"]["completion_tokens"] += generation.completion_tokens
-            calls["finish_reason"] = generation.finish_reason or "stop"
-            return "".join(pieces)
-
-        ctx = SkillContext(
-            # Only role and content reach a skill (stored agent messages carry more).
-            messages=[{"role": m["role"], "content": m["content"]} for m in history],
-            tenant_id=turn.tenant_id,
-            conversation_id=turn.conversation_id,
-            generate=generate,
-            say=say,
-            env=turn.envs[skill.name],
-            state=dict(state.get("skill_state", {}).get(skill.name, {})),
-            max_history=turn.max_history,
-            collection=skill.collection,
-            user_id=turn.user_id,
-            emergency_number=turn.safety_contacts.get("emergency_number", "your local emergency number"),
-        )
-        reply = skill.respond(ctx)
-        if not said:  # a skill that returned its text instead of streaming it
-            say(reply.text)
-        update = {**calls, "reply": "".join(said), "lepton": reply.extras, "declined": reply.declined,
-                  "decisions": list(reply.decisions)}
-        if reply.handoff:
-            update["handoff_reason"] = reply.handoff
-        if reply.safety:
-            update["safety"] = reply.safety
-        if reply.state is not None:
-            update["skill_state"] = {**state.get("skill_state", {}), skill.name: dict(reply.state)}
-        return update
+        return skill_turn(skill, state, runtime.context)
 
     run_skill.__name__ = skill.name
     return run_skill
 
 
+def tenant_skill(state: ConversationState, runtime: Runtime[TurnContext]) -> dict:
+    """Run the tenant's data skill that route chose (it is in the turn's view)."""
+    return skill_turn(runtime.context.view.skills[state["skill"]], state, runtime.context)
+
+
+def skill_turn(skill: Skill, state: ConversationState, turn: TurnContext) -> dict:
+    """One turn of ``skill``: its context, its reply, and the state updates they make."""
+    say, said = _emitter(turn)
+    # What the model calls produce, returned as state updates when the skill is done.
+    calls: dict = {"usage": {"prompt_tokens": 0, "completion_tokens": 0}, "llm_seconds": 0.0}
+
+    history = state.get("messages", []) + state["incoming"]
+    client_instructions = [m["content"] for m in history if m["role"] == "system" and m["content"].strip()]
+
+    def generate(messages, *, max_tokens=None, temperature=None, stop=None) -> str:  # noqa: ANN001
+        params = _params_for(turn.params, max_tokens, temperature, stop)
+        messages = with_client_instructions(messages, client_instructions)
+        # Only time spent waiting on the model counts as LLM time (not streaming it on).
+        started = time.perf_counter()
+        window = calls.setdefault("llm_window", [started, started])
+        calls["prompt_system"] = next((m["content"] for m in messages if m["role"] == "system"), None)
+        generation = turn.llm.stream(messages, params, adapter=turn.adapter_for(skill.name))
+        pieces: list[str] = []
+        try:
+            while not turn.cancelled.is_set():
+                piece = next(generation, None)
+                calls["llm_seconds"] += time.perf_counter() - started
+                if piece is None:
+                    break
+                pieces.append(piece)
+                say(piece)
+                started = time.perf_counter()
+        finally:
+            generation.close()
+            window[1] = time.perf_counter()
+        calls["usage"]["prompt_tokens"] += generation.prompt_tokens
+        calls["usage"]["completion_tokens"] += generation.completion_tokens
+        calls["finish_reason"] = generation.finish_reason or "stop"
+        return "".join(pieces)
+
+    ctx = SkillContext(
+        # Only role and content reach a skill (stored agent messages carry more).
+        messages=[{"role": m["role"], "content": m["content"]} for m in history],
+        tenant_id=turn.tenant_id,
+        conversation_id=turn.conversation_id,
+        generate=generate,
+        say=say,
+        env=turn.envs[skill.name],
+        state=dict(state.get("skill_state", {}).get(skill.name, {})),
+        max_history=turn.max_history,
+        collection=skill.collection,
+        user_id=turn.user_id,
+        emergency_number=turn.safety_contacts.get("emergency_number", "your local emergency number"),
+    )
+    reply = skill.respond(ctx)
+    if not said:  # a skill that returned its text instead of streaming it
+        say(reply.text)
+    update = {**calls, "reply": "".join(said), "lepton": reply.extras, "declined": reply.declined,
+              "decisions": list(reply.decisions)}
+    if reply.handoff:
+        update["handoff_reason"] = reply.handoff
+    if reply.safety:
+        update["safety"] = reply.safety
+    if reply.state is not None:
+        update["skill_state"] = {**state.get("skill_state", {}), skill.name: dict(reply.state)}
+    return update
+
+
+def _capabilities(skills: Mapping[str, Skill]) -> str:
+    return "\n".join(f"- {s.description}" for s in skills.values())
+
+
 def make_out_of_scope(skills: dict[str, Skill]) -> Callable[..., dict]:
-    capabilities = "\n".join(f"- {s.description}" for s in skills.values())
+    installed = _capabilities(skills)
 
     def out_of_scope(state: ConversationState, runtime: Runtime[TurnContext]) -> dict:
-        """Say what the assistant can help with instead of guessing."""
+        """Say what the assistant can help with (the tenant's data skills too) instead of guessing."""
+        view = runtime.context.view
+        capabilities = installed if view is None or not view.data_skills else _capabilities(view.skills)
         say, said = _emitter(runtime.context)
         say(OUT_OF_SCOPE_REPLY.format(capabilities=capabilities))
         return {"reply": "".join(said)}
@@ -356,6 +377,7 @@ def build_graph(skills: dict[str, Skill], router: EmbeddingRouter, guard: Safety
     builder.add_node("route", make_route(router, policy or ContextPolicy(), skills, knowledge))
     for name, skill in skills.items():
         builder.add_node(name, make_skill_node(skill))
+    builder.add_node(TENANT_SKILL, tenant_skill)
     builder.add_node(OUT_OF_SCOPE, make_out_of_scope(skills))
     builder.add_node(HANDOFF, handoff)
     builder.add_node(SAFETY, safety)
@@ -365,14 +387,17 @@ def build_graph(skills: dict[str, Skill], router: EmbeddingRouter, guard: Safety
     builder.add_edge(START, "guard_in")
     builder.add_edge("guard_in", "route")
 
-    # route stored its decision in state["skill"]: a skill name, out_of_scope, handoff or safety.
-    def pick_skill(state: ConversationState) -> str:
-        return state["skill"]
+    # route stored its decision in state["skill"]: a skill name, out_of_scope, handoff or
+    # safety; a name that is not an installed skill's is a tenant's data skill.
+    answered_by = [*skills, TENANT_SKILL, OUT_OF_SCOPE, HANDOFF, SAFETY]
 
-    builder.add_conditional_edges("route", pick_skill, [*skills, OUT_OF_SCOPE, HANDOFF, SAFETY])
+    def pick_skill(state: ConversationState) -> str:
+        return state["skill"] if state["skill"] in answered_by else TENANT_SKILL
+
+    builder.add_conditional_edges("route", pick_skill, answered_by)
 
     # Whatever answered, guard_out commits the turn and the graph ends.
-    for name in [*skills, OUT_OF_SCOPE, HANDOFF, SAFETY]:
+    for name in answered_by:
         builder.add_edge(name, "guard_out")
     builder.add_edge("guard_out", END)
 

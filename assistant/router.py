@@ -122,26 +122,46 @@ class EmbeddingRouter:
         out_of_scope_examples: list[str] = OUT_OF_SCOPE_EXAMPLES,
         regularization: float = 10.0,
     ):
-        from sklearn.linear_model import LogisticRegression
-
         if not examples:
             raise ValueError("the router needs at least one skill with examples")
         self._encoder = encoder
         self.threshold = threshold
+        self._regularization = regularization
         labels: list[str] = []
         texts: list[str] = []
         for name, items in {**examples, OUT_OF_SCOPE: out_of_scope_examples}.items():
             labels += [name] * len(items)
             texts += items
+        self._fit(labels, self._embed(texts))
+
+    def _fit(self, labels: list[str], vectors: np.ndarray) -> None:
+        from sklearn.linear_model import LogisticRegression
+
+        #: The training set (labels and embeddings): ``extended`` adds to it.
+        self._labels, self._vectors = labels, vectors
         #: The fitted scikit-learn model (for audit; routing applies its weights directly).
-        self.model = model = LogisticRegression(C=regularization, class_weight="balanced", max_iter=2000)
-        model.fit(self._embed(texts), labels)
+        self.model = model = LogisticRegression(C=self._regularization, class_weight="balanced", max_iter=2000)
+        model.fit(vectors, labels)
         self._classes = [str(c) for c in model.classes_]
         # The fitted weights, applied with numpy (see probabilities): scikit-learn's own
         # predict_proba validates its input on every call, a real cost per message
         # (measured: benchmarks/README.md, Design measurements).
         self._coef = np.asarray(model.coef_, dtype=np.float64)
         self._intercept = np.asarray(model.intercept_, dtype=np.float64)
+
+    def extended(self, examples: dict[str, list[str]]) -> "EmbeddingRouter":
+        """A new router that also knows these skills (a tenant's data skills): only the
+        new examples are embedded; the model is fitted again on everything, the same way."""
+        clash = sorted(set(examples) & set(self._classes))
+        if clash:
+            raise ValueError(f"the router already has {', '.join(clash)}")
+        router = object.__new__(EmbeddingRouter)
+        router._encoder, router.threshold, router._regularization = self._encoder, self.threshold, self._regularization
+        labels = [name for name, items in examples.items() for _ in items]
+        texts = [text for items in examples.values() for text in items]
+        vectors = self._vectors if not texts else np.concatenate([self._vectors, self._embed(texts)])
+        router._fit(self._labels + labels, vectors)
+        return router
 
     def _embed(self, texts: list[str]) -> np.ndarray:
         vectors = np.asarray(self._encoder.encode(texts, normalize_embeddings=True, show_progress_bar=False))

@@ -7,7 +7,8 @@ routed turn by turn as the server routes it: the router's scores, then the
 conversation's current skill (the one the previous turn was *routed to*, right or
 wrong) and the tenant's knowledge (``router.route_in_context``). Reports per-turn
 accuracy overall, on first turns and on follow-ups, per-class precision and recall,
-and out-of-scope recall. No LLM runs.
+and out-of-scope recall. The tenant's data skills (``lepton skills create``) take
+part as on the server. No LLM runs.
 """
 
 from __future__ import annotations
@@ -90,6 +91,18 @@ def _knowledge_match(settings: Settings, tenant: str) -> tuple[Callable[..., flo
     return match, lambda: asked[0]
 
 
+def _data_skills(settings: Settings, tenant: str) -> list[dict]:
+    if not settings.db_path.exists():
+        return []
+    from .store import Store, connect
+
+    conn = connect(settings.db_path)
+    try:
+        return Store(conn).data_skills(tenant)
+    finally:
+        conn.close()
+
+
 def evaluate_routing(settings: Settings, dialogues: list[list[dict]], *, tenant: str | None = None,
                      use_knowledge: bool = True, use_context: bool = True) -> dict:
     """Route every turn of ``dialogues`` (see the module docstring) and score it;
@@ -97,20 +110,25 @@ def evaluate_routing(settings: Settings, dialogues: list[list[dict]], *, tenant:
     from retrieval.query_encoder import load_query_encoder
     from skills import load_skills
 
-    loaded = load_skills(settings.skills)
-    known = set(loaded.skills) | {OUT_OF_SCOPE}
+    tenant = tenant or settings.default_tenant
+    skills = dict(load_skills(settings.skills).skills)
+    # The tenant's data skills (lepton skills create) are routed to as the server does.
+    data_skills = {r["name"]: r for r in _data_skills(settings, tenant) if r["name"] not in skills}
+    known = set(skills) | set(data_skills) | {OUT_OF_SCOPE}
     unknown = sorted({t["skill"] for d in dialogues for t in d} - known)
     if unknown:
         raise InvalidRequest(f"labels name unknown skills: {', '.join(unknown)}; known: {', '.join(sorted(known))}")
     router = EmbeddingRouter(
         load_query_encoder(settings.embedding_model, int8=settings.router_int8),  # the server's encoder
-        {name: s.examples for name, s in loaded.skills.items()},
+        {name: s.examples for name, s in skills.items()},
         threshold=settings.router_threshold,
     )
+    if data_skills:
+        router = router.extended({name: r["examples"] for name, r in data_skills.items()})
     policy = ContextPolicy(switch=settings.router_switch_threshold, leave=settings.router_leave_threshold,
                            knowledge=settings.router_knowledge_threshold)
-    owners = {name: s.collection for name, s in loaded.skills.items() if s.collection}
-    tenant = tenant or settings.default_tenant
+    owners = {name: s.collection for name, s in skills.items() if s.collection}
+    owners.update({name: r["collection"] for name, r in data_skills.items() if r["collection"]})
     match, asked = _knowledge_match(settings, tenant) if use_knowledge and owners else (None, lambda: 0)
     # The router's own scores do not depend on the conversation: embed every turn at once.
     texts = [t["text"] for d in dialogues for t in d]
@@ -124,7 +142,7 @@ def evaluate_routing(settings: Settings, dialogues: list[list[dict]], *, tenant:
                 lambda skill, collection, message, vector=vector: match(collection, message, vector))
             decision = route_in_context(router.route(turn["text"], vector), turn["text"], current=current,
                                         policy=policy, owners=owners, knowledge=knowledge)
-            current = decision.skill if use_context and decision.skill in loaded.skills else None
+            current = decision.skill if use_context and decision.skill in known - {OUT_OF_SCOPE} else None
             gold.append(turn["skill"])
             predicted.append(decision.skill)
             followup.append(i > 0)
@@ -154,6 +172,7 @@ def evaluate_routing(settings: Settings, dialogues: list[list[dict]], *, tenant:
         "threshold": settings.router_threshold,
         "policy": {"switch": policy.switch, "leave": policy.leave, "knowledge": policy.knowledge},
         "knowledge": {"tenant": tenant, "lookups": asked()} if match is not None else None,
+        "data_skills": sorted(data_skills),
         "context": use_context,
         "per_class": per_class,
         "errors": dict(confusion.most_common()),

@@ -26,6 +26,7 @@ from typing import Annotated, Any, Callable, Mapping, TypedDict
 from skills import Decision, SkillEnv
 
 from .llm import ChatModel, GenerationParams, Message
+from .tenant_skills import SkillView
 
 __all__ = ["ConversationState", "TurnContext", "PERSISTED", "EventSink", "add_usage", "merge_dicts", "widen"]
 
@@ -162,3 +163,6 @@ class TurnContext:
     safety_contacts: Mapping[str, str] = field(default_factory=dict)
     #: The request's end-user id (OpenAI's ``user``), handed to skills as ``ctx.user_id``.
     user_id: str | None = None
+    #: The tenant's skills, router and environments (``assistant.tenant_skills``); None:
+    #: the installed skills the graph was built with.
+    view: SkillView | None = None

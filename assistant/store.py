@@ -96,6 +96,24 @@ CREATE TABLE IF NOT EXISTS widget_keys (
 );
 -- Per-tenant secrets that sign end-user ids for the widget (identity
 -- verification): the integrator's server computes HMAC-SHA256(secret, user id).
+-- Skills a tenant made from its own data (`lepton skills create`): no code, only
+-- routing examples (JSON list), instructions and an optional knowledge collection.
+CREATE TABLE IF NOT EXISTS data_skills (
+    tenant_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    description TEXT NOT NULL,
+    examples TEXT NOT NULL,
+    prompt TEXT NOT NULL,
+    collection TEXT,
+    created_at REAL NOT NULL,
+    PRIMARY KEY (tenant_id, name)
+);
+-- Bumped by every change to a tenant's data skills: a running server compares it
+-- on each turn and rebuilds that tenant's router when it moved.
+CREATE TABLE IF NOT EXISTS data_skill_revisions (
+    tenant_id TEXT PRIMARY KEY,
+    revision INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS identity_secrets (
     tenant_id TEXT PRIMARY KEY,
     secret TEXT NOT NULL,
@@ -432,3 +450,53 @@ class Store:
                 "UPDATE widget_keys SET revoked_at = ? WHERE key = ? AND revoked_at IS NULL", (time.time(), key)
             )
         return cursor.rowcount == 1
+
+    # -- data skills (assistant.tenant_skills) ------------------------------------------
+    _DATA_SKILL_COLUMNS = "name, description, examples, prompt, collection, created_at"
+
+    def _bump_data_skills(self, tenant_id: str) -> None:
+        self._conn.execute(
+            "INSERT INTO data_skill_revisions (tenant_id, revision) VALUES (?, 1)"
+            " ON CONFLICT (tenant_id) DO UPDATE SET revision = revision + 1", (tenant_id,))
+
+    def add_data_skill(self, tenant_id: str, name: str, *, description: str, examples: list[str], prompt: str,
+                       collection: str | None) -> None:
+        """Store a new data skill; raises ValueError when the tenant has one of that name."""
+        with self._lock, self._conn:
+            try:
+                self._conn.execute(
+                    f"INSERT INTO data_skills (tenant_id, {self._DATA_SKILL_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (tenant_id, name, description, json.dumps(examples), prompt, collection, time.time()))
+            except sqlite3.IntegrityError:
+                raise ValueError(f"tenant {tenant_id!r} already has a skill named {name!r}") from None
+            self._bump_data_skills(tenant_id)
+
+    def data_skills(self, tenant_id: str) -> list[dict[str, Any]]:
+        """The tenant's data skills, oldest first."""
+        with self._lock:
+            rows = self._conn.execute(
+                f"SELECT {self._DATA_SKILL_COLUMNS} FROM data_skills WHERE tenant_id = ? ORDER BY created_at, name",
+                (tenant_id,)).fetchall()
+        return [{"name": r[0], "description": r[1], "examples": json.loads(r[2]), "prompt": r[3],
+                 "collection": r[4], "created_at": r[5]} for r in rows]
+
+    def delete_data_skill(self, tenant_id: str, name: str) -> bool:
+        """False when the tenant has no data skill of that name."""
+        with self._lock, self._conn:
+            cursor = self._conn.execute("DELETE FROM data_skills WHERE tenant_id = ? AND name = ?", (tenant_id, name))
+            if cursor.rowcount:
+                self._bump_data_skills(tenant_id)
+        return cursor.rowcount == 1
+
+    def data_skill_tenant(self, name: str) -> str | None:
+        """The tenant that has a data skill of this name, if any (names are unique on a server)."""
+        with self._lock:
+            row = self._conn.execute("SELECT tenant_id FROM data_skills WHERE name = ?", (name,)).fetchone()
+        return row[0] if row else None
+
+    def data_skill_revision(self, tenant_id: str) -> int:
+        """Changes so far to the tenant's data skills (0: it never had any)."""
+        with self._lock:
+            row = self._conn.execute("SELECT revision FROM data_skill_revisions WHERE tenant_id = ?",
+                                     (tenant_id,)).fetchone()
+        return row[0] if row else 0

@@ -34,7 +34,9 @@ from .state import PERSISTED, EventSink, TurnContext
 from .store import transcript_digest
 
 if TYPE_CHECKING:  # pragma: no cover
-    from skills import AuditWriter, SkillEnv
+    from skills import AuditWriter
+
+    from .tenant_skills import SkillView
 
     from .handoff import HandoffService
     from .llm import ChatModel
@@ -191,19 +193,20 @@ class TurnRunner:
         audit: "AuditWriter",
         handoffs: "HandoffService",
         llm: "ChatModel",
-        envs: Mapping[str, "SkillEnv"],
+        skills_for: Callable[[str], "SkillView"],
         adapter_for: Callable[[str], str | None],
         max_history: int,
         safety_contacts: Callable[[str, str | None], Mapping[str, str]],
     ):
-        """``safety_contacts(tenant, locale)``: what the safety guard's replies name."""
+        """``safety_contacts(tenant, locale)``: what the safety guard's replies name;
+        ``skills_for(tenant)``: the tenant's skills (``SkillCatalog.view``)."""
         self.graph = graph
         self._turn_graph = turn_graph
         self.store = store
         self.audit = audit
         self.handoffs = handoffs
         self.llm = llm
-        self.envs = envs
+        self.skills_for = skills_for
         self.adapter_for = adapter_for
         self.max_history = max_history
         self.safety_contacts = safety_contacts
@@ -244,12 +247,14 @@ class TurnRunner:
 
         tenant, conversation = request.tenant_id, request.conversation_id
         config = thread_config(tenant, conversation)
+        view = self.skills_for(tenant)
         context = TurnContext(
             tenant_id=tenant,
             conversation_id=conversation,
             llm=self.llm,
             params=request.params,
-            envs=self.envs,
+            envs=view.envs,
+            view=view,
             adapter_for=self.adapter_for,
             cancelled=cancelled,
             emit=emit,

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import click
 
-from assistant.cli_support import pass_settings
+from assistant.cli_support import pass_settings, state_of
 
 from .data import FORMATS
 
@@ -110,8 +110,10 @@ def train(settings, skill, data, base_model, config_file, epochs, max_steps, see
     if resume and fresh:
         raise click.UsageError("--resume and --fresh exclude each other")
     known = load_skills(settings.skills).skills
-    if skill not in known:
-        raise FinetuneError(f"skill {skill!r} is not installed (installed: {', '.join(known) or 'none'})")
+    if skill not in known and not (settings.db_path.exists()  # a data skill (lepton skills create)?
+                                   and state_of(click.get_current_context()).store().data_skill_tenant(skill)):
+        raise FinetuneError(f"skill {skill!r} is neither installed nor a data skill "
+                            f"(installed: {', '.join(known) or 'none'})")
     config = load_config(config_file, epochs=epochs, max_steps=max_steps, seed=seed)
     if name is None:
         read_prepared(data, "train")  # a clear error before the hash is taken

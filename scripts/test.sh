@@ -5,6 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # vLLM too (CPU build, ~8 minutes the first time): the tests marked `vllm` start a real one.
 bash scripts/install_vllm.sh ".[test,vllm]"
+# The third-party plugin of plugins/ installs like any other (its tests run with ours).
+.venv/bin/pip install -q --no-deps -e plugins/lepton-finance-news
 # The widget's browser tests drive Debian's chromium (never a downloaded browser).
 if [ ! -x /usr/bin/chromium ]; then
   if [ "$(id -u)" = 0 ]; then

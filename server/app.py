@@ -80,7 +80,7 @@ def create_app(settings: Settings, assistant: Assistant | None = None, *, close_
     def model_entries(request: Request, who: Caller) -> list[tuple[str, str]]:
         assistant: Assistant = request.app.state.assistant
         entries = [("assistant", "Routes each message to the right skill automatically.")]
-        entries += [(name, skill.description) for name, skill in assistant.skills.items()]
+        entries += [(name, skill.description) for name, skill in assistant.skills_of(who.tenant_id).items()]
         if who.key is not None:  # a widget key sees the models it may use
             entries = [e for e in entries if who.key.allows_skill(e[0])]
         return entries

@@ -32,9 +32,10 @@ def _actions(request: Request, skill: str, who: Caller) -> dict[str, SkillAction
     if who.key is not None:
         raise ApiError(403, "skill actions cannot be called with a public widget key", code="widget_key_not_allowed")
     assistant = request.app.state.assistant
-    found = assistant.skills.get(skill)
+    skills = assistant.skills_of(who.tenant_id)
+    found = skills.get(skill)
     if found is None:
-        raise ApiError(404, f"skill {skill!r} does not exist; available: {', '.join(assistant.skills)}",
+        raise ApiError(404, f"skill {skill!r} does not exist; available: {', '.join(skills)}",
                        param="skill", code="skill_not_found")
     return {action.name: action for action in found.actions()}
 

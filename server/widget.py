@@ -67,7 +67,7 @@ async def widget_config(request: Request, key: str | None = None) -> dict:
     if who.key is None:
         raise ApiError(401, "A widget key is required (?key=pk_...).", param="key", code="invalid_api_key")
     assistant: Assistant = request.app.state.assistant
-    models = [m for m in [AUTO_MODEL, *assistant.skills] if who.key.allows_skill(m)]
+    models = [m for m in assistant.model_names(who.tenant_id) if who.key.allows_skill(m)]
     return {"object": "widget.config", "models": models}
 
 

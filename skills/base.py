@@ -68,7 +68,7 @@ __all__ = [
 #: Skill names appear in URLs and as OpenAI ``model`` ids.
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]{1,48}$")
 #: Names the assistant itself uses: automatic routing, and the graph's own nodes.
-RESERVED_NAMES = ("assistant", "out_of_scope", "handoff", "safety")
+RESERVED_NAMES = ("assistant", "out_of_scope", "handoff", "safety", "tenant_skill")
 #: Keys of the response's ``lepton`` object that the assistant fills itself; the
 #: typed fields of :class:`SkillReply` set the control ones.
 RESERVED_EXTRAS = ("skill", "conversation_id", "handoff", "declined", "safety")

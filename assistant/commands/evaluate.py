@@ -30,8 +30,8 @@ def eval_group() -> None:
 @click.option("--switch", type=click.FloatRange(0, 1), help="Override router_switch_threshold.")
 @click.option("--leave", type=click.FloatRange(0, 1), help="Override router_leave_threshold.")
 @click.option("--knowledge-threshold", type=click.FloatRange(0, 1), help="Override router_knowledge_threshold.")
-@click.option("--tenant", "-t", default=None, help="Whose knowledge routing consults (default: the default "
-              "tenant, with the demo help centre as `lepton serve` loads it).")
+@click.option("--tenant", "-t", default=None, help="Whose knowledge and data skills routing consults (default: "
+              "the default tenant, with the demo help centre as `lepton serve` loads it).")
 @click.option("--no-knowledge", is_flag=True, help="Route without the tenant's knowledge.")
 @click.option("--no-context", is_flag=True, help="Route every turn on its own, as if it opened a conversation.")
 @pass_settings

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -157,6 +157,9 @@ def weak_evidence(best: list, keyword_best: Callable[[], list] | None = None) ->
 
 
 class CustomerServiceSkill(Skill):
+    #: Said when the knowledge holds nothing close to the question.
+    decline_reply: ClassVar[str] = DECLINE_REPLY
+
     def setup(self, env: SkillEnv) -> None:
         """Options: ``sources`` (1-10), how many help-centre chunks the model is given."""
         super().setup(env)
@@ -193,9 +196,9 @@ class CustomerServiceSkill(Skill):
         except CollectionNotFoundError:
             return super().respond(ctx)
         if weak_evidence(best, lambda: ctx.retrieve(query, k=1, mode="bm25")):
-            ctx.say(DECLINE_REPLY)
+            ctx.say(self.decline_reply)
             top = round(float(best[0].score), 4) if best else None
-            return SkillReply(DECLINE_REPLY, {"grounded": False, "evidence_score": top}, declined=True)
+            return SkillReply(self.decline_reply, {"grounded": False, "evidence_score": top}, declined=True)
 
         hits = ctx.retrieve(query, k=self.sources, mode="hybrid")
         extras = {

@@ -84,7 +84,8 @@ def test_eval_routing_reports_accuracy_and_json(tmp_path):
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["n"] == 5
     assert report["accuracy"] == 1.0 and report["out_of_scope_recall"] == 1.0
-    assert set(report["per_class"]) == {r["skill"] for r in rows}
+    # Every label is scored; installed plugins (the test script installs one) are classes too.
+    assert {r["skill"] for r in rows} <= set(report["per_class"])
 
     text = runner.invoke(cli, ["--data-dir", str(tmp_path / "d"), "eval", "routing", str(data)])
     assert "accuracy: 1.000" in text.stdout

@@ -125,7 +125,7 @@ def test_train_base_model_that_does_not_exist(tmp_path, capsys, prepared, base):
 def test_train_unknown_skill_and_unprepared_data(tmp_path, capsys, prepared):
     code, _, err = run(capsys, "--data-dir", str(tmp_path / "data"), "finetune", "train", "--skill", "astrology",
                        "--data", str(prepared))
-    assert code == 1 and "skill 'astrology' is not installed" in only_line(err)
+    assert code == 1 and "skill 'astrology' is neither installed nor a data skill" in only_line(err)
     code, _, err = run(capsys, "--data-dir", str(tmp_path / "data"), "finetune", "train", "--skill",
                        "customer_service", "--data", str(tmp_path))
     assert code == 1 and "is not a prepared data set" in only_line(err)

@@ -90,7 +90,7 @@ def test_cli_lists_plugins_and_warns_about_the_broken_one(tmp_path):
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0
     names = [line.split()[0] for line in result.stdout.splitlines()]
-    assert set(names) == BUILT_INS | {"shop_faq"}
+    assert set(names) >= BUILT_INS | {"shop_faq"} and "broken" not in names
     assert "skill plugin 'broken' was skipped: RuntimeError: plugin bug" in result.stderr
 
 
@@ -105,7 +105,7 @@ def test_server_with_a_broken_plugin_still_serves_the_others(tmp_path, model_pat
     live = start_server(settings, assistant)
     api = openai.OpenAI(base_url=live.base_url + "/v1", api_key="x")
     ids = {m.id for m in api.models.list().data}
-    assert ids == {"assistant", "shop_faq"} | BUILT_INS
+    assert ids >= {"assistant", "shop_faq"} | BUILT_INS and "broken" not in ids
     reply = api.chat.completions.create(model="assistant", max_tokens=4,
                                         messages=[{"role": "user", "content": "are you open on saturdays?"}])
     assert reply.model_extra["lepton"]["skill"] == "shop_faq"
