@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Callable
 
 from .errors import InvalidRequest
-from .router import OUT_OF_SCOPE, ContextPolicy, EmbeddingRouter, route_in_context
+from .router import OUT_OF_SCOPE, ContextPolicy, EmbeddingRouter, TenantRouter, route_in_context
 from .settings import Settings
 
 __all__ = ["read_labelled", "read_dialogues", "evaluate_routing", "format_report"]
@@ -124,7 +124,7 @@ def evaluate_routing(settings: Settings, dialogues: list[list[dict]], *, tenant:
         threshold=settings.router_threshold,
     )
     if data_skills:
-        router = router.extended({name: r["examples"] for name, r in data_skills.items()})
+        router = TenantRouter(router, {name: r["examples"] for name, r in data_skills.items()})
     policy = ContextPolicy(switch=settings.router_switch_threshold, leave=settings.router_leave_threshold,
                            knowledge=settings.router_knowledge_threshold)
     owners = {name: s.collection for name, s in skills.items() if s.collection}

@@ -4,8 +4,8 @@
 Every turn asks the catalog for its tenant's :class:`SkillView`: the skills, the
 router that knows them, and their environments. A tenant without data skills
 gets the installed ones and the router trained at start-up. A tenant with data
-skills gets its own router, fitted on the installed skills' examples (already
-embedded) plus its own; the view is kept until the tenant's data skills change
+skills gets its own router: the installed skills' router with a gate in front
+for its data skills (``router.TenantRouter``); the view is kept until the tenant's data skills change
 (``Store.data_skill_revision``, read once per turn), so a skill created or
 deleted from the CLI, another process, is used from the next turn on, with no
 restart.
@@ -27,7 +27,7 @@ from skills import Skill, SkillEnv
 from skills.data_skill import DataSkill, check_definition, collection_for, default_prompt
 
 from .errors import LeptonError
-from .router import EmbeddingRouter
+from .router import EmbeddingRouter, TenantRouter
 
 if TYPE_CHECKING:  # pragma: no cover
     from .settings import Settings
@@ -48,7 +48,7 @@ class SkillView:
     """One tenant's skills as a turn sees them."""
 
     skills: Mapping[str, Skill]
-    router: EmbeddingRouter
+    router: EmbeddingRouter | TenantRouter
     envs: Mapping[str, SkillEnv]
     #: The tenant's data-skill revision this view was built at (0: installed skills only).
     revision: int = 0
@@ -103,7 +103,7 @@ class SkillCatalog:
         if not own:
             return SkillView(self.base.skills, self.base.router, self.base.envs, revision)
         log.info("tenant %r: routing also to its data skills %s", tenant_id, ", ".join(own))
-        return SkillView(skills, self.base.router.extended(own), envs, revision, frozenset(own))
+        return SkillView(skills, TenantRouter(self.base.router, own), envs, revision, frozenset(own))
 
 
 # -- making and removing data skills (the CLI and the admin API) ------------------------

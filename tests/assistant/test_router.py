@@ -97,3 +97,29 @@ def test_the_assistant_routes_on_the_int8_copy_and_searches_with_the_float_encod
     search = load_query_encoder(assistant.settings.embedding_model)
     assert routing.int8 and routing._session is not None, routing.reason
     assert not search.int8 and search._checked and search._session is not None, search.reason
+
+
+BIKE_HIRE = ["Can I rent a bike for the weekend?", "How much is an electric bike per day?",
+             "Do you have child seats for the rental bikes?", "What time do I have to bring the rented bike back?",
+             "Is a helmet included when I hire a bike?", "What happens if the rental bike gets a puncture?"]
+
+
+@pytest.mark.parametrize("text,skill", [
+    ("how much would two e-bikes cost for three days", "bike_hire"),
+    ("do the hire bikes come with a lock", "bike_hire"),
+    # The installed skills keep what is theirs, even when it mentions a bike.
+    ("I'd like to take out finance on a bike, around 1200 pounds, I earn 30k", "credit_scoring"),
+    ("the parcel I ordered two weeks ago never arrived", "customer_service"),
+    ("sing me a song", OUT_OF_SCOPE),
+])
+def test_a_tenant_router_gates_its_data_skills_in_front_of_the_installed_router(router, text, skill):
+    from assistant.router import TenantRouter
+
+    tenant = TenantRouter(router, {"bike_hire": BIKE_HIRE})
+    route = tenant.route(text)
+    assert route.skill == skill
+    assert set(route.scores) == set(router.classes) | {"bike_hire"} == set(tenant.classes)
+    if skill != "bike_hire":  # the installed router's decision, unchanged
+        assert router.route(text).skill == skill
+    with pytest.raises(ValueError, match="already has customer_service"):
+        TenantRouter(router, {"customer_service": BIKE_HIRE})
