@@ -30,6 +30,8 @@ from .errors import LeptonError
 from .router import EmbeddingRouter, TenantRouter
 
 if TYPE_CHECKING:  # pragma: no cover
+    from retrieval.store import KnowledgeStore
+
     from .settings import Settings
     from .store import Store
 
@@ -38,7 +40,13 @@ __all__ = ["SkillView", "SkillCatalog", "DataSkillError", "create_data_skill", "
 
 
 class DataSkillError(LeptonError):
-    """A data skill could not be made or removed; the message is one line for the user."""
+    """A data skill could not be made or removed; the message is one line for the user.
+    ``kind``: "invalid" (the definition or its files), "exists" (the name is taken) or
+    "missing" (no such data skill)."""
+
+    def __init__(self, message: str, kind: str = "invalid"):
+        super().__init__(message)
+        self.kind = kind
 
 log = logging.getLogger(__name__)
 
@@ -122,23 +130,29 @@ class Created:
 
 def create_data_skill(settings: "Settings", store: "Store", tenant_id: str, name: str, *, description: str,
                       examples: list[str], prompt: str | None = None, knowledge: Sequence[Path] = (),
-                      installed: Iterable[str] = ()) -> Created:
+                      installed: Iterable[str] = (), base_dir: Path | None = None,
+                      knowledge_store: "KnowledgeStore | None" = None) -> Created:
     """Check the definition, ingest ``knowledge`` (files or folders) into the skill's
     collection, then store the skill. Raises DataSkillError with one line, and leaves
     nothing behind (the collection is dropped again), when any step fails. ``installed``:
-    the installed skills' names, which a data skill may not take."""
+    the installed skills' names, which a data skill may not take; ``base_dir``: name the
+    documents relative to it (else by absolute path, as ``lepton ingest`` does);
+    ``knowledge_store``: the store to use (default: the settings' one)."""
+    from retrieval.store import KnowledgeStore
+
+    knowledge_store = knowledge_store or KnowledgeStore(settings)
     prompt = prompt if prompt is not None else default_prompt(description)
     try:
         check_definition(name, description, examples, prompt)
     except ValueError as exc:
         raise DataSkillError(str(exc)) from None
     if name in set(installed):
-        raise DataSkillError(f"{name!r} is the name of an installed skill; choose another")
+        raise DataSkillError(f"{name!r} is the name of an installed skill; choose another", "exists")
     owner = store.data_skill_tenant(name)
     if owner is not None:
         # Names are unique on the server: a skill's adapters and data folder go by its name.
         raise DataSkillError(f"a data skill named {name!r} exists already" + (
-            f" (tenant {owner!r}); delete it first" if owner == tenant_id else "; choose another name"))
+            f" (tenant {owner!r}); delete it first" if owner == tenant_id else "; choose another name"), "exists")
     for path in knowledge:
         if not path.exists():
             raise DataSkillError(f"no such file or folder: {path}")
@@ -147,47 +161,44 @@ def create_data_skill(settings: "Settings", store: "Store", tenant_id: str, name
     collection = collection_for(name) if knowledge else None
     chunks = 0
     if collection is not None:
-        chunks = _ingest(settings, tenant_id, collection, knowledge)
+        chunks = _ingest(knowledge_store, tenant_id, collection, knowledge, base_dir)
     try:
         store.add_data_skill(tenant_id, name, description=description.strip(), examples=examples, prompt=prompt,
                              collection=collection)
     except Exception as exc:
         if collection is not None:
-            _drop(settings, tenant_id, collection)
-        if isinstance(exc, ValueError):
-            raise DataSkillError(str(exc)) from None
+            _drop(knowledge_store, tenant_id, collection)
+        if isinstance(exc, ValueError):  # a concurrent create of the same name
+            raise DataSkillError(str(exc), "exists") from None
         raise
     return Created(tenant_id, name, collection, chunks, len(examples))
 
 
-def _ingest(settings: "Settings", tenant_id: str, collection: str, paths: Sequence[Path]) -> int:
+def _ingest(store: "KnowledgeStore", tenant_id: str, collection: str, paths: Sequence[Path],
+            base_dir: Path | None) -> int:
     from retrieval.errors import RetrievalError
     from retrieval.ingest import IngestConfig, ingest_paths
-    from retrieval.store import KnowledgeStore
 
-    store = KnowledgeStore(settings)
     try:
         if store.exists(collection, tenant_id):
             raise DataSkillError(f"tenant {tenant_id!r} already has a collection {collection!r}; remove it "
                                  "first (lepton ingest --delete) or choose another skill name")
-        report = ingest_paths(store, list(paths), collection, tenant_id, config=IngestConfig(progress=False))
+        report = ingest_paths(store, list(paths), collection, tenant_id, config=IngestConfig(progress=False),
+                              base_dir=base_dir)
     except RetrievalError as exc:
-        _drop(settings, tenant_id, collection)
+        _drop(store, tenant_id, collection)
         raise DataSkillError(str(exc)) from None
     problem = next(iter(report.failed), None)
     if problem is not None or not report.chunks:
-        _drop(settings, tenant_id, collection)
+        _drop(store, tenant_id, collection)
         raise DataSkillError(f"could not ingest {problem}" if problem else
                              f"no documents found in {', '.join(map(str, paths))} "
                              "(.md .txt .html .pdf .csv .jsonl files are read)")
     return report.chunks
 
 
-def _drop(settings: "Settings", tenant_id: str, collection: str) -> int:
+def _drop(store: "KnowledgeStore", tenant_id: str, collection: str) -> int:
     """Drop a tenant's collection if it exists; returns how many chunks it held."""
-    from retrieval.store import KnowledgeStore
-
-    store = KnowledgeStore(settings)
     if not store.exists(collection, tenant_id):
         return 0
     chunks = store.count(collection, tenant_id)
@@ -201,7 +212,8 @@ def require_data_skill(store: "Store", tenant_id: str, name: str) -> dict:
     record = next((r for r in records if r["name"] == name), None)
     if record is None:
         names = ", ".join(r["name"] for r in records) or "none"
-        raise DataSkillError(f"tenant {tenant_id!r} has no data skill {name!r} (its data skills: {names})")
+        raise DataSkillError(f"tenant {tenant_id!r} has no data skill {name!r} (its data skills: {names})",
+                             "missing")
     return record
 
 
@@ -212,14 +224,19 @@ class Deleted:
     adapters: list[str]
 
 
-def delete_data_skill(settings: "Settings", store: "Store", tenant_id: str, name: str) -> Deleted:
+def delete_data_skill(settings: "Settings", store: "Store", tenant_id: str, name: str,
+                      knowledge_store: "KnowledgeStore | None" = None) -> Deleted:
     """Remove a tenant's data skill, its collection and its adapters (``lepton finetune``);
     raises DataSkillError when the tenant has no data skill of that name."""
+    from retrieval.store import KnowledgeStore
+
     from .adapters import AdapterRegistry
+
+    knowledge_store = knowledge_store or KnowledgeStore(settings)
 
     record = require_data_skill(store, tenant_id, name)
     store.delete_data_skill(tenant_id, name)  # first: no turn routes to it from now on
-    chunks = _drop(settings, tenant_id, record["collection"]) if record["collection"] else 0
+    chunks = _drop(knowledge_store, tenant_id, record["collection"]) if record["collection"] else 0
     registry = AdapterRegistry(settings.adapters_dir)
     adapters = [r.name for r in registry.list() if r.skill == name]
     for adapter in adapters:

@@ -29,7 +29,7 @@ from assistant.routing_eval import evaluate_routing, read_dialogues  # noqa: E40
 from assistant.settings import Settings  # noqa: E402
 from assistant.store import Store, connect  # noqa: E402
 from assistant.tenant_skills import create_data_skill  # noqa: E402
-from skills import load_skills  # noqa: E402
+from skills import installed_names  # noqa: E402
 from skills.data_skill import read_examples  # noqa: E402
 
 SETS = ["routing_handwritten.jsonl", "dialogues_test.jsonl", "dialogues_holdout.jsonl", "dialogues_holdout2.jsonl"]
@@ -50,7 +50,7 @@ def main() -> None:
         result["before"][name] = evaluate_routing(settings, dialogues)["accuracy"]
 
     store = Store(connect(settings.db_path))
-    installed = load_skills().skills
+    installed = installed_names()
     for skill, description in json.loads((args.skills / "skills.json").read_text()).items():
         folder = args.skills / skill
         documents = [p for p in sorted(folder.iterdir()) if p.name != "examples.txt"]

@@ -119,3 +119,83 @@ async def list_collections(request: Request, tenant: str | None = Query(default=
     names = await asyncio.to_thread(store.list_collections, tenant)
     return {"tenant": tenant, "collections": [
         {"name": name, "chunks": store.count(name, tenant), "sources": store.sources(name, tenant)} for name in names]}
+
+
+# -- data skills (assistant.tenant_skills; the CLI's `lepton skills create|delete`) --------------
+
+
+def _data_skill_error(exc) -> ApiError:  # noqa: ANN001 - assistant.tenant_skills.DataSkillError
+    status, code = {"missing": (404, "skill_not_found"), "exists": (409, "skill_exists")}.get(
+        exc.kind, (400, "invalid_data_skill"))
+    return ApiError(status, str(exc), param="name" if status != 400 else None, code=code)
+
+
+@router.get("/skills")
+async def list_data_skills(request: Request, tenant: str | None = Query(default=None)):
+    """A tenant's data skills (the installed skills are in /v1/models)."""
+    require_admin(request)
+    assistant = request.app.state.assistant
+    tenant = tenant or request.app.state.settings.default_tenant
+    records = await asyncio.to_thread(assistant.store.data_skills, tenant)
+    return {"tenant": tenant, "skills": [{**r, "examples": len(r["examples"])} for r in records]}
+
+
+@router.post("/skills")
+async def create_data_skill(
+    request: Request,
+    name: str = Form(...),
+    description: str = Form(...),
+    examples: str = Form(..., description="Routing examples, one message per line (at least 5)."),
+    prompt: str | None = Form(default=None),
+    files: list[UploadFile] | None = File(default=None, description="Documents to answer from: md, txt, html, "
+                                                                    "pdf, csv or jsonl"),
+    tenant: str | None = Query(default=None),
+):
+    """Make a data skill for the tenant, as `lepton skills create` does; nothing is kept when it fails."""
+    require_admin(request)
+    import tempfile
+    from pathlib import Path
+
+    from assistant.tenant_skills import DataSkillError, create_data_skill as create
+    from skills import installed_names
+
+    assistant = request.app.state.assistant
+    settings = request.app.state.settings
+    tenant = tenant or settings.default_tenant
+    payloads = [(Path(f.filename or "upload").name or "upload", await _read_upload(f, settings.max_upload_bytes))
+                for f in files or []]
+    lines = [" ".join(line.split()) for line in examples.splitlines()]
+    wanted = list(dict.fromkeys(line for line in lines if line and not line.startswith("#")))
+
+    def run():  # noqa: ANN202
+        with tempfile.TemporaryDirectory(prefix="lepton-skill-upload-") as folder:
+            for filename, data in payloads:
+                (Path(folder) / filename).write_bytes(data)
+            return create(settings, assistant.store, tenant, name, description=description, examples=wanted,
+                          prompt=prompt, knowledge=[Path(folder)] if payloads else [],
+                          installed=installed_names(), base_dir=Path(folder),
+                          knowledge_store=assistant.knowledge.store)
+
+    try:
+        created = await asyncio.to_thread(run)
+    except DataSkillError as exc:
+        raise _data_skill_error(exc) from None
+    return {"tenant": tenant, "name": created.name, "examples": created.examples,
+            "collection": created.collection, "chunks": created.chunks}
+
+
+@router.delete("/skills/{name}")
+async def delete_data_skill(request: Request, name: str, tenant: str | None = Query(default=None)):
+    """Remove a tenant's data skill with its documents and adapters."""
+    require_admin(request)
+    from assistant.tenant_skills import DataSkillError, delete_data_skill as delete
+
+    assistant = request.app.state.assistant
+    settings = request.app.state.settings
+    tenant = tenant or settings.default_tenant
+    try:
+        deleted = await asyncio.to_thread(delete, settings, assistant.store, tenant, name,
+                                          assistant.knowledge.store)
+    except DataSkillError as exc:
+        raise _data_skill_error(exc) from None
+    return {"tenant": tenant, "name": name, "removed_chunks": deleted.chunks, "removed_adapters": deleted.adapters}

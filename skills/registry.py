@@ -16,7 +16,7 @@ from importlib.metadata import entry_points
 
 from .base import Skill
 
-__all__ = ["ENTRY_POINT_GROUP", "LoadedSkills", "load_skills"]
+__all__ = ["ENTRY_POINT_GROUP", "LoadedSkills", "load_skills", "installed_names"]
 
 ENTRY_POINT_GROUP = "lepton.skills"
 
@@ -28,6 +28,11 @@ class LoadedSkills:
     skills: dict[str, Skill] = field(default_factory=dict)
     #: entry-point name -> one-line reason it was skipped
     failures: dict[str, str] = field(default_factory=dict)
+
+
+def installed_names() -> set[str]:
+    """The names of every installed skill's entry point, loaded or not (nothing is imported)."""
+    return {ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)}
 
 
 def load_skills(allow: list[str] | None = None) -> LoadedSkills:

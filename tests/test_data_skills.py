@@ -228,3 +228,45 @@ def test_a_data_skill_is_created_routed_answered_finetuned_and_deleted_on_a_runn
     assert collections(settings.data_dir) == [] or "skill-bike-hire" not in collections(settings.data_dir)
     assert AdapterRegistry(settings.adapters_dir).list() == []
     assistant.close()
+
+
+@pytest.mark.slow
+def test_the_admin_api_creates_lists_and_deletes_a_data_skill(tmp_path, model_path, llm, start_server):
+    import httpx
+
+    settings = Settings(data_dir=tmp_path / "data", model=model_path, max_tokens=16, demo_knowledge=False)
+    assistant = Assistant.from_settings(settings, llm=llm)
+    live = start_server(settings, assistant)
+    admin = httpx.Client(base_url=live.base_url + "/admin", timeout=120)
+    api = openai.OpenAI(base_url=live.base_url + "/v1", api_key="unused", max_retries=0)
+    form = {"name": "bike_hire", "description": "Bike hire: prices, bookings and punctures",
+            "examples": "\n".join(EXAMPLES)}
+    uploads = [("files", ("prices.md", PRICES.encode())), ("files", ("damage.md", DAMAGE.encode()))]
+
+    # What the caller sees for bad input: an OpenAI-shaped error, and nothing made.
+    response = admin.post("/skills", data={**form, "examples": "\n".join(EXAMPLES[:2])}, files=uploads)
+    assert response.status_code == 400
+    assert response.json()["error"]["message"] == "a skill needs at least 5 different routing examples; got 2"
+    response = admin.post("/skills", data={**form, "name": "customer_service"}, files=uploads)
+    assert response.status_code == 409 and response.json()["error"]["code"] == "skill_exists"
+    assert admin.get("/skills").json() == {"tenant": "default", "skills": []}
+    assert "skill-bike-hire" not in [c["name"] for c in admin.get("/collections").json()["collections"]]
+
+    response = admin.post("/skills", data=form, files=uploads)
+    assert response.status_code == 200, response.text
+    assert response.json()["collection"] == "skill-bike-hire" and response.json()["chunks"] >= 2
+    assert [s["name"] for s in admin.get("/skills").json()["skills"]] == ["bike_hire"]
+    assert admin.post("/skills", data=form, files=uploads).status_code == 409
+
+    reply = api.chat.completions.create(model="assistant", messages=[
+        {"role": "user", "content": "What if I get a puncture on the hired bike?"}])
+    lepton = reply.model_extra["lepton"]
+    assert lepton["skill"] == "bike_hire" and "replacement bike within an hour" in reply.choices[0].message.content
+    assert lepton["citations"][0]["source"] == "damage.md"  # named as uploaded, not by a temporary path
+
+    response = admin.delete("/skills/bike_hire")
+    assert response.status_code == 200 and response.json()["removed_chunks"] >= 2
+    response = admin.delete("/skills/bike_hire")
+    assert response.status_code == 404 and "has no data skill 'bike_hire'" in response.json()["error"]["message"]
+    assert "bike_hire" not in {m.id for m in api.models.list().data}
+    assistant.close()

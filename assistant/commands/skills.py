@@ -80,7 +80,7 @@ Example:
 @click.option("--json", "as_json", is_flag=True, help="Last stdout line: one JSON object.")
 @pass_settings
 def create(settings, name, description, examples_file, prompt, prompt_file, knowledge, tenant, as_json) -> None:
-    from skills import load_skills
+    from skills import installed_names
     from skills.data_skill import read_examples
 
     from ..tenant_skills import DataSkillError, create_data_skill
@@ -96,7 +96,7 @@ def create(settings, name, description, examples_file, prompt, prompt_file, know
     tenant = tenant or settings.default_tenant
     created = create_data_skill(settings, state_of(click.get_current_context()).store(), tenant, name,
                                 description=description, examples=examples, prompt=prompt,
-                                knowledge=list(knowledge), installed=load_skills().skills)
+                                knowledge=list(knowledge), installed=installed_names())
     if as_json:
         click.echo(json.dumps({"name": created.name, "tenant": created.tenant_id, "examples": created.examples,
                                "collection": created.collection, "chunks": created.chunks}))
