@@ -3,6 +3,7 @@
     lepton serve                      start the API server and demo page (server/)
     lepton chat                       chat in the terminal (embedded, or --url to a server)
     lepton skills list                installed skills, their commands and actions
+    lepton skills new NAME --path DIR a new skill's plugin package: skill, tests, README
     lepton models prepare             convert the embedded model once, ahead of first use
     lepton ingest PATH...             add documents to a knowledge collection
     lepton eval routing|retrieval|safety   measure the router, retrieval, the safety guard
