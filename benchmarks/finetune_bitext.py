@@ -16,7 +16,7 @@ eval_customer_service.py), and counted degenerate by assistant.text_quality's ru
 
     python benchmarks/finetune_bitext.py \\
         --data ../shared/data/bitext_customer_support/Bitext_Sample_Customer_Support_Training_Dataset.csv \\
-        --work /tmp/bitext --max-steps 40 --eval-size 100 --json
+        --work /tmp/bitext --max-steps 40 --eval-size 100 --json [--reuse]
 
 Data: Bitext customer-support LLM chatbot training data (CDLA-Sharing-1.0).
 """
@@ -78,29 +78,40 @@ def main() -> None:
     parser.add_argument("--eval-size", type=int, default=100)
     parser.add_argument("--max-new-tokens", type=int, default=160)
     parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--reuse", action="store_true",
+                        help="Keep the adapter an earlier run left in --work (trained and evaluated) and only answer")
     parser.add_argument("--json", action="store_true", help="Last line: one JSON object")
     args = parser.parse_args()
 
     data_dir = args.work / "data"
     prepared = args.work / "prepared"
+    settings = Settings(data_dir=data_dir)
     started = time.perf_counter()
-    prep = lepton(data_dir, "prepare", str(args.data), "--prompt-column", "instruction", "--answer-column", "response",
-                  "--system", SYSTEM_PROMPT, "--eval-size", str(args.eval_size), "--out", str(prepared), "--overwrite")
-    trained = lepton(data_dir, "train", "--skill", "customer_service", "--data", str(prepared),
-                     "--max-steps", str(args.max_steps), "--name", NAME)
-    gate = lepton(data_dir, "eval", NAME, "--no-activate")
+    from assistant.adapters import AdapterError, AdapterRegistry
+
+    registry = AdapterRegistry(settings.adapters_dir)
+    try:
+        record = registry.get(NAME) if args.reuse else None
+    except AdapterError:
+        record = None
+    if record is None or "eval" not in record.metrics:
+        lepton(data_dir, "prepare", str(args.data), "--prompt-column", "instruction", "--answer-column", "response",
+               "--system", SYSTEM_PROMPT, "--eval-size", str(args.eval_size), "--out", str(prepared), "--overwrite")
+        lepton(data_dir, "train", "--skill", "customer_service", "--data", str(prepared),
+               "--max-steps", str(args.max_steps), "--name", NAME)
+        lepton(data_dir, "eval", NAME, "--no-activate")
+        record = registry.get(NAME)
+    trained, gate = record.metrics["train"], record.metrics["eval"]
 
     from peft import PeftModel
 
     from finetune.data import read_prepared
-    from finetune.registry import AdapterRegistry
+    from finetune.evaluate import base_path_for
     from finetune.train import load_base
 
-    settings = Settings(data_dir=data_dir)
-    record = AdapterRegistry(settings.adapters_dir).get(NAME)
     rows = read_prepared(prepared, "eval")
     references = [messages[-1]["content"] for messages in rows]
-    tokenizer, model = load_base(record.config.get("base_model") or trained.get("base_model") or str(settings.model))
+    tokenizer, model = load_base(base_path_for(settings, record, progress=lambda message: None))
     model = PeftModel.from_pretrained(model, str(record.path))
     model.eval()
     penalty = settings.repetition_penalty
@@ -109,8 +120,8 @@ def main() -> None:
     adapted = answer_all(model, tokenizer, rows, args.max_new_tokens, penalty, args.batch_size)
 
     report = {
-        "train_rows": prep["train_rows"], "eval_rows": len(rows), "steps": trained.get("steps"),
-        "train_seconds": trained.get("seconds"), "tokens_per_second": trained.get("tokens_per_second"),
+        "train_rows": trained["train_rows"], "eval_rows": len(rows), "steps": trained["steps"],
+        "train_seconds": trained["train_seconds"], "tokens_per_second": trained["tokens_per_second"],
         "base_loss": round(gate["base_loss"], 4), "adapter_loss": round(gate["adapter_loss"], 4),
         "max_new_tokens": args.max_new_tokens, "repetition_penalty": penalty,
         "base": summary(base, references), "adapter": summary(adapted, references),
