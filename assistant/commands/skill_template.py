@@ -232,7 +232,7 @@ def render_skeleton(name: str, description: str) -> dict[str, str]:
 
 def check_name(name: str) -> None:
     """A usable name for a new skill: the contract's pattern, not reserved, not installed."""
-    from skills import NAME_PATTERN, RESERVED_NAMES, load_skills
+    from skills import NAME_PATTERN, RESERVED_NAMES, installed_names
 
     if not NAME_PATTERN.fullmatch(name):
         raise click.BadParameter(f"{name!r} is not a skill name: 2-49 characters of a-z, 0-9 and _, "
@@ -240,8 +240,7 @@ def check_name(name: str) -> None:
     if name in RESERVED_NAMES:
         raise click.BadParameter(f"{name!r} is reserved for the assistant ({', '.join(RESERVED_NAMES)})",
                                  param_hint="NAME")
-    loaded = load_skills()
-    if name in loaded.skills or name in loaded.failures:
+    if name in installed_names():  # loaded or failing to load: the name is taken either way
         raise click.BadParameter(f"a skill named {name!r} is installed already (see `lepton skills list`)",
                                  param_hint="NAME")
 
