@@ -12,6 +12,7 @@ The server, the CLI and the benchmarks all use this one object.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Any, Callable, Mapping
 
@@ -174,10 +175,11 @@ class Assistant:
         resent history continues its stored conversation (``prepare_turn``); ``user``
         keeps end users apart there, and skills see it as ``ctx.user_id`` when
         ``user_trusted`` (the integrator's server sent it, not a public widget key)."""
-        return prepare_turn(
+        view = self.catalog.view(tenant_id or self.settings.default_tenant)
+        request = prepare_turn(
             messages,
             model=model,
-            skills=self.skills_of(tenant_id),
+            skills=view.skills,
             require_conversation=self.store.require_conversation,
             tenant_id=tenant_id or self.settings.default_tenant,
             conversation_id=conversation_id,
@@ -189,6 +191,7 @@ class Assistant:
             find_continuation=self.store.continuation,
             user_trusted=user_trusted,
         )
+        return dataclasses.replace(request, view=view)
 
     def params(self, **values: Any) -> GenerationParams:
         """Generation parameters: ``values`` (max_tokens, temperature, top_p, stop), with the

@@ -74,6 +74,10 @@ class TurnRequest:
     #: Whether ``user`` comes from the integrator's server (a server key or keyless use):
     #: only then do skills see it as ``ctx.user_id`` (a widget's page can name anyone).
     user_trusted: bool = True
+    #: The tenant's skills the request was checked against (``Assistant.start_turn``): the
+    #: turn runs on that same view, so a data skill deleted in between still answers this
+    #: turn instead of failing half-way. None: ``TurnRunner.run`` reads the tenant's view.
+    view: "SkillView | None" = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -247,7 +251,7 @@ class TurnRunner:
 
         tenant, conversation = request.tenant_id, request.conversation_id
         config = thread_config(tenant, conversation)
-        view = self.skills_for(tenant)
+        view = request.view if request.view is not None else self.skills_for(tenant)
         context = TurnContext(
             tenant_id=tenant,
             conversation_id=conversation,

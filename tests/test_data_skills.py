@@ -270,3 +270,26 @@ def test_the_admin_api_creates_lists_and_deletes_a_data_skill(tmp_path, model_pa
     assert response.status_code == 404 and "has no data skill 'bike_hire'" in response.json()["error"]["message"]
     assert "bike_hire" not in {m.id for m in api.models.list().data}
     assistant.close()
+
+
+def test_a_turn_accepted_for_a_data_skill_is_answered_by_it_even_if_it_is_deleted_meanwhile(
+        tmp_path, model_path, llm):
+    """The view a turn was checked against is the one it runs on: deleting the skill
+    between accepting the request and running it does not fail the turn half-way."""
+    from assistant.tenant_skills import create_data_skill, delete_data_skill
+
+    settings = Settings(data_dir=tmp_path / "data", model=model_path, max_tokens=8, demo_knowledge=False)
+    assistant = Assistant.from_settings(settings, llm=llm)
+    try:
+        create_data_skill(settings, assistant.store, "default", "bike_hire",
+                          description="Bike hire: prices, bookings and punctures", examples=EXAMPLES,
+                          installed=assistant.skills_of("default"))
+        request = assistant.start_turn([{"role": "user", "content": "Can I hire a tandem?"}], model="bike_hire")
+        delete_data_skill(settings, assistant.store, "default", "bike_hire")
+        result = assistant.run_turn(request)
+        assert result.skill == "bike_hire" and result.reply.strip()
+        # The next request sees the deletion: an OpenAI-style unknown-model error.
+        with pytest.raises(Exception, match="model 'bike_hire' does not exist"):
+            assistant.start_turn([{"role": "user", "content": "Can I hire a tandem?"}], model="bike_hire")
+    finally:
+        assistant.close()
