@@ -209,6 +209,18 @@ class Settings(BaseSettings):
         description="Generation requests allowed to wait for the local model; beyond "
         "that the server answers 503 with Retry-After.",
     )
+    local_dtype: Literal["auto", "float32", "bfloat16"] = Field(
+        default="auto",
+        description="Number format of the local model's weights. auto: bfloat16 where the "
+        "CPU computes in it natively (AVX-512 BF16 or AMX), float32 elsewhere.",
+    )
+    local_max_batch: int = Field(
+        default=16,
+        ge=1,
+        le=256,
+        description="Requests the local model decodes together, one token each per step; "
+        "more wait in the queue (max_queue).",
+    )
     admin_token: str | None = Field(
         default=None,
         description="Bearer token for the /admin routes. Empty: admin routes answer only "

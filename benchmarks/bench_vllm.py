@@ -132,10 +132,12 @@ class Connection:
             pass
 
 
-async def stream_one(connection: Connection, body: dict) -> tuple[float, int, str | None, str | None, float, float]:
-    """(latency, completion tokens, conversation id, skill, start, end) of one streamed request;
-    ``end`` is when the answer's last byte has been read."""
-    tokens, conversation, skill = 0, None, None
+async def stream_one(connection: Connection, body: dict) -> tuple[float, int, str | None, str | None, float, float,
+                                                                   float | None]:
+    """(latency, completion tokens, conversation id, skill, start, end, first) of one streamed
+    request; ``end`` is when the answer's last byte has been read, ``first`` when its first
+    text arrived (None: none did)."""
+    tokens, conversation, skill, first = 0, None, None, None
     start = time.perf_counter()
     connection.send(body)
     status, headers = await connection.head()
@@ -153,11 +155,13 @@ async def stream_one(connection: Connection, body: dict) -> tuple[float, int, st
                 raise RuntimeError(f"{connection.path} failed mid-stream: {chunk['error']}")
             if chunk.get("usage"):
                 tokens = chunk["usage"]["completion_tokens"]
+            if first is None and any((c.get("delta") or {}).get("content") for c in chunk.get("choices") or ()):
+                first = time.perf_counter()
             lepton = chunk.get("lepton") or {}
             conversation = lepton.get("conversation_id", conversation)
             skill = lepton.get("skill", skill)
     end = time.perf_counter()
-    return end - start, tokens, conversation, skill, start, end
+    return end - start, tokens, conversation, skill, start, end, first
 
 
 async def batch(url: str, bodies: list[dict], concurrency: int, stagger: float) -> tuple[float, list[tuple]]:
@@ -363,7 +367,7 @@ def main() -> None:
                 raise SystemExit(f"the router sent benchmark messages to {skills}; the comparison needs one prompt")
             together.extend(simultaneous([r[4] for r in results]))
             overheads = []
-            for latency, _, conv, _, start, end in results:
+            for latency, _, conv, _, start, end, _ in results:
                 waiting, (first, last), marks = model_time[conv]
                 overheads.append(((first - start) + (end - last), latency - waiting))
                 points = [("request to server", start, marks["received"]),

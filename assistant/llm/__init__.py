@@ -50,4 +50,5 @@ def create_chat_model(
     from ..models import resolve_model
     from .local import LocalChatModel
 
-    return LocalChatModel(resolve_model(settings, progress), max_queue=settings.max_queue)
+    return LocalChatModel(resolve_model(settings, progress), max_queue=settings.max_queue,
+                          dtype=settings.local_dtype, max_batch=settings.local_max_batch)

@@ -1,10 +1,16 @@
 """The embedded backend: transformers (+ peft for adapters) in this process.
 
-One model instance serves every request. Generation runs one request at a time
-behind a lock — on two CPU cores, running two generations side by side only
-makes both slower — and at most ``max_queue`` requests may wait; past that the
-backend raises :class:`BackendBusy` so the server can answer 503 with Retry-After
-instead of building an unbounded backlog.
+One model instance serves every request. Concurrent requests are decoded
+together, one token each per model step (``batching.BatchDecoder``): a request
+joins the running batch at the next step and leaves it as soon as it is done, so
+16 visitors chatting at once cost little more per step than one. At most
+``max_batch`` requests decode at once and at most ``max_queue`` wait for a place;
+past that the backend raises :class:`BackendBusy` so the server can answer 503
+with Retry-After instead of building an unbounded backlog.
+
+The weights are bfloat16 where the CPU computes in it natively (AVX-512 BF16 or
+AMX, read from /proc/cpuinfo), float32 elsewhere; ``dtype`` (the ``local_dtype``
+setting) overrides the choice, which is logged.
 """
 
 from __future__ import annotations
@@ -12,66 +18,104 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+from pathlib import Path
 from typing import Iterator
 
 from ..errors import BackendBusy, BackendError, ModelError
 from .base import Completion, Generation, GenerationParams, Health, Message
+from .batching import DONE, BatchDecoder, Row
 
-__all__ = ["LocalChatModel"]
+__all__ = ["LocalChatModel", "native_bf16", "choose_dtype"]
 
 log = logging.getLogger(__name__)
 
-_DONE = object()
+#: CPU flags that mean bfloat16 matrix products run natively (not emulated).
+_BF16_FLAGS = {"avx512_bf16", "amx_bf16"}
+
+
+def native_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
+    """Whether this CPU computes in bfloat16 natively (Linux: from /proc/cpuinfo)."""
+    try:
+        text = cpuinfo.read_text()
+    except OSError:
+        return False
+    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
+    return bool(_BF16_FLAGS & set(flags))
+
+
+def choose_dtype(setting: str = "auto", cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
+    """"bfloat16" or "float32": the setting itself, or for "auto" what the CPU supports."""
+    if setting not in ("auto", "float32", "bfloat16"):
+        raise ValueError(f"dtype must be auto, float32 or bfloat16, not {setting!r}")
+    if setting != "auto":
+        return setting
+    return "bfloat16" if native_bf16(cpuinfo) else "float32"
 
 
 class LocalChatModel:
     """Chat model run by transformers on this machine."""
 
-    def __init__(self, model_path: str, *, max_queue: int = 32, dtype: str = "float32"):
+    def __init__(self, model_path: str, *, max_queue: int = 32, dtype: str = "auto", max_batch: int = 16):
         # Imported lazily: torch/transformers cost seconds at import time.
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.name = model_path
         self.model_path = model_path
+        self.dtype = choose_dtype(dtype)
+        log.info("local model %s in %s (setting %r; native bfloat16 on this CPU: %s)",
+                 model_path, self.dtype, dtype, native_bf16())
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(model_path)
-            # float32 on CPU: measured faster than bf16 for a 135M model (no figure
-            # recorded; benchmarks/bench_local_backend.py --dtype times one dtype per run).
-            self.model = AutoModelForCausalLM.from_pretrained(model_path, dtype=getattr(torch, dtype))
+            self.model = AutoModelForCausalLM.from_pretrained(model_path, dtype=getattr(torch, self.dtype))
         except (OSError, ValueError) as exc:
             raise ModelError(f"cannot load model {model_path!r}: {exc}") from exc
         self.model.eval()
         if self.tokenizer.chat_template is None:
             raise ModelError(f"model {model_path!r} has no chat template")
         self._torch = torch
-        self._lock = threading.Lock()  # one generation at a time
         self._waiting = 0
         self._waiting_lock = threading.Lock()
         self._max_queue = max_queue
-        self._adapters: dict[str, str] = {}
+        #: Public adapter name -> (path, the peft name it is loaded under). A retrained
+        #: adapter loads under a new peft name; requests already running keep the old
+        #: weights, which are unloaded once no request uses them.
+        self._adapters: dict[str, tuple[str, str]] = {}
+        self._versions = 0
+        self._step_lock = threading.Lock()  # held for each model step and for adapter loads
+        self._eos = set(_as_list(self.model.generation_config.eos_token_id)) | {self.tokenizer.eos_token_id}
+        self._decoder = BatchDecoder(torch, lambda: self.model, eos_ids=self._eos, max_batch=max_batch,
+                                     step_lock=self._step_lock, collect=self._unload_unused)
 
     # -- adapters -----------------------------------------------------------
     def load_adapter(self, name: str, path: str) -> None:
         """Load a peft LoRA adapter under ``name``; usable by the next request. A name
-        already loaded is replaced (a retrained adapter), after the running generation."""
+        already loaded is replaced for new requests; running ones finish on the old one."""
         from peft import PeftModel
 
-        with self._lock:
+        with self._step_lock:
+            self._versions += 1
+            internal = f"{name}-v{self._versions}"
             try:
                 if isinstance(self.model, PeftModel):
-                    if name in self.model.peft_config:  # a new version under the same name
-                        self.model.delete_adapter(name)
-                    self.model.load_adapter(path, adapter_name=name)
+                    self.model.load_adapter(path, adapter_name=internal)
                 else:
-                    self.model = PeftModel.from_pretrained(self.model, path, adapter_name=name)
+                    self.model = PeftModel.from_pretrained(self.model, path, adapter_name=internal)
                 self.model.eval()
             except (OSError, ValueError, KeyError) as exc:
                 raise ModelError(f"cannot load adapter {name!r} from {path}: {exc}") from exc
-            self._adapters[name] = path
+            self._adapters[name] = (path, internal)
+            self._unload_unused(self._decoder.in_use())
+
+    def _unload_unused(self, in_use: set[str]) -> None:
+        """Unload peft adapters no name points to and no request uses (step lock held)."""
+        loaded = set(getattr(self.model, "peft_config", {}))
+        current = {internal for _, internal in self._adapters.values()}
+        for internal in loaded - current - in_use:
+            self.model.delete_adapter(internal)
 
     def ensure_adapter(self, name: str, path: str) -> None:
-        if self._adapters.get(name) != path:
+        if self._adapters.get(name, (None,))[0] != path:
             self.load_adapter(name, path)
 
     def adapters(self) -> list[str]:
@@ -81,7 +125,7 @@ class LocalChatModel:
         return Health(True, f"local model {self.name}")
 
     def close(self) -> None:
-        pass  # nothing outside this process to release
+        self._decoder.close()
 
     # -- generation ---------------------------------------------------------
     def encode(self, messages: list[Message]) -> "object":
@@ -121,107 +165,30 @@ class LocalChatModel:
         ticket: "_Ticket",
         holder: dict[str, Generation],
     ) -> Iterator[str]:
+        """Join the decoder's batch on the first read, then yield the row's text."""
+        out = holder["g"]
+        prompt = self.encode(messages)[0].tolist()
+        out.prompt_tokens = len(prompt)
+        internal = self._adapters[adapter][1] if adapter is not None else None
+        row = Row(prompt, params, internal, cancel=cancel, on_admit=ticket.release)
         try:
-            with self._lock:
-                ticket.release()
-                yield from self._generate_locked(messages, params, adapter, cancel, holder["g"])
+            self._decoder.submit(row)
+            yield from self._detokenize(row.tokens, params, cancel, out)
         finally:
             cancel.set()
-
-    def _generate_locked(
-        self,
-        messages: list[Message],
-        params: GenerationParams,
-        adapter: str | None,
-        cancel: threading.Event,
-        out: Generation,
-    ) -> Iterator[str]:
-        from transformers import LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
-        from transformers.generation.streamers import BaseStreamer
-
-        torch = self._torch
-        input_ids = self.encode(messages)
-        out.prompt_tokens = int(input_ids.shape[1])
-        tokens: "queue.Queue[object]" = queue.Queue()
-
-        class _Streamer(BaseStreamer):
-            first = True
-
-            def put(self, value):  # the first call carries the prompt
-                if self.first:
-                    self.first = False
-                    return
-                for token in value.reshape(-1).tolist():
-                    tokens.put(token)
-
-            def end(self):
-                tokens.put(_DONE)
-
-        class _Cancelled(StoppingCriteria):
-            def __call__(self, input_ids, scores, **kwargs):
-                return torch.full((input_ids.shape[0],), cancel.is_set(), dtype=torch.bool)
-
-        kwargs = dict(
-            input_ids=input_ids,
-            attention_mask=torch.ones_like(input_ids),
-            max_new_tokens=params.max_tokens,
-            streamer=_Streamer(),
-            stopping_criteria=StoppingCriteriaList([_Cancelled()]),
-            pad_token_id=self.tokenizer.pad_token_id or self.tokenizer.eos_token_id,
-        )
-        if params.repetition_penalty != 1.0:
-            kwargs["repetition_penalty"] = params.repetition_penalty
-        if params.no_repeat_ngram_size:
-            kwargs["no_repeat_ngram_size"] = params.no_repeat_ngram_size
-        if params.presence_penalty or params.frequency_penalty:
-            kwargs["logits_processor"] = LogitsProcessorList([_openai_penalties(
-                torch, int(input_ids.shape[1]), params.presence_penalty, params.frequency_penalty)])
-        if params.temperature > 0:
-            kwargs.update(do_sample=True, temperature=params.temperature, top_p=params.top_p)
-            if params.seed is not None:
-                # The global generator: generations run one at a time under the model's
-                # lock, so the seed decides this generation's draws alone.
-                torch.manual_seed(params.seed)
-        else:
-            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-
-        errors: list[BaseException] = []
-
-        def run() -> None:
-            try:
-                with torch.inference_mode():
-                    if adapter is not None:
-                        self.model.set_adapter(adapter)
-                        self.model.generate(**kwargs)
-                    elif hasattr(self.model, "disable_adapter"):
-                        with self.model.disable_adapter():
-                            self.model.generate(**kwargs)
-                    else:
-                        self.model.generate(**kwargs)
-            except BaseException as exc:  # surfaced to the consumer below
-                errors.append(exc)
-                tokens.put(_DONE)
-
-        worker = threading.Thread(target=run, name="lepton-generate", daemon=True)
-        worker.start()
-        try:
-            yield from self._detokenize(tokens, params, cancel, out)
-        finally:
-            cancel.set()
-            worker.join()
-        if errors:
-            raise BackendError(f"generation failed: {errors[0]}") from errors[0]
+        if row.error is not None:
+            raise BackendError(f"generation failed: {row.error}") from row.error
 
     def _detokenize(
         self, tokens: "queue.Queue[object]", params: GenerationParams, cancel: threading.Event, out: Generation
     ) -> Iterator[str]:
         """Turn token ids into text pieces, honouring stop strings and EOS."""
-        eos_ids = set(_as_list(self.model.generation_config.eos_token_id)) | {self.tokenizer.eos_token_id}
+        eos_ids = self._eos
         ids: list[int] = []
         emitted = 0  # characters of the decoded text already yielded
         finished: str | None = None
         hold = max((len(s) for s in params.stop), default=1) - 1
-        while (token := tokens.get()) is not _DONE:
+        while (token := tokens.get()) is not DONE:
             if finished:
                 continue  # drain what the model produced before it saw the cancel flag
             out.completion_tokens += 1
@@ -267,23 +234,6 @@ class _Ticket:
             if self._held:
                 self._held = False
                 self._model._waiting -= 1
-
-
-def _openai_penalties(torch, prompt_length: int, presence: float, frequency: float):  # noqa: ANN001, ANN201
-    """A logits processor with the OpenAI API's presence and frequency penalties: each
-    token already in the answer (not the prompt) loses ``presence`` once and
-    ``frequency`` per appearance. transformers has no such processor of its own."""
-    from transformers import LogitsProcessor
-
-    class _Penalties(LogitsProcessor):
-        def __call__(self, input_ids, scores):  # noqa: ANN001, ANN204
-            answer = input_ids[:, prompt_length:]
-            if answer.shape[1] == 0:
-                return scores
-            counts = torch.zeros_like(scores).scatter_add_(1, answer, torch.ones_like(answer, dtype=scores.dtype))
-            return scores - presence * (counts > 0).to(scores.dtype) - frequency * counts
-
-    return _Penalties()
 
 
 def _as_list(value) -> list[int]:

@@ -68,13 +68,35 @@ def test_openai_penalties_and_seed_reach_both_http_backends_only_when_set():
 def test_the_local_penalties_subtract_per_answer_token_as_openai_defines_them():
     import torch
 
-    from assistant.llm.local import _openai_penalties
+    from assistant.llm.batching import BatchDecoder, Row, adjust_scores, remember
 
-    prompt = torch.tensor([[5, 5]])  # tokens of the prompt are never penalised
-    answer = torch.tensor([[5, 5, 1, 2, 2]])
-    scores = torch.zeros((1, 6))
-    penalised = _openai_penalties(torch, prompt.shape[1], 0.5, 0.25)(answer, scores)
-    assert penalised[0].tolist() == [0.0, -0.75, -1.0, 0.0, 0.0, 0.0]
+    row = Row([5, 5], GenerationParams(presence_penalty=0.5, frequency_penalty=0.25), None)
+    BatchDecoder.index_prompt(row)  # tokens of the prompt are never penalised
+    for token in (1, 2, 2):
+        remember(row, token)
+    penalised = adjust_scores(torch, torch.zeros(6), row)
+    assert penalised.tolist() == [0.0, -0.75, -1.0, 0.0, 0.0, 0.0]
+
+
+def test_repetition_penalty_and_no_repeat_ngrams_follow_transformers():
+    """The decoder's own score adjustments give what transformers' processors give."""
+    import torch
+    from transformers import NoRepeatNGramLogitsProcessor, RepetitionPenaltyLogitsProcessor
+
+    from assistant.llm.batching import BatchDecoder, Row, adjust_scores, remember
+
+    torch.manual_seed(0)
+    sequence = [3, 1, 4, 1, 5, 9, 2, 6, 5, 3, 5, 8, 9, 7, 9, 3]
+    scores = torch.randn(12)
+    params = GenerationParams(repetition_penalty=1.3, no_repeat_ngram_size=2)
+    row = Row(sequence[:6], params, None)
+    BatchDecoder.index_prompt(row)
+    for token in sequence[6:]:
+        remember(row, token)
+    ours = adjust_scores(torch, scores.clone(), row)
+    ids = torch.tensor([sequence])
+    theirs = NoRepeatNGramLogitsProcessor(2)(ids, RepetitionPenaltyLogitsProcessor(1.3)(ids, scores.clone()[None]))
+    assert torch.equal(ours, theirs[0])
 
 
 @pytest.mark.slow
