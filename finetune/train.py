@@ -163,7 +163,22 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def train(
+def train(settings: Settings, **options) -> TrainResult:
+    """Train a LoRA adapter (``_train``, same arguments) with all of torch's threads on this
+    thread, also where a local model lowered the count for other threads; restored after."""
+    import torch
+
+    from assistant.llm.local import model_threads
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(model_threads(torch))
+    try:
+        return _train(settings, **options)
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _train(
     settings: Settings,
     *,
     skill: str,

@@ -72,8 +72,12 @@ class BatchDecoder:
     leave, with the adapter names still in use, to unload adapters nobody needs."""
 
     def __init__(self, torch, model_of: Callable[[], Any], *, eos_ids: set[int], max_batch: int,  # noqa: ANN001
-                 step_lock: threading.Lock, collect: Callable[[set[str]], None] = lambda in_use: None):
+                 step_lock: threading.Lock, collect: Callable[[set[str]], None] = lambda in_use: None,
+                 threads: int | None = None):
         self._torch = torch
+        self._threads = threads or torch.get_num_threads()
+        #: Set once the scheduler thread has taken its compute threads (see ``_loop``).
+        self.started = threading.Event()
         self._model_of = model_of
         self._eos = eos_ids
         self._max_batch = max_batch
@@ -122,6 +126,13 @@ class BatchDecoder:
     # -- the scheduler thread ------------------------------------------------------
     def _loop(self) -> None:
         torch = self._torch
+        # OpenMP gives each thread that computes its own team of worker threads. This
+        # thread's team is sized now: torch sizes a thread's team at its first parallel
+        # operation, from the process-wide count (which LocalChatModel then lowers to one
+        # for every other thread).
+        torch.set_num_threads(self._threads)
+        torch.zeros(1 << 17).add_(1.0)
+        self.started.set()
         while True:
             with self._wake:
                 while not (self._pending or self._rows or self._closed):

@@ -8,6 +8,14 @@ joins the running batch at the next step and leaves it as soon as it is done, so
 past that the backend raises :class:`BackendBusy` so the server can answer 503
 with Retry-After instead of building an unbounded backlog.
 
+The decoder's thread computes with all of torch's threads; every other thread of the
+process computes with one (see ``model_threads``). OpenMP gives every thread
+that computes a team of workers, and once the process's workers outnumber the CPUs,
+GNU OpenMP makes them sleep instead of spinning between operations: a router or
+retrieval query encoded on a request thread with a second team of two slowed every
+later model step by a quarter to a third (measured: benchmarks/README.md). Encoding a
+short query on one thread costs little.
+
 The weights are bfloat16 where the CPU computes in it natively (AVX-512 BF16 or
 AMX, read from /proc/cpuinfo), float32 elsewhere; ``dtype`` (the ``local_dtype``
 setting) overrides the choice, which is logged.
@@ -25,9 +33,12 @@ from ..errors import BackendBusy, BackendError, ModelError
 from .base import Completion, Generation, GenerationParams, Health, Message
 from .batching import DONE, BatchDecoder, Row
 
-__all__ = ["LocalChatModel", "native_bf16", "choose_dtype"]
+__all__ = ["LocalChatModel", "native_bf16", "choose_dtype", "model_threads"]
 
 log = logging.getLogger(__name__)
+
+#: torch's thread count before the first local model lowered it for other threads.
+_model_threads: int | None = None
 
 #: CPU flags that mean bfloat16 matrix products run natively (not emulated).
 _BF16_FLAGS = {"avx512_bf16", "amx_bf16"}
@@ -85,7 +96,10 @@ class LocalChatModel:
         self._step_lock = threading.Lock()  # held for each model step and for adapter loads
         self._eos = set(_as_list(self.model.generation_config.eos_token_id)) | {self.tokenizer.eos_token_id}
         self._decoder = BatchDecoder(torch, lambda: self.model, eos_ids=self._eos, max_batch=max_batch,
-                                     step_lock=self._step_lock, collect=self._unload_unused)
+                                     step_lock=self._step_lock, collect=self._unload_unused,
+                                     threads=model_threads(torch))
+        self._decoder.started.wait()
+        torch.set_num_threads(1)  # every thread but the decoder's, from its next first operation
 
     # -- adapters -----------------------------------------------------------
     def load_adapter(self, name: str, path: str) -> None:
@@ -234,6 +248,15 @@ class _Ticket:
             if self._held:
                 self._held = False
                 self._model._waiting -= 1
+
+
+def model_threads(torch) -> int:  # noqa: ANN001
+    """The thread count heavy work computes with (the decoder, fine-tuning): torch's
+    own, as it was before the first local model set it to one for the other threads."""
+    global _model_threads
+    if _model_threads is None:
+        _model_threads = torch.get_num_threads()
+    return _model_threads
 
 
 def _as_list(value) -> list[int]:

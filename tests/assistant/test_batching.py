@@ -200,3 +200,18 @@ def test_concurrent_chats_through_the_api_each_get_their_own_answer(tmp_path, mo
         assert all(pieces > 1 for _, pieces in together), "every client's answer streams in pieces"
     finally:
         assistant.close()
+
+
+def test_the_decoder_keeps_the_compute_threads_and_other_threads_compute_on_one(exact):
+    """Other threads' torch work (a query encoded on a request thread) runs on one thread,
+    so the process's OpenMP workers never outnumber the CPUs the decoder spins on."""
+    import torch
+
+    from assistant.llm.local import model_threads
+
+    seen: list[int] = []
+    worker = threading.Thread(target=lambda: (torch.ones(1 << 17).add_(1.0), seen.append(torch.get_num_threads())))
+    worker.start()
+    worker.join()
+    assert seen == [1]
+    assert exact._decoder._threads == model_threads(torch) >= 1
