@@ -29,6 +29,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from ..errors import BackendError
 from .base import GenerationParams
 
 __all__ = ["Row", "BatchDecoder", "DONE", "adjust_scores", "remember"]
@@ -108,7 +109,7 @@ class BatchDecoder:
             row.generator = self._torch.Generator().manual_seed(row.params.seed)
         with self._wake:
             if self._closed:
-                raise RuntimeError("the decoder is closed")
+                raise BackendError("the local model was closed")
             self._pending.append(row)
             self._wake.notify()
 

@@ -215,3 +215,12 @@ def test_the_decoder_keeps_the_compute_threads_and_other_threads_compute_on_one(
     worker.join()
     assert seen == [1]
     assert exact._decoder._threads == model_threads(torch) >= 1
+
+
+def test_a_closed_model_refuses_new_requests_clearly(model_path):
+    from assistant.errors import BackendError
+
+    model = LocalChatModel(model_path, dtype="float32")
+    model.close()
+    with pytest.raises(BackendError, match="the local model was closed"):
+        model.complete(chat(PROMPTS[0]), GenerationParams(max_tokens=2))
