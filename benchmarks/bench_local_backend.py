@@ -127,7 +127,6 @@ def main() -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
     from assistant import Assistant, Settings
-    from assistant.llm import GenerationParams
     from assistant.llm.local import LocalChatModel, choose_dtype
     from assistant.models import resolve_model
     from assistant.tenant_skills import create_data_skill
@@ -205,7 +204,7 @@ def main() -> None:
         raw.shutdown()
         print(f"before (raw generate, float32, one stream): {figures['before_tps_1']:.1f} tok/s")
         if not args.no_adapter:
-            figures.update(compare_adapters(llm, model_path, data, args.max_tokens, GenerationParams, penalty))
+            figures.update(compare_adapters(llm, model_path, data, args.max_tokens, penalty))
         figures.update(vllm_figures(args, settings, model_path, client, penalty, requests_at))
     finally:
         server.should_exit = True
@@ -224,12 +223,14 @@ def main() -> None:
         print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in figures.items()}))
 
 
-def compare_adapters(llm, model_path: str, data: Path, max_tokens: int, params_type,  # noqa: ANN001
+def compare_adapters(llm, model_path: str, data: Path, max_tokens: int,  # noqa: ANN001
                      penalty: float) -> dict[str, float]:
     """16 requests to the backend: all base; half with an adapter in one mixed batch; the
     same halves as two groups, one after the other."""
+    from assistant.llm import GenerationParams
+
     llm.load_adapter("bench-lora", str(make_lora(model_path, data / "lora")))
-    params = params_type(max_tokens=max_tokens, repetition_penalty=penalty)
+    params = GenerationParams(max_tokens=max_tokens, repetition_penalty=penalty)
 
     def run(adapters: list[str | None]) -> tuple[int, float]:
         """(completion tokens, wall seconds) of one request per entry, all sent at once."""

@@ -58,10 +58,18 @@ class Row:
     error: BaseException | None = None
     # Decoding state, kept by the decoder.
     ids: list[int] = field(default_factory=list)
-    generated: int = 0
     ngrams: dict[tuple[int, ...], set[int]] = field(default_factory=dict)
     counts: dict[int, int] = field(default_factory=dict)
     generator: Any = None
+
+    @property
+    def generated(self) -> int:
+        """Tokens chosen so far (``ids`` holds the prompt, then the answer)."""
+        return len(self.ids) - len(self.prompt)
+
+    def add_gram(self, gram: list[int]) -> None:
+        """Ban ``gram``'s last token after its other tokens (no-repeat n-grams)."""
+        self.ngrams.setdefault(tuple(gram[:-1]), set()).add(gram[-1])
 
 
 class BatchDecoder:
@@ -100,8 +108,7 @@ class BatchDecoder:
         row.ids = list(row.prompt)
         n = row.params.no_repeat_ngram_size
         for start in range(len(row.ids) - n + 1 if n else 0):
-            gram = row.ids[start:start + n]
-            row.ngrams.setdefault(tuple(gram[:-1]), set()).add(gram[-1])
+            row.add_gram(row.ids[start:start + n])
 
     def submit(self, row: Row) -> None:
         self.index_prompt(row)
@@ -287,13 +294,11 @@ def adjust_scores(torch, s, row: Row):  # noqa: ANN001, ANN201
 
 def remember(row: Row, token: int) -> None:
     """Record ``token`` in the row's sequence, answer counts and n-gram table."""
-    row.generated += 1
     row.counts[token] = row.counts.get(token, 0) + 1
     n = row.params.no_repeat_ngram_size
     row.ids.append(token)
     if n and len(row.ids) >= n:
-        gram = row.ids[-n:]
-        row.ngrams.setdefault(tuple(gram[:-1]), set()).add(gram[-1])
+        row.add_gram(row.ids[-n:])
 
 
 def _sample(torch, scores, temperature: float, top_p: float, generator) -> int:  # noqa: ANN001

@@ -197,7 +197,6 @@ class LocalChatModel:
         self, tokens: "queue.Queue[object]", params: GenerationParams, cancel: threading.Event, out: Generation
     ) -> Iterator[str]:
         """Turn token ids into text pieces, honouring stop strings and EOS."""
-        eos_ids = self._eos
         ids: list[int] = []
         emitted = 0  # characters of the decoded text already yielded
         finished: str | None = None
@@ -206,7 +205,7 @@ class LocalChatModel:
             if finished:
                 continue  # drain what the model produced before it saw the cancel flag
             out.completion_tokens += 1
-            if token in eos_ids:
+            if token in self._eos:
                 finished = "stop"
                 cancel.set()
                 continue
