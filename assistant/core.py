@@ -31,7 +31,7 @@ from .router import ContextPolicy, EmbeddingRouter
 from .safety import SafetyGuard, contacts_for
 from .settings import Settings
 from .skill_env import AuditLog, make_env, set_up
-from .store import Store, connect
+from .store import ANY_OWNER, Store, connect
 from .tenant_skills import SkillCatalog
 from .turns import AUTO_MODEL, ROLES, TurnRequest, TurnResult, TurnRunner, prepare_turn, thread_config
 
@@ -168,13 +168,15 @@ class Assistant:
         locale: str | None = None,
         user: str | None = None,
         user_trusted: bool = True,
+        owner: str | None = None,
     ) -> TurnRequest:
         """Validate a turn; raises before anything is stored. ``handoff=True`` asks for a
         person (the widget's button) whatever the message says; ``locale`` picks the
         emergency number of the safety guard's replies. Without ``conversation_id``, a
         resent history continues its stored conversation (``prepare_turn``); ``user``
         keeps end users apart there, and skills see it as ``ctx.user_id`` when
-        ``user_trusted`` (the integrator's server sent it, not a public widget key)."""
+        ``user_trusted`` (the integrator's server sent it, not a public widget key). A new
+        conversation belongs to ``owner`` (``TurnRequest.owner``); only its owner continues it."""
         view = self.catalog.view(tenant_id or self.settings.default_tenant)
         request = prepare_turn(
             messages,
@@ -190,6 +192,7 @@ class Assistant:
             user=user,
             find_continuation=self.store.continuation,
             user_trusted=user_trusted,
+            owner=owner,
         )
         return dataclasses.replace(request, view=view)
 
@@ -210,8 +213,10 @@ class Assistant:
         return self.turns.observers
 
     # -- conversations ----------------------------------------------------------
-    def history(self, tenant_id: str, conversation_id: str) -> list[Message]:
-        self.store.require_conversation(tenant_id, conversation_id)
+    def history(self, tenant_id: str, conversation_id: str, owner: object = ANY_OWNER) -> list[Message]:
+        """The stored messages; ConversationNotFound unless the tenant has the conversation
+        and (when ``owner`` is given, None meaning keyless) it is ``owner``'s."""
+        self.store.require_conversation(tenant_id, conversation_id, owner)
         state = self.graph.get_state(thread_config(tenant_id, conversation_id))
         return list(state.values.get("messages", []))
 

@@ -223,8 +223,30 @@ class Settings(BaseSettings):
     )
     admin_token: str | None = Field(
         default=None,
-        description="Bearer token for the /admin routes. Empty: admin routes answer only "
-        "clients on this machine (loopback).",
+        description="Bearer token for the /admin routes. Unset: one is generated on the first "
+        "start, printed once and kept hashed (`lepton keys admin-token --rotate` makes a new one).",
+    )
+    admin_access: Literal["token", "loopback"] = Field(
+        default="token",
+        description="token: /admin routes need the admin token or an admin API key. loopback: "
+        "they need no token but answer only clients on this machine, addressed by a host name in "
+        "admin_hosts, and refuse requests a web page on another origin sent.",
+    )
+    admin_hosts: list[str] = Field(
+        default_factory=lambda: ["localhost", "127.0.0.1", "::1"],
+        description="Host names the /admin routes answer to in loopback mode (JSON list); any "
+        "other Host header, as DNS rebinding sends, is refused.",
+    )
+    require_keys: bool | None = Field(
+        default=None,
+        description="Whether every API route needs a key (health, readiness, metrics and the "
+        "widget's files excepted). Unset: yes as soon as one API key exists (`lepton keys create`).",
+    )
+    max_admin_request_bytes: int = Field(
+        default=200 * 1024 * 1024,
+        ge=1024,
+        description="Largest request body an /admin upload route reads (all files together); "
+        "checked after authentication, before anything is read.",
     )
     max_upload_bytes: int = Field(
         default=50 * 1024 * 1024, ge=1024, description="Largest file accepted by the admin upload route."
@@ -249,6 +271,12 @@ class Settings(BaseSettings):
         ge=1,
         description="Chat messages one widget conversation may send per minute "
         "(token bucket: bursts of up to this many, then refilled evenly).",
+    )
+    key_rate_per_minute: int = Field(
+        default=600,
+        ge=1,
+        description="Requests one API key may make per minute, every route together (token "
+        "bucket: bursts of up to this many).",
     )
     widget_max_tokens: int = Field(
         default=512,
@@ -306,6 +334,13 @@ class Settings(BaseSettings):
                 raise ValueError(f"safety_contacts[{name!r}] has {', '.join(sorted(unknown))}; "
                                  "use emergency_number and crisis_line")
         return value
+
+    @field_validator("default_tenant")
+    @classmethod
+    def _check_tenant(cls, value: str) -> str:
+        from retrieval.names import validate_tenant
+
+        return validate_tenant(value)
 
     @field_validator("data_dir")
     @classmethod

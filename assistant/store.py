@@ -17,7 +17,7 @@ from typing import Any
 
 from .errors import ConversationNotFound
 
-__all__ = ["Store", "connect", "transcript_digest"]
+__all__ = ["ANY_OWNER", "Store", "connect", "transcript_digest"]
 
 
 def transcript_digest(messages: list[dict[str, Any]], user: str | None = None) -> str:
@@ -25,6 +25,9 @@ def transcript_digest(messages: list[dict[str, Any]], user: str | None = None) -
     contents of its messages (as stored, i.e. cleaned) and the request's ``user``."""
     payload = json.dumps([user, [[m["role"], m["content"]] for m in messages]], ensure_ascii=False)
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+#: ``owner`` value of the conversation lookups meaning "whoever owns it" (the admin routes).
+ANY_OWNER = object()
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS conversations (
@@ -114,6 +117,25 @@ CREATE TABLE IF NOT EXISTS data_skill_revisions (
     tenant_id TEXT PRIMARY KEY,
     revision INTEGER NOT NULL
 );
+-- Secret API keys (server.api_keys): only a SHA-256 of each key is kept; the key
+-- itself is shown once, when it is made. skills is a JSON list (empty: all).
+CREATE TABLE IF NOT EXISTS api_keys (
+    id TEXT PRIMARY KEY,
+    secret_hash TEXT NOT NULL UNIQUE,
+    hint TEXT NOT NULL,
+    tenant_id TEXT NOT NULL,
+    skills TEXT NOT NULL,
+    admin INTEGER NOT NULL,
+    label TEXT,
+    created_at REAL NOT NULL,
+    revoked_at REAL
+);
+-- The server's own secrets, hashed (the generated admin token).
+CREATE TABLE IF NOT EXISTS server_secrets (
+    name TEXT PRIMARY KEY,
+    secret_hash TEXT NOT NULL,
+    created_at REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS identity_secrets (
     tenant_id TEXT PRIMARY KEY,
     secret TEXT NOT NULL,
@@ -150,6 +172,8 @@ class Store:
             self._retire_first_audit_table()
             self._conn.executescript(_SCHEMA)
             self._add_transcript_digests()
+            self._add_owners()
+            self._one_rating_per_message()
 
     def _add_transcript_digests(self) -> None:
         """Databases made before continuation by resent history lack its column; their
@@ -159,6 +183,23 @@ class Store:
             self._conn.execute("ALTER TABLE conversations ADD COLUMN transcript_digest TEXT")
         self._conn.execute("CREATE INDEX IF NOT EXISTS conversations_by_transcript"
                            " ON conversations (tenant_id, transcript_digest)")
+
+    def _add_owners(self) -> None:
+        """Conversations made before API keys have no owner: only keyless callers and the
+        admin routes read them."""
+        columns = {row[1] for row in self._conn.execute("PRAGMA table_info(conversations)")}
+        if "owner" not in columns:
+            self._conn.execute("ALTER TABLE conversations ADD COLUMN owner TEXT")
+
+    def _one_rating_per_message(self) -> None:
+        """One rating per message (a new one replaces it): databases from before kept every
+        rating; the latest of each message stays."""
+        if self._conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'feedback_one_per_message'").fetchone():
+            return
+        self._conn.execute("DELETE FROM feedback WHERE id NOT IN (SELECT MAX(id) FROM feedback"
+                           " GROUP BY tenant_id, conversation_id, message_index)")
+        self._conn.execute("CREATE UNIQUE INDEX feedback_one_per_message"
+                           " ON feedback (tenant_id, conversation_id, message_index)")
 
     def _retire_first_audit_table(self) -> None:
         """Databases made before decisions were audited have an ``audit_log`` of another
@@ -171,13 +212,15 @@ class Store:
         else:
             self._conn.execute("DROP TABLE audit_log")
 
-    def conversation_exists(self, tenant_id: str, conversation_id: str) -> bool:
+    def conversation_exists(self, tenant_id: str, conversation_id: str, owner: object = ANY_OWNER) -> bool:
+        """Whether the tenant has this conversation and, unless ``owner`` is ANY_OWNER, it
+        belongs to ``owner`` (None: started without a key)."""
         with self._lock:
             row = self._conn.execute(
-                "SELECT 1 FROM conversations WHERE tenant_id = ? AND conversation_id = ?",
+                "SELECT owner FROM conversations WHERE tenant_id = ? AND conversation_id = ?",
                 (tenant_id, conversation_id),
             ).fetchone()
-        return row is not None
+        return row is not None and (owner is ANY_OWNER or row[0] == owner)
 
     def last_skill(self, tenant_id: str, conversation_id: str) -> str | None:
         """The skill that answered the conversation's latest turn (None: no such conversation)."""
@@ -188,19 +231,22 @@ class Store:
             ).fetchone()
         return row[0] if row else None
 
-    def require_conversation(self, tenant_id: str, conversation_id: str) -> None:
-        """Raise ConversationNotFound unless the tenant has this conversation."""
-        if not self.conversation_exists(tenant_id, conversation_id):
+    def require_conversation(self, tenant_id: str, conversation_id: str, owner: object = ANY_OWNER) -> None:
+        """Raise ConversationNotFound unless the tenant has this conversation (of ``owner``:
+        someone else's reads as missing, so ids cannot be probed)."""
+        if not self.conversation_exists(tenant_id, conversation_id, owner):
             raise ConversationNotFound(f"conversation {conversation_id!r} not found")
 
-    def continuation(self, tenant_id: str, digest: str) -> str | None:
+    def continuation(self, tenant_id: str, digest: str, owner: str | None = None) -> str | None:
         """The tenant's one conversation whose transcript has this digest, or None when no
         conversation, or more than one, has it (two visitors who said the same "hi" and got
-        the same answer are never merged). An indexed lookup, never a scan."""
+        the same answer are never merged). Only ``owner``'s conversations are candidates.
+        An indexed lookup, never a scan."""
         with self._lock:
             rows = self._conn.execute(
-                "SELECT conversation_id FROM conversations WHERE tenant_id = ? AND transcript_digest = ? LIMIT 2",
-                (tenant_id, digest),
+                "SELECT conversation_id FROM conversations WHERE tenant_id = ? AND transcript_digest = ?"
+                " AND owner IS ? LIMIT 2",
+                (tenant_id, digest, owner),
             ).fetchall()
         return rows[0][0] if len(rows) == 1 else None
 
@@ -212,20 +258,23 @@ class Store:
         answer_index: int | None = None,
         prompt_system: str | None = None,
         digest: str | None = None,
+        owner: str | None = None,
     ) -> None:
         """Count a committed turn and keep its transcript's ``digest`` (``continuation``);
+        a new conversation belongs to ``owner`` (the API key or widget conversation token
+        that started it; None: keyless) for good;
         with ``prompt_system``, also keep the system message of the prompt behind the
         answer at ``answer_index``."""
         now = time.time()
         with self._lock, self._conn:
             self._conn.execute(
                 "INSERT INTO conversations"
-                " (tenant_id, conversation_id, created_at, updated_at, last_skill, turns, transcript_digest)"
-                " VALUES (?, ?, ?, ?, ?, 1, ?)"
+                " (tenant_id, conversation_id, created_at, updated_at, last_skill, turns, transcript_digest, owner)"
+                " VALUES (?, ?, ?, ?, ?, 1, ?, ?)"
                 " ON CONFLICT (tenant_id, conversation_id) DO UPDATE SET"
                 " updated_at = excluded.updated_at, last_skill = excluded.last_skill, turns = turns + 1,"
                 " transcript_digest = excluded.transcript_digest",
-                (tenant_id, conversation_id, now, now, skill, digest),
+                (tenant_id, conversation_id, now, now, skill, digest, owner),
             )
             if prompt_system is not None and answer_index is not None:
                 self._conn.execute(
@@ -298,14 +347,16 @@ class Store:
     def add_feedback(
         self, tenant_id: str, conversation_id: str, message_index: int, rating: int, correction: str | None
     ) -> int:
-        """Record a rating (+1/-1) of one message of a conversation; returns the row id."""
+        """Record the rating (+1/-1) of one message of a conversation, replacing an earlier
+        one of the same message; returns the row id."""
         with self._lock, self._conn:
-            cursor = self._conn.execute(
+            return int(self._conn.execute(
                 "INSERT INTO feedback (tenant_id, conversation_id, message_index, rating, correction, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
+                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (tenant_id, conversation_id, message_index) DO UPDATE SET"
+                " rating = excluded.rating, correction = excluded.correction, created_at = excluded.created_at"
+                " RETURNING id",
                 (tenant_id, conversation_id, message_index, rating, correction, time.time()),
-            )
-        return int(cursor.lastrowid)
+            ).fetchone()[0])
 
     def feedback(self, tenant_id: str, conversation_id: str | None = None) -> list[dict[str, Any]]:
         """A tenant's feedback, oldest first (optionally of one conversation)."""
@@ -427,6 +478,70 @@ class Store:
         with self._lock:
             rows = self._conn.execute(query + " ORDER BY created_at", args).fetchall()
         return [self._key_row(row) for row in rows]  # type: ignore[misc]
+
+    # -- API keys (server.api_keys) -----------------------------------------------------
+    _API_KEY_COLUMNS = "id, hint, tenant_id, skills, admin, label, created_at, revoked_at"
+
+    @staticmethod
+    def _api_key_row(row: tuple | None) -> dict[str, Any] | None:
+        if row is None:
+            return None
+        key_id, hint, tenant_id, skills, admin, label, created_at, revoked_at = row
+        return {"id": key_id, "hint": hint, "tenant_id": tenant_id, "skills": json.loads(skills),
+                "admin": bool(admin), "label": label, "created_at": created_at, "revoked_at": revoked_at}
+
+    def add_api_key(self, key_id: str, secret_hash: str, hint: str, tenant_id: str, skills: list[str],
+                    admin: bool, label: str | None) -> dict[str, Any]:
+        with self._lock, self._conn:
+            self._conn.execute(
+                "INSERT INTO api_keys (id, secret_hash, hint, tenant_id, skills, admin, label, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (key_id, secret_hash, hint, tenant_id, json.dumps(skills), int(admin), label, time.time()))
+        return self.api_keys(key_id=key_id, include_revoked=True)[0]
+
+    def api_key_by_hash(self, secret_hash: str) -> dict[str, Any] | None:
+        """The active key with this hash, or None."""
+        with self._lock:
+            row = self._conn.execute(f"SELECT {self._API_KEY_COLUMNS} FROM api_keys"
+                                     " WHERE secret_hash = ? AND revoked_at IS NULL", (secret_hash,)).fetchone()
+        return self._api_key_row(row)
+
+    def api_keys(self, tenant_id: str | None = None, include_revoked: bool = False,
+                 key_id: str | None = None) -> list[dict[str, Any]]:
+        query, args = f"SELECT {self._API_KEY_COLUMNS} FROM api_keys WHERE 1 = 1", ()
+        for column, value in (("tenant_id", tenant_id), ("id", key_id)):
+            if value is not None:
+                query += f" AND {column} = ?"
+                args += (value,)
+        if not include_revoked:
+            query += " AND revoked_at IS NULL"
+        with self._lock:
+            rows = self._conn.execute(query + " ORDER BY created_at", args).fetchall()
+        return [self._api_key_row(row) for row in rows]  # type: ignore[misc]
+
+    def any_api_key(self) -> bool:
+        """Whether any API key is active (then keys are required unless configured otherwise)."""
+        with self._lock:
+            return self._conn.execute("SELECT 1 FROM api_keys WHERE revoked_at IS NULL LIMIT 1").fetchone() is not None
+
+    def revoke_api_key(self, key_id: str) -> bool:
+        with self._lock, self._conn:
+            cursor = self._conn.execute("UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
+                                        (time.time(), key_id))
+        return cursor.rowcount == 1
+
+    def server_secret_hash(self, name: str) -> str | None:
+        with self._lock:
+            row = self._conn.execute("SELECT secret_hash FROM server_secrets WHERE name = ?", (name,)).fetchone()
+        return row[0] if row else None
+
+    def set_server_secret_hash(self, name: str, secret_hash: str, *, replace: bool) -> bool:
+        """Keep ``secret_hash`` under ``name``; without ``replace``, only if there is none. True if stored."""
+        with self._lock, self._conn:
+            verb = "INSERT OR REPLACE" if replace else "INSERT OR IGNORE"
+            cursor = self._conn.execute(f"{verb} INTO server_secrets (name, secret_hash, created_at) VALUES (?, ?, ?)",
+                                        (name, secret_hash, time.time()))
+        return cursor.rowcount == 1
 
     # -- identity secrets --------------------------------------------------------------
     def identity_secret(self, tenant_id: str) -> str | None:

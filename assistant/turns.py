@@ -18,6 +18,7 @@ A turn that raises (a backend failure, a client that went away) writes nothing.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import threading
@@ -78,6 +79,9 @@ class TurnRequest:
     #: turn runs on that same view, so a data skill deleted in between still answers this
     #: turn instead of failing half-way. None: ``TurnRunner.run`` reads the tenant's view.
     view: "SkillView | None" = field(default=None, compare=False, repr=False)
+    #: Who the conversation belongs to (``Store.record_turn``): an API key's or a widget
+    #: conversation token's id; None: keyless. Only its owner continues or reads it.
+    owner: str | None = None
 
 
 @dataclass(frozen=True)
@@ -113,7 +117,7 @@ def prepare_turn(
     *,
     model: str,
     skills: Mapping[str, Any],
-    require_conversation: Callable[[str, str], None],
+    require_conversation: Callable[..., None],
     tenant_id: str,
     conversation_id: str | None,
     params: GenerationParams,
@@ -121,33 +125,36 @@ def prepare_turn(
     max_message_chars: int,
     locale: str | None = None,
     user: str | None = None,
-    find_continuation: Callable[[str, str], str | None] | None = None,
+    find_continuation: Callable[..., str | None] | None = None,
     user_trusted: bool = True,
+    owner: str | None = None,
 ) -> TurnRequest:
     """Validate a turn; raises InvalidRequest, UnknownSkill or ConversationNotFound.
 
     Without a conversation id, a request whose messages before the last are exactly a
     stored conversation of the tenant (``find_continuation(tenant, digest)``, see
     ``Store.continuation``) continues it: OpenAI clients keep context by resending the
-    whole history."""
+    whole history. Only ``owner``'s conversations are continued, by id or by history
+    (``require_conversation(tenant, id, owner)``, ``find_continuation(tenant, digest, owner)``);
+    anyone else's reads as not found."""
     if locale is not None and not _LOCALE.fullmatch(locale):
         raise InvalidRequest(f"lepton.locale {locale!r} is not a language tag such as 'en-GB'", "lepton.locale")
     if model != AUTO_MODEL and model not in skills:
         raise UnknownSkill(f"model {model!r} does not exist; available: {', '.join([AUTO_MODEL, *skills])}")
     incoming = _validate_messages(messages, max_message_chars)
     if conversation_id is None and find_continuation is not None:
-        conversation_id = _continued(incoming, tenant_id, user, find_continuation)
+        conversation_id = _continued(incoming, tenant_id, user, functools.partial(find_continuation, owner=owner))
         if conversation_id is not None:
             incoming = incoming[-1:]
     if conversation_id is None:
         conversation_id = "conv_" + uuid.uuid4().hex
     else:
-        require_conversation(tenant_id, conversation_id)
+        require_conversation(tenant_id, conversation_id, owner)
         # The stored history is authoritative: of a continued conversation only
         # the newest user message is new (OpenAI clients resend the whole list).
         incoming = incoming[-1:]
     return TurnRequest(tenant_id, conversation_id, tuple(incoming), None if model == AUTO_MODEL else model,
-                       params, handoff, locale, user, user_trusted)
+                       params, handoff, locale, user, user_trusted, owner=owner)
 
 
 def _continued(incoming: list[Message], tenant_id: str, user: str | None,
@@ -325,6 +332,7 @@ class TurnRunner:
             answer_index=len(transcript) - 1 if transcript else None,
             prompt_system=final.get("prompt_system"),
             digest=transcript_digest(transcript, request.user),
+            owner=request.owner,
         )
         for decision in final.get("decisions", []):
             self.audit(tenant, final["skill"], decision, conversation_id=conversation)

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import click
 
+from skills.cli_types import TENANT
+
 from assistant.cli_support import pass_settings, state_of
 
 from .data import FORMATS
@@ -217,7 +219,7 @@ def export(settings, name, out, overwrite, as_json) -> None:
                   "Example: lepton finetune export-feedback --skill customer_service --out feedback.jsonl")
 @click.option("--skill", required=True)
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--tenant", help="Tenant whose feedback to export; default: the default tenant.")
+@click.option("--tenant", type=TENANT, help="Tenant whose feedback to export; default: the default tenant.")
 @click.option("--json", "as_json", is_flag=True, help="Last stdout line: one JSON object with the counts.")
 @pass_settings
 def export_feedback_command(settings, skill, out, tenant, as_json) -> None:

@@ -31,6 +31,8 @@ _LAZY = {
     "KnowledgeStore": "store",
     "SentenceEmbeddingFunction": "store",
     "collection_name": "store",
+    "validate_name": "names",
+    "validate_tenant": "names",
     "Retriever": "search",
     "Hit": "search",
     "Citation": "search",

@@ -41,7 +41,8 @@ from urllib.parse import urlparse
 import numpy as np
 
 from .embeddings import load_encoder
-from .errors import CollectionNotFoundError, InvalidNameError, RetrievalError, StoreUnavailableError
+from .errors import CollectionNotFoundError, RetrievalError, StoreUnavailableError
+from .names import SEPARATOR, validate_name
 from .query_encoder import load_query_encoder
 
 __all__ = [
@@ -57,14 +58,7 @@ __all__ = [
 
 DEFAULT_TENANT = "default"
 
-# Tenant and knowledge-base names: letters, digits, '.', '-', single '_', starting
-# and ending alphanumeric. Forbidding "__" in both makes the "t_<tenant>__<kb>"
-# collection name reversible, so two (tenant, kb) pairs can never share a collection.
-_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?")
-_MAX_TENANT = 128
-_MAX_KB = 256
 _PREFIX = "t_"
-_SEP = "__"
 
 # A file modified this recently may be modified again within the same timestamp
 # tick; a handle read then is re-read on the next search.
@@ -86,30 +80,15 @@ class StoreSettings(Protocol):
     embedding_model: str | None
 
 
-def validate_name(value: str, what: str) -> str:
-    """``value`` if it can be part of a collection name, else :class:`InvalidNameError`."""
-    limit = _MAX_TENANT if what == "tenant" else _MAX_KB
-    if not isinstance(value, str) or not value:
-        raise InvalidNameError(f"{what} name must not be empty")
-    if len(value) > limit:
-        raise InvalidNameError(f"{what} name {value[:40]!r}… is longer than {limit} characters")
-    if not _NAME.fullmatch(value) or _SEP in value or ".." in value:
-        raise InvalidNameError(
-            f"invalid {what} name {value!r}: use letters, digits, '.', '-' and single '_', "
-            "starting and ending with a letter or digit (e.g. 'help-centre')"
-        )
-    return value
-
-
 def collection_name(tenant: str, kb: str) -> str:
     """The Chroma collection holding knowledge base ``kb`` of ``tenant``: ``t_<tenant>__<kb>``."""
-    return f"{_PREFIX}{validate_name(tenant, 'tenant')}{_SEP}{validate_name(kb, 'knowledge base')}"
+    return f"{_PREFIX}{validate_name(tenant, 'tenant')}{SEPARATOR}{validate_name(kb, 'knowledge base')}"
 
 
 def _split_collection_name(name: str) -> tuple[str, str] | None:
-    if not name.startswith(_PREFIX) or _SEP not in name:
+    if not name.startswith(_PREFIX) or SEPARATOR not in name:
         return None
-    tenant, kb = name[len(_PREFIX) :].split(_SEP, 1)
+    tenant, kb = name[len(_PREFIX) :].split(SEPARATOR, 1)
     return tenant, kb
 
 

@@ -1,19 +1,18 @@
 """Admin routes: knowledge-base ingestion by upload, source deletion, listing.
 
-Admin routes act for any tenant (``?tenant=``, default: the default tenant).
-They need ``Authorization: Bearer <LEPTON_ADMIN_TOKEN>``; with no token
-configured they answer only clients on this machine, so a fresh install is not
-administrable from the network.
+Admin routes act for the tenant of ``?tenant=`` (default: the admin key's, else
+the default tenant). ``server.admin_auth`` authenticates every ``/admin`` request
+before its body is read: the admin token, an admin API key (its own tenant only),
+or, in loopback mode, this machine only.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hmac
-import ipaddress
 
-from fastapi import APIRouter, File, Form, Query, Request, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 
+from .admin_auth import admin_tenant
 from .errors import ApiError
 
 __all__ = ["router"]
@@ -21,23 +20,6 @@ __all__ = ["router"]
 router = APIRouter(prefix="/admin")
 
 _CHUNK = 1024 * 1024
-
-
-def require_admin(request: Request) -> None:
-    settings = request.app.state.settings
-    if settings.admin_token:
-        presented = request.headers.get("authorization", "")
-        if not hmac.compare_digest(presented.encode(), f"Bearer {settings.admin_token}".encode()):
-            raise ApiError(401, "Admin routes need 'Authorization: Bearer <admin token>'.", code="invalid_api_key")
-        return
-    host = request.client.host if request.client else ""
-    try:
-        local = ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        local = False
-    if not local:
-        raise ApiError(403, "Admin routes are only open to this machine until LEPTON_ADMIN_TOKEN is set.",
-                       code="admin_forbidden")
 
 
 def knowledge(request: Request):
@@ -67,16 +49,14 @@ async def upload_documents(
     request: Request,
     collection: str,
     files: list[UploadFile] = File(..., description="md, txt, html, pdf, csv or jsonl files"),
-    tenant: str | None = Query(default=None),
+    tenant: str = Depends(admin_tenant),
     text_field: str | None = Form(default=None),
     title_field: str | None = Form(default=None),
 ):
     """Ingest uploaded files; like `lepton ingest`, bad files are reported and the rest ingest."""
-    require_admin(request)
     from retrieval import IngestConfig, RetrievalError, ingest_bytes
 
     settings = request.app.state.settings
-    tenant = tenant or settings.default_tenant
     store = knowledge(request)
     # Read everything first: one oversized file refuses the whole request before any write.
     payloads = [(f.filename or "upload", await _read_upload(f, settings.max_upload_bytes)) for f in files]
@@ -97,12 +77,10 @@ async def upload_documents(
 
 @router.delete("/collections/{collection}/documents")
 async def delete_source(request: Request, collection: str, source: str = Query(...),
-                        tenant: str | None = Query(default=None)):
+                        tenant: str = Depends(admin_tenant)):
     """Remove every chunk of one source (an uploaded file name or an ingested path)."""
-    require_admin(request)
     from retrieval import RetrievalError
 
-    tenant = tenant or request.app.state.settings.default_tenant
     store = knowledge(request)
     try:
         removed = await asyncio.to_thread(store.delete_source, collection, source, tenant)
@@ -112,9 +90,7 @@ async def delete_source(request: Request, collection: str, source: str = Query(.
 
 
 @router.get("/collections")
-async def list_collections(request: Request, tenant: str | None = Query(default=None)):
-    require_admin(request)
-    tenant = tenant or request.app.state.settings.default_tenant
+async def list_collections(request: Request, tenant: str = Depends(admin_tenant)):
     store = knowledge(request)
     names = await asyncio.to_thread(store.list_collections, tenant)
     return {"tenant": tenant, "collections": [
@@ -131,11 +107,9 @@ def _data_skill_error(exc) -> ApiError:  # noqa: ANN001 - assistant.tenant_skill
 
 
 @router.get("/skills")
-async def list_data_skills(request: Request, tenant: str | None = Query(default=None)):
+async def list_data_skills(request: Request, tenant: str = Depends(admin_tenant)):
     """A tenant's data skills (the installed skills are in /v1/models)."""
-    require_admin(request)
     assistant = request.app.state.assistant
-    tenant = tenant or request.app.state.settings.default_tenant
     records = await asyncio.to_thread(assistant.store.data_skills, tenant)
     return {"tenant": tenant, "skills": [{**r, "examples": len(r["examples"])} for r in records]}
 
@@ -149,10 +123,9 @@ async def create_data_skill(
     prompt: str | None = Form(default=None),
     files: list[UploadFile] | None = File(default=None, description="Documents to answer from: md, txt, html, "
                                                                     "pdf, csv or jsonl"),
-    tenant: str | None = Query(default=None),
+    tenant: str = Depends(admin_tenant),
 ):
     """Make a data skill for the tenant, as `lepton skills create` does; nothing is kept when it fails."""
-    require_admin(request)
     import tempfile
     from pathlib import Path
 
@@ -161,7 +134,6 @@ async def create_data_skill(
 
     assistant = request.app.state.assistant
     settings = request.app.state.settings
-    tenant = tenant or settings.default_tenant
     payloads = [(Path(f.filename or "upload").name or "upload", await _read_upload(f, settings.max_upload_bytes))
                 for f in files or []]
     lines = [" ".join(line.split()) for line in examples.splitlines()]
@@ -185,14 +157,12 @@ async def create_data_skill(
 
 
 @router.delete("/skills/{name}")
-async def delete_data_skill(request: Request, name: str, tenant: str | None = Query(default=None)):
+async def delete_data_skill(request: Request, name: str, tenant: str = Depends(admin_tenant)):
     """Remove a tenant's data skill with its documents and adapters."""
-    require_admin(request)
     from assistant.tenant_skills import DataSkillError, delete_data_skill as delete
 
     assistant = request.app.state.assistant
     settings = request.app.state.settings
-    tenant = tenant or settings.default_tenant
     try:
         deleted = await asyncio.to_thread(delete, settings, assistant.store, tenant, name,
                                           assistant.knowledge.store)

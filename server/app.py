@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import logging
 import time
 from contextlib import asynccontextmanager
 
@@ -20,6 +21,8 @@ from assistant import Assistant, Settings
 from assistant.errors import ConversationNotFound
 
 from .admin import router as admin_router
+from .admin_auth import AdminGuard
+from .api_keys import AdminToken, ApiKeys
 from .chat import ChatService
 from .errors import ApiError, api_error_from, install_error_handlers
 from .handoffs import router as handoff_router
@@ -30,7 +33,16 @@ from .skill_actions import router as skill_actions_router
 from .widget import WidgetCors
 from .widget import router as widget_router
 
-__all__ = ["create_app"]
+__all__ = ["create_app", "announce_admin_token"]
+
+log = logging.getLogger("lepton.server")
+
+
+def announce_admin_token(token: str | None) -> None:
+    """Show a just-generated admin token: the only time it can be read."""
+    if token:
+        log.warning("Generated the admin token for the /admin routes (shown once, it cannot be read again; "
+                    "`lepton keys admin-token --rotate` makes a new one): %s", token)
 
 
 def create_app(settings: Settings, assistant: Assistant | None = None, *, close_assistant: bool = False) -> FastAPI:
@@ -45,6 +57,10 @@ def create_app(settings: Settings, assistant: Assistant | None = None, *, close_
             app.state.assistant.ensure_demo_data()
         app.state.chat = ChatService(app.state.assistant)
         app.state.widget_keys = WidgetKeys(app.state.assistant.store)
+        app.state.api_keys = ApiKeys(app.state.assistant.store, settings)
+        app.state.admin_token = AdminToken(app.state.assistant.store, settings)
+        if settings.admin_access == "token":
+            announce_admin_token(app.state.admin_token.ensure())
         app.state.started = int(time.time())
         # Everything loaded so far (model, router, encoders, libraries) lives as long
         # as the server; frozen, the collector never scans it again. Unfrozen, each
@@ -61,6 +77,7 @@ def create_app(settings: Settings, assistant: Assistant | None = None, *, close_
     app.state.limits = WidgetLimits(settings)
     install_error_handlers(app)
     app.add_middleware(WidgetCors)
+    app.add_middleware(AdminGuard)  # outside the routes: authenticates /admin before any body is read
     if settings.trusted_proxies:
         # Outermost: behind these reverse proxies the client address (per-IP limits,
         # the admin routes' loopback rule) is taken from X-Forwarded-For.
@@ -73,17 +90,13 @@ def create_app(settings: Settings, assistant: Assistant | None = None, *, close_
     # Every route that touches tenant data resolves its caller through `caller`.
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request, who: Caller = Depends(caller)):
-        cap = settings.widget_max_tokens if who.key is not None else None
-        return await request.app.state.chat.handle(request, who.tenant_id, admit=who.admit_turn, max_tokens_cap=cap,
-                                                    trusts_user=who.trusts_user)
+        return await request.app.state.chat.handle(request, who)
 
     def model_entries(request: Request, who: Caller) -> list[tuple[str, str]]:
         assistant: Assistant = request.app.state.assistant
         entries = [("assistant", "Routes each message to the right skill automatically.")]
         entries += [(name, skill.description) for name, skill in assistant.skills_of(who.tenant_id).items()]
-        if who.key is not None:  # a widget key sees the models it may use
-            entries = [e for e in entries if who.key.allows_skill(e[0])]
-        return entries
+        return [e for e in entries if who.allows_skill(e[0])]  # a key sees the models it may use
 
     @app.get("/v1/models")
     async def models(request: Request, who: Caller = Depends(caller)):
@@ -102,7 +115,7 @@ def create_app(settings: Settings, assistant: Assistant | None = None, *, close_
     async def conversation(request: Request, conversation_id: str, who: Caller = Depends(caller)):
         assistant: Assistant = request.app.state.assistant
         try:
-            messages = assistant.history(who.tenant_id, conversation_id)
+            messages = assistant.history(who.tenant_id, conversation_id, who.owner())
         except ConversationNotFound as exc:
             raise api_error_from(exc) from None
         return {

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import secrets
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -24,6 +25,7 @@ from assistant import Assistant, TurnRequest, TurnResult
 from assistant.errors import TurnAbandoned
 
 from .errors import ApiError, api_error_from, validation_message
+from .keys import Caller
 from .protocol import ChatCompletionRequest, chat_chunk, chat_completion, completion_id
 
 __all__ = ["ChatService", "read_body"]
@@ -36,7 +38,15 @@ READY_TURN_THREADS = 32
 
 
 async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, refusing more than ``limit`` bytes without reading them all."""
+    """A JSON request's body, refusing more than ``limit`` bytes without reading them all.
+
+    The body must be declared ``application/json``: a web page can send text/plain or
+    form bodies to any site without a CORS preflight, never a JSON one, so this keeps
+    other sites' pages from posting to the API with a visitor's browser."""
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media != "application/json" and not media.endswith("+json"):
+        raise ApiError(415, f"Send the request body as JSON with 'Content-Type: application/json' "
+                            f"(got {media or 'no Content-Type'}).", code="unsupported_media_type")
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise ApiError(413, f"request body is {declared} bytes; the limit is {limit}", code="request_too_large")
@@ -125,6 +135,10 @@ class _TurnPump:
         self.cancelled.set()
 
 
+def _lepton(result: TurnResult, extra: dict[str, Any]) -> dict[str, Any]:
+    return {"skill": result.skill, "conversation_id": result.conversation_id, **extra, **result.lepton}
+
+
 class ChatService:
     def __init__(self, assistant: Assistant):
         self.assistant = assistant
@@ -163,6 +177,7 @@ class ChatService:
         header_conversation: str | None,
         max_tokens_cap: int | None = None,
         user_trusted: bool = True,
+        owner: str | None = None,
     ) -> TurnRequest:
         messages = [
             {"role": "system" if m.role == "developer" else m.role, "content": m.text()} for m in req.messages
@@ -188,35 +203,32 @@ class ChatService:
             locale=req.lepton.locale if req.lepton else None,
             user=req.user,
             user_trusted=user_trusted,
+            owner=owner,
         )
 
-    @staticmethod
-    def _lepton(result: TurnResult) -> dict[str, Any]:
-        return {"skill": result.skill, "conversation_id": result.conversation_id, **result.lepton}
+    async def handle(self, request: Request, who: Caller) -> JSONResponse | StreamingResponse:
+        """One chat completion for ``who``. Its key may refuse the turn (``Caller.admit_turn``)
+        once the turn is validated and before it starts, so a refused turn leaves nothing
+        behind; a widget key caps the answer's length (widget keys are public) and vouches
+        for ``user`` only with a valid ``user_hash`` (``Caller.trusts_user``).
 
-    async def handle(
-        self,
-        request: Request,
-        tenant_id: str,
-        admit: Callable[[str, str], None] | None = None,
-        max_tokens_cap: int | None = None,
-        trusts_user: Callable[[str | None, str | None], bool] | None = None,
-    ) -> JSONResponse | StreamingResponse:
-        """``admit(model, conversation_id)`` may refuse the turn by raising an ApiError;
-        it runs once the turn is validated and before it starts, so a refused turn
-        leaves nothing behind. ``max_tokens_cap`` bounds the answer's length whatever
-        the request asks (widget keys are public). ``trusts_user(user, user_hash)``
-        says whether the request's ``user`` reaches skills as the signed-in customer's
-        id (it may refuse a wrong hash with an ApiError); without it, it does."""
+        A widget conversation belongs to a token: the widget sends it back with every
+        request (``X-Lepton-Conversation-Token``), and a request without one starts a
+        conversation under a new token, returned as ``lepton.conversation_token``."""
         received = time.perf_counter()
         req = self.parse(await read_body(request, self.settings.max_request_bytes))
         header_conversation = request.headers.get("x-conversation-id")
+        token = None
+        if who.key is not None:
+            token = who.conversation_token or secrets.token_urlsafe(24)
+        # The app's settings (a server may run with other limits than its assistant's).
+        cap = request.app.state.settings.widget_max_tokens if who.key is not None else None
+        extra = {"conversation_token": token} if token else {}
 
         def begin() -> TurnRequest:
-            trusted = trusts_user is None or trusts_user(req.user, req.lepton.user_hash if req.lepton else None)
-            request = self.start(req, tenant_id, header_conversation, max_tokens_cap, trusted)
-            if admit is not None:
-                admit(req.model, request.conversation_id)
+            trusted = who.trusts_user(req.user, req.lepton.user_hash if req.lepton else None)
+            request = self.start(req, who.tenant_id, header_conversation, cap, trusted, who.owner(token))
+            who.admit_turn(req.model, request.conversation_id)
             return request
 
         pump = _TurnPump(begin, self.assistant.run_turn, received, self._workers)
@@ -225,13 +237,13 @@ class ChatService:
         headers = {"X-Conversation-Id": pump.request.conversation_id}
         if req.stream:
             return StreamingResponse(
-                self._sse(req, pump, first, done), media_type="text/event-stream", headers=headers
+                self._sse(req, pump, first, done, extra), media_type="text/event-stream", headers=headers
             )
         if not done:
             await self._pull(pump, until_text=False)
         result = pump.result
         body = chat_completion(completion_id(), req.model, result.reply, result.finish_reason, result.usage,
-                               self._lepton(result))
+                               _lepton(result, extra))
         return JSONResponse(body, headers=headers)
 
     async def _pull(self, pump: _TurnPump, until_text: bool) -> tuple[list[str], bool]:
@@ -256,7 +268,7 @@ class ChatService:
             raise api_error_from(exc) from None
 
     async def _sse(
-        self, req: ChatCompletionRequest, pump: _TurnPump, first: list[str], done: bool
+        self, req: ChatCompletionRequest, pump: _TurnPump, first: list[str], done: bool, extra: dict[str, Any]
     ) -> AsyncIterator[str]:
         cid, created = completion_id(), int(time.time())
 
@@ -268,7 +280,8 @@ class ChatService:
 
         try:
             yield event(chat_chunk(cid, req.model, created, {"role": "assistant", "content": ""},
-                                   lepton={"skill": pump.skill, "conversation_id": pump.request.conversation_id})
+                                   lepton={"skill": pump.skill, "conversation_id": pump.request.conversation_id,
+                                           **extra})
                         ) + text(first)
             while not done:
                 # Each piece stays its own chunk; the pieces of one batch go out in one write.
@@ -288,7 +301,7 @@ class ChatService:
             # complete when it reads them.
             result = pump.result
             last = event(chat_chunk(cid, req.model, created, {}, finish_reason=result.finish_reason,
-                                    usage=result.usage, lepton=self._lepton(result)))
+                                    usage=result.usage, lepton=_lepton(result, extra)))
         except asyncio.CancelledError:
             pump.stop()
             raise

@@ -24,6 +24,7 @@ def serve(settings, host, port, backend, model, openai_base_url, vllm_url) -> No
 
     from assistant.core import Assistant
 
+    from .api_keys import AdminToken
     from .app import create_app
 
     if vllm_url and backend not in (None, "vllm"):
@@ -39,6 +40,11 @@ def serve(settings, host, port, backend, model, openai_base_url, vllm_url) -> No
         # skills prepare their demo data, e.g. a credit model (LEPTON_DEMO_SKILLS=false skips it).
         assistant.ensure_demo_data(progress=lambda m: click.echo(m, err=True))
         click.echo(f"Lepton Assistant on http://{settings.host}:{settings.port}  (data: {settings.data_dir})", err=True)
+        if settings.admin_access == "token":
+            token = AdminToken(assistant.store, settings).ensure()
+            if token:
+                click.echo(f"Admin token for the /admin routes, shown once (keep it; `lepton keys admin-token "
+                           f"--rotate` makes a new one): {token}", err=True)
         app = create_app(settings, assistant, close_assistant=True)
     except BaseException:
         assistant.close()  # a managed vLLM must not outlive a failed start

@@ -1,4 +1,4 @@
-"""``lepton keys ...``: create, list and revoke public widget keys.
+"""``lepton keys ...``: secret API keys, public widget keys, the admin token.
 
 Managing keys needs no model: the commands open the SQLite database directly.
 """
@@ -7,26 +7,36 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import json
 from typing import Iterator
 
 import click
+
+from skills.cli_types import TENANT
 
 from assistant import Settings
 from assistant.cli_support import pass_settings
 from assistant.store import Store, connect
 
+from .api_keys import API_KEY_PREFIX, AdminToken, ApiKeys
 from .keys import SELF_ORIGIN, WidgetKeys, normalize_origin, snippet
 
 __all__ = ["keys_group"]
 
 
 @contextlib.contextmanager
-def _keys(settings: Settings) -> Iterator[WidgetKeys]:
+def _store(settings: Settings) -> Iterator[Store]:
     conn = connect(settings.db_path)
     try:
-        yield WidgetKeys(Store(conn))
+        yield Store(conn)
     finally:
         conn.close()
+
+
+@contextlib.contextmanager
+def _keys(settings: Settings) -> Iterator[WidgetKeys]:
+    with _store(settings) as store:
+        yield WidgetKeys(store)
 
 
 def _default_server_url(settings: Settings) -> str:
@@ -54,15 +64,70 @@ def _skills(settings: Settings, ctx: click.Context, param: click.Parameter, valu
     return list(values)
 
 
-@click.group("keys", help="Public widget keys: which tenant a widget belongs to and where it may run.")
+@click.group("keys", help="API keys (secret, for your servers), widget keys (public, for your pages) and the "
+                           "admin token.")
 def keys_group() -> None:
     pass
+
+
+def _skill_list(ctx: click.Context, param: click.Parameter, value: str | None) -> list[str]:
+    names = [v.strip() for v in (value or "").split(",") if v.strip()]
+    return _skills(ctx, param, tuple(names)) if names else []
+
+
+@keys_group.command("create", help="""Create a secret API key and print it (once: only its hash is kept).
+
+Once any API key exists, every API route needs one (LEPTON_REQUIRE_KEYS=false turns that off): send it as
+'Authorization: Bearer sk_...', the OpenAI clients' api_key.
+
+Examples:
+
+  lepton keys create --tenant acme
+
+  lepton keys create --tenant acme --skills customer_service,recommendation --label shop-backend
+
+  lepton keys create --tenant acme --admin --json      (the /admin routes, for tenant acme only)
+""")
+@click.option("--tenant", type=TENANT, required=True, help="Tenant whose data the key reads and writes.")
+@click.option("--skills", "skills", callback=_skill_list,
+              help="Comma-separated skills the key may use. Default: every skill and automatic routing.")
+@click.option("--admin", is_flag=True, help="Also allow the /admin routes, for this tenant only.")
+@click.option("--label", help="A note to recognise the key by in `lepton keys list`.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (with the key) last.")
+@pass_settings
+def create_key(settings: Settings, tenant: str, skills: list[str], admin: bool, label: str | None,
+               as_json: bool) -> None:
+    with _store(settings) as store:
+        secret, key = ApiKeys(store, settings).create(tenant, skills, admin, label)
+    if as_json:
+        click.echo(json.dumps({"key": secret, "id": key.id, "tenant": key.tenant_id, "skills": list(key.skills),
+                               "admin": key.admin, "label": key.label}))
+        return
+    click.echo(f"API key {key.id} for tenant {key.tenant_id!r}" + (" (admin)" if key.admin else "") + ":")
+    click.echo(f"\n  {secret}\n")
+    click.echo("Shown only now: store it in your server's secrets. Use it as 'Authorization: Bearer <key>'.")
+    click.echo(f"Allowed skills: {', '.join(key.skills) if key.skills else 'all (automatic routing)'}")
+
+
+@keys_group.command("admin-token", help="Make a new admin token for the /admin routes and print it (once).\n\n"
+                    "The server generates one on its first start; this replaces it, and the old one stops "
+                    "working at once. A LEPTON_ADMIN_TOKEN setting takes precedence over both.\n\n"
+                    "Example: lepton keys admin-token --rotate")
+@click.option("--rotate", is_flag=True, required=True, help="Replace the admin token (required: the old one "
+                                                            "cannot be shown, only replaced).")
+@pass_settings
+def admin_token(settings: Settings, rotate: bool) -> None:
+    with _store(settings) as store:
+        token = AdminToken(store, settings).rotate()
+    if settings.admin_token:
+        click.echo("Note: LEPTON_ADMIN_TOKEN is set, and the server uses it instead of this token.", err=True)
+    click.echo(token)
 
 
 @keys_group.command("create-widget", help="Create a public widget key and print the <script> tag to paste.\n\n"
                     "Example:\n\n  lepton keys create-widget --tenant acme --origin https://shop.example "
                     "--origin https://www.shop.example --skill customer_service")
-@click.option("--tenant", required=True, help="Tenant whose conversations and feedback the widget records.")
+@click.option("--tenant", type=TENANT, required=True, help="Tenant whose conversations and feedback the widget records.")
 @click.option("--origin", "origins", multiple=True, required=True, callback=_origin,
               help="Origin allowed to embed the widget, e.g. https://shop.example (repeatable).")
 @click.option("--skill", "skills", multiple=True, callback=_skills,
@@ -92,16 +157,23 @@ def _when(timestamp: float) -> str:
     return datetime.datetime.fromtimestamp(timestamp).strftime("%Y-%m-%d %H:%M")
 
 
-@keys_group.command("list", help="List widget keys.\n\nExample: lepton keys list --tenant acme")
-@click.option("--tenant", help="Only this tenant's keys.")
+@keys_group.command("list", help="List API keys (never their secret) and widget keys.\n\n"
+                    "Example: lepton keys list --tenant acme")
+@click.option("--tenant", type=TENANT, help="Only this tenant's keys.")
 @click.option("--all", "include_revoked", is_flag=True, help="Include revoked keys.")
 @pass_settings
 def list_keys(settings: Settings, tenant: str | None, include_revoked: bool) -> None:
-    with _keys(settings) as keys:
-        rows = keys.list(tenant, include_revoked)
-    if not rows:
-        click.echo("No widget keys." + ("" if include_revoked else " (--all includes revoked ones)"))
+    with _store(settings) as store:
+        rows = WidgetKeys(store).list(tenant, include_revoked)
+        api_keys = ApiKeys(store, settings).list(tenant, include_revoked)
+    if not rows and not api_keys:
+        click.echo("No keys." + ("" if include_revoked else " (--all includes revoked ones)"))
         return
+    for api_key in api_keys:
+        state = f"revoked {_when(api_key.revoked_at)}" if api_key.revoked_at else f"created {_when(api_key.created_at)}"
+        click.echo(f"{api_key.id}  {api_key.hint}…  tenant={api_key.tenant_id}  skills={','.join(api_key.skills) or 'all'}"
+                   + ("  admin" if api_key.admin else "") + f"  {state}"
+                   + (f"  label={api_key.label}" if api_key.label else ""))
     for key in rows:
         origins = ", ".join("(this server)" if o == SELF_ORIGIN else o for o in key.origins)
         state = f"revoked {_when(key.revoked_at)}" if key.revoked_at else f"created {_when(key.created_at)}"
@@ -109,14 +181,22 @@ def list_keys(settings: Settings, tenant: str | None, include_revoked: bool) -> 
                    f"skills={','.join(key.skills) or 'all'}  {state}" + (f"  label={key.label}" if key.label else ""))
 
 
-@keys_group.command("revoke", help="Revoke a widget key: pages using it stop working at once.\n\n"
-                    "Example: lepton keys revoke pk_...")
+@keys_group.command("revoke", help="Revoke an API key (by its id key_... or the key itself) or a widget key "
+                    "(pk_...): it stops working at once.\n\nExamples: lepton keys revoke key_3f2a9c01b7d4   "
+                    "lepton keys revoke pk_...")
 @click.argument("key")
 @pass_settings
 def revoke(settings: Settings, key: str) -> None:
-    with _keys(settings) as keys:
-        if not keys.revoke(key):
-            raise click.ClickException(f"no active widget key {key!r}")
+    with _store(settings) as store:
+        if key.startswith("pk_"):
+            done, what = WidgetKeys(store).revoke(key), "widget key"
+        else:
+            api_keys = ApiKeys(store, settings)
+            found = api_keys.get(key) if key.startswith(API_KEY_PREFIX) else None
+            done, what = api_keys.revoke(found.id if found else key), "API key"
+            key = found.id if found else key
+    if not done:
+        raise click.ClickException(f"no active {what} {key!r}")
     click.echo(f"Revoked {key}")
 
 
@@ -132,7 +212,7 @@ hmac.new(secret.encode(), b"12345", hashlib.sha256).hexdigest(). Keep the secret
 
 Example: lepton keys identity-secret --tenant acme
 """)
-@click.option("--tenant", required=True, help="Tenant whose customers the secret signs.")
+@click.option("--tenant", type=TENANT, required=True, help="Tenant whose customers the secret signs.")
 @click.option("--rotate", is_flag=True, help="Replace the secret: hashes made with the old one stop working at once.")
 @pass_settings
 def identity_secret(settings: Settings, tenant: str, rotate: bool) -> None:

@@ -19,23 +19,19 @@ import asyncio
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from .admin import require_admin
+from .admin_auth import admin_tenant
 from .chat import read_body
 from .errors import ApiError, api_error_from, validation_message
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/admin", dependencies=[Depends(require_admin)])
+router = APIRouter(prefix="/admin")
 
 
 class AgentMessage(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
     content: str = Field(min_length=1, max_length=20_000)
     agent: str | None = Field(default=None, min_length=1, max_length=100)
-
-
-def _tenant(request: Request, tenant: str | None) -> str:
-    return tenant or request.app.state.settings.default_tenant
 
 
 async def _call(fn, *args):  # noqa: ANN001, ANN202 - any Assistant method
@@ -50,17 +46,15 @@ async def _call(fn, *args):  # noqa: ANN001, ANN202 - any Assistant method
 async def list_handoffs(
     request: Request,
     state: str = Query(default="pending", pattern="^(pending|released|all)$"),
-    tenant: str | None = Query(default=None),
+    tenant: str = Depends(admin_tenant),
 ):
-    tenant = _tenant(request, tenant)
     rows = request.app.state.assistant.store.handoffs(tenant, None if state == "all" else state)
     return {"object": "list", "tenant": tenant, "data": rows}
 
 
 @router.get("/conversations/{conversation_id}")
-async def get_conversation(request: Request, conversation_id: str, tenant: str | None = Query(default=None)):
+async def get_conversation(request: Request, conversation_id: str, tenant: str = Depends(admin_tenant)):
     assistant = request.app.state.assistant
-    tenant = _tenant(request, tenant)
     messages = await _call(assistant.history, tenant, conversation_id)
     record = assistant.store.handoff(tenant, conversation_id)
     return {
@@ -73,7 +67,7 @@ async def get_conversation(request: Request, conversation_id: str, tenant: str |
 
 
 @router.post("/conversations/{conversation_id}/messages")
-async def agent_reply(request: Request, conversation_id: str, tenant: str | None = Query(default=None)):
+async def agent_reply(request: Request, conversation_id: str, tenant: str = Depends(admin_tenant)):
     assistant = request.app.state.assistant
     body = await read_body(request, assistant.settings.max_request_bytes)
     try:
@@ -81,14 +75,12 @@ async def agent_reply(request: Request, conversation_id: str, tenant: str | None
     except ValidationError as exc:
         text, param = validation_message(exc)
         raise ApiError(400, text, param=param) from None
-    tenant = _tenant(request, tenant)
     index = await _call(assistant.agent_reply, tenant, conversation_id, message.content, message.agent)
     return {"id": conversation_id, "message_index": index, "handoff": assistant.handoff_state(tenant, conversation_id)}
 
 
 @router.post("/conversations/{conversation_id}/release")
-async def release(request: Request, conversation_id: str, tenant: str | None = Query(default=None)):
+async def release(request: Request, conversation_id: str, tenant: str = Depends(admin_tenant)):
     assistant = request.app.state.assistant
-    tenant = _tenant(request, tenant)
     state = await _call(assistant.release_handoff, tenant, conversation_id)
     return {"id": conversation_id, "handoff": state}

@@ -8,8 +8,9 @@ requests and pages cannot forge it, so a key copied onto another site is
 refused there. Non-browser clients can send any Origin they like; against them
 the skill allow-list and the rate limits (``server.limits``) are the defence.
 
-Requests without a widget key keep the behaviour Lepton had before keys
-existed: they belong to the default tenant.
+Secret API keys (``sk_...``, ``server.api_keys``) authenticate integrators'
+servers. Requests without any key belong to the default tenant, unless keys
+are required (``Settings.require_keys``), when they are refused.
 """
 
 from __future__ import annotations
@@ -27,14 +28,19 @@ from urllib.parse import urlsplit
 from fastapi import Request
 
 from assistant.store import Store
+from retrieval.names import validate_tenant
 
+from .api_keys import API_KEY_PREFIX, ApiKey
 from .errors import ApiError
 from .limits import WidgetLimits
 
 __all__ = [
     "DEMO_LABEL",
     "SELF_ORIGIN",
+    "CONVERSATION_TOKEN_HEADER",
     "Caller",
+    "conversation_owner",
+    "presented_key",
     "WidgetKey",
     "WidgetKeys",
     "caller",
@@ -131,9 +137,8 @@ class WidgetKeys:
 
     def create(self, tenant_id: str, origins: list[str], skills: list[str] | None = None,
                label: str | None = None) -> WidgetKey:
-        """A new key; raises ValueError for a bad origin or an empty tenant."""
-        if not tenant_id or not tenant_id.strip():
-            raise ValueError("a widget key needs a tenant")
+        """A new key; raises ValueError for a bad origin or tenant name."""
+        tenant_id = validate_tenant((tenant_id or "").strip())
         if not origins:
             raise ValueError("a widget key needs at least one allowed origin, e.g. https://shop.example")
         normalized = list(dict.fromkeys(normalize_origin(o) for o in origins))
@@ -194,31 +199,65 @@ def snippet(server_url: str, key: str, skill: str | None = None) -> str:
 
 # -- the caller -------------------------------------------------------------------
 
+#: Header carrying a widget conversation's token (``Caller.owner``).
+CONVERSATION_TOKEN_HEADER = "x-lepton-conversation-token"
 
-def widget_key_of(headers: Mapping[str, str]) -> str | None:
-    """The widget key a request carries: ``Authorization: Bearer pk_...`` or ``X-Lepton-Key``.
 
-    Other bearer tokens are not widget keys (OpenAI clients always send one, and
-    keyless use must keep working), so they are ignored here.
-    """
+def presented_key(headers: Mapping[str, str]) -> str | None:
+    """The Lepton key a request carries: ``X-Lepton-Key``, or a bearer token that is one
+    of ours (``pk_`` widget key, ``sk_`` API key).
+
+    Other bearer tokens are ignored (OpenAI clients always send one, and keyless use
+    must keep working where keys are not required)."""
     explicit = headers.get("x-lepton-key")
     if explicit:
         return explicit.strip()
     scheme, _, token = headers.get("authorization", "").partition(" ")
     token = token.strip()
-    if scheme.lower() == "bearer" and token.startswith("pk_"):
+    if scheme.lower() == "bearer" and token.startswith(("pk_", API_KEY_PREFIX)):
         return token
     return None
 
 
+def widget_key_of(headers: Mapping[str, str]) -> str | None:
+    """The widget key a request carries, if the key it carries is one."""
+    key = presented_key(headers)
+    return key if key is not None and key.startswith("pk_") else None
+
+
+def conversation_owner(token: str) -> str:
+    """The owner recorded for a widget conversation holding ``token`` (its hash: the
+    database never holds a token that would open the conversation)."""
+    return "widget:" + hashlib.sha256(token.encode("utf-8")).hexdigest()[:32]
+
+
 @dataclass(frozen=True)
 class Caller:
-    """Who is calling: the tenant, and the widget key when there is one."""
+    """Who is calling: the tenant, and the widget key or API key when there is one."""
 
     tenant_id: str
     key: WidgetKey | None = None
     limits: WidgetLimits | None = None  # the app's limits, when a key is present
     keys: "WidgetKeys | None" = None  # the app's keys, when a key is present
+    api_key: ApiKey | None = None
+    #: A widget conversation's token as the request sent it (``CONVERSATION_TOKEN_HEADER``).
+    conversation_token: str | None = None
+
+    def owner(self, token: str | None = None) -> str | None:
+        """Whose conversations this caller may continue and read: its API key's, the widget
+        conversation of ``token`` (default: the one it sent), or None (keyless)."""
+        if self.api_key is not None:
+            return self.api_key.owner
+        if self.key is not None:
+            token = token or self.conversation_token
+            # Without a token a widget caller owns nothing: an unmatchable owner.
+            return conversation_owner(token) if token else "widget:none"
+        return None
+
+    def allows_skill(self, model: str) -> bool:
+        if self.api_key is not None:
+            return self.api_key.allows_skill(model)
+        return self.key is None or self.key.allows_skill(model)
 
     def trusts_user(self, user: str | None, presented_hash: str | None) -> bool:
         """Whether the request's ``user`` is the signed-in customer's id that skills may use.
@@ -243,21 +282,34 @@ class Caller:
 
     def admit_turn(self, model: str, conversation_id: str) -> None:
         """Refuse a chat turn the key does not allow (403) or that comes too fast (429)."""
-        if self.key is None:
-            return
-        if not self.key.allows_skill(model):
-            allowed = ", ".join(self.key.skills)
-            raise ApiError(403, f"model {model!r} is not allowed for this widget key; allowed: {allowed}",
+        if not self.allows_skill(model):
+            allowed = ", ".join((self.api_key or self.key).skills)  # type: ignore[union-attr]
+            kind = "API key" if self.api_key is not None else "widget key"
+            raise ApiError(403, f"model {model!r} is not allowed for this {kind}; allowed: {allowed}",
                            param="model", code="skill_not_allowed")
-        assert self.limits is not None
-        self.limits.per_conversation.check(f"{self.tenant_id}:{conversation_id}")
+        if self.key is not None:
+            assert self.limits is not None
+            self.limits.per_conversation.check(f"{self.tenant_id}:{conversation_id}")
 
 
 def resolve_caller(request: Request, presented: str | None) -> Caller:
-    """The caller of any route: its tenant, after the key, Origin and per-IP checks."""
+    """The caller of any route: its tenant, after the key, Origin and per-IP checks.
+
+    A request without a key is the default tenant's, unless keys are required
+    (``ApiKeys.required``): then it is refused with 401."""
     state = request.app.state
+    token = request.headers.get(CONVERSATION_TOKEN_HEADER) or None
     if not presented:
+        if state.api_keys.required():
+            raise ApiError(401, "This server requires an API key: send 'Authorization: Bearer sk_...' "
+                                "(made with `lepton keys create`).", code="missing_api_key")
         return Caller(tenant_id=state.settings.default_tenant)
+    if presented.startswith(API_KEY_PREFIX):
+        api_key = state.api_keys.get(presented)
+        if api_key is None:
+            raise ApiError(401, "This API key is unknown or has been revoked.", code="invalid_api_key")
+        state.limits.per_key.check(api_key.id)
+        return Caller(tenant_id=api_key.tenant_id, api_key=api_key)
     widget_key = state.widget_keys.get(presented)
     if widget_key is None:
         raise ApiError(401, "This widget key is unknown or has been revoked.", code="invalid_api_key")
@@ -271,9 +323,10 @@ def resolve_caller(request: Request, presented: str | None) -> Caller:
     # client's address here (see create_app); otherwise it is the peer's.
     client = request.client.host if request.client else "unknown"
     state.limits.per_ip.check(client)
-    return Caller(tenant_id=widget_key.tenant_id, key=widget_key, limits=state.limits, keys=state.widget_keys)
+    return Caller(tenant_id=widget_key.tenant_id, key=widget_key, limits=state.limits, keys=state.widget_keys,
+                  conversation_token=token)
 
 
 async def caller(request: Request) -> Caller:
     """FastAPI dependency of every route that needs a tenant."""
-    return resolve_caller(request, widget_key_of(request.headers))
+    return resolve_caller(request, presented_key(request.headers))

@@ -1,9 +1,10 @@
-"""Rate limits for requests that carry a public widget key: in-memory token buckets
-per client IP and per conversation.
+"""Rate limits for requests that carry a key: in-memory token buckets per client IP
+and per conversation for public widget keys, per key for secret API keys.
 
 A widget key is readable by anyone who views the customer's page, so the key
 alone proves nothing; these limits (with the Origin and skill checks in
-``server.keys``) are what stop one visitor or script from using up the model.
+``server.keys``) are what stop one visitor or script from using up the model. The
+per-key limit keeps one integrator's runaway client from starving the others.
 They live in the process: with several API workers each counts on its own,
 which is the usual trade-off for limits that need no extra service.
 """
@@ -74,8 +75,10 @@ class RateLimiter:
 
 
 class WidgetLimits:
-    """The limits applied to widget-keyed requests, built from Settings once per app."""
+    """The limits applied to keyed requests, built from Settings once per app: per client
+    IP and per conversation for widget keys, per key for API keys."""
 
     def __init__(self, settings: Settings, clock: Callable[[], float] = time.monotonic):
         self.per_ip = RateLimiter(settings.widget_ip_rate_per_minute, "from this address", clock=clock)
         self.per_conversation = RateLimiter(settings.widget_rate_per_minute, "in this conversation", clock=clock)
+        self.per_key = RateLimiter(settings.key_rate_per_minute, "with this API key", clock=clock)

@@ -32,7 +32,7 @@ def _actions(request: Request, skill: str, who: Caller) -> dict[str, SkillAction
     if who.key is not None:
         raise ApiError(403, "skill actions cannot be called with a public widget key", code="widget_key_not_allowed")
     assistant = request.app.state.assistant
-    skills = assistant.skills_of(who.tenant_id)
+    skills = {name: s for name, s in assistant.skills_of(who.tenant_id).items() if who.allows_skill(name)}
     found = skills.get(skill)
     if found is None:
         raise ApiError(404, f"skill {skill!r} does not exist; available: {', '.join(skills)}",

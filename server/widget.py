@@ -87,7 +87,7 @@ async def feedback(request: Request, who: Caller = Depends(caller)) -> JSONRespo
                        param="correction")
     assistant: Assistant = request.app.state.assistant
     try:
-        messages = assistant.history(who.tenant_id, fb.conversation_id)
+        messages = assistant.history(who.tenant_id, fb.conversation_id, who.owner())
     except ConversationNotFound as exc:
         raise api_error_from(exc) from None
     if fb.message_index >= len(messages) or messages[fb.message_index]["role"] != "assistant":
@@ -103,7 +103,7 @@ class WidgetCors:
     preflights under /v1/ and adds CORS headers to widget-keyed responses."""
 
     ALLOW_METHODS = "GET, POST, OPTIONS"
-    ALLOW_HEADERS = "Authorization, Content-Type, X-Lepton-Key, X-Conversation-Id"
+    ALLOW_HEADERS = "Authorization, Content-Type, X-Lepton-Key, X-Conversation-Id, X-Lepton-Conversation-Token"
     EXPOSE_HEADERS = "Retry-After, X-Conversation-Id"
 
     def __init__(self, app: ASGIApp):

@@ -65,7 +65,8 @@ def help_centre_store(session_dir):
 @pytest.fixture
 def settings(tmp_path, model_path) -> Settings:
     """Fresh data directory per test; the model folder is shared to save the conversion."""
-    return Settings(data_dir=tmp_path / "data", model=model_path, max_tokens=16)
+    # Admin routes without a token, for this machine only (tests of the admin token make their own).
+    return Settings(data_dir=tmp_path / "data", model=model_path, max_tokens=16, admin_access="loopback")
 
 
 @pytest.fixture

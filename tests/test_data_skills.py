@@ -234,7 +234,8 @@ def test_a_data_skill_is_created_routed_answered_finetuned_and_deleted_on_a_runn
 def test_the_admin_api_creates_lists_and_deletes_a_data_skill(tmp_path, model_path, llm, start_server):
     import httpx
 
-    settings = Settings(data_dir=tmp_path / "data", model=model_path, max_tokens=16, demo_knowledge=False)
+    settings = Settings(data_dir=tmp_path / "data", model=model_path, max_tokens=16, demo_knowledge=False,
+                        admin_access="loopback")
     assistant = Assistant.from_settings(settings, llm=llm)
     live = start_server(settings, assistant)
     admin = httpx.Client(base_url=live.base_url + "/admin", timeout=120)

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import click
 
+from skills.cli_types import TENANT
+
 from ..cli_support import pass_settings
 
 __all__ = ["audit"]
@@ -42,7 +44,7 @@ Examples:
   lepton audit export --tenant acme > acme-audit.jsonl
   lepton audit export --tenant acme --since 2026-11-01 --skill customer_service --out audit.jsonl
 """)
-@click.option("--tenant", help="Tenant whose log to export (default: the keyless tenant).")
+@click.option("--tenant", type=TENANT, help="Tenant whose log to export (default: the keyless tenant).")
 @click.option("--since", callback=_since, help="Only entries from this date (UTC unless it says otherwise).")
 @click.option("--skill", help="Only this skill's decisions.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write to this file instead of stdout.")

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import click
 
+from skills.cli_types import TENANT
+
 from ..cli_support import pass_settings, with_overrides
 
 __all__ = ["eval_group"]
@@ -30,7 +32,7 @@ def eval_group() -> None:
 @click.option("--switch", type=click.FloatRange(0, 1), help="Override router_switch_threshold.")
 @click.option("--leave", type=click.FloatRange(0, 1), help="Override router_leave_threshold.")
 @click.option("--knowledge-threshold", type=click.FloatRange(0, 1), help="Override router_knowledge_threshold.")
-@click.option("--tenant", "-t", default=None, help="Whose knowledge and data skills routing consults (default: "
+@click.option("--tenant", "-t", type=TENANT, default=None, help="Whose knowledge and data skills routing consults (default: "
               "the default tenant, with the demo help centre as `lepton serve` loads it).")
 @click.option("--no-knowledge", is_flag=True, help="Route without the tenant's knowledge.")
 @click.option("--no-context", is_flag=True, help="Route every turn on its own, as if it opened a conversation.")

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import click
 
+from skills.cli_types import TENANT
+
 from retrieval.errors import RetrievalError
 from retrieval.search import MODES
 
@@ -42,7 +44,7 @@ Exits 1 when any file could not be ingested (each is listed with the reason).
 )
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
 @click.option("--collection", "-c", required=True, help="Knowledge base name, e.g. help-centre.")
-@click.option("--tenant", "-t", default=None, help="Tenant (default: the configured default tenant).")
+@click.option("--tenant", "-t", type=TENANT, default=None, help="Tenant (default: the configured default tenant).")
 @click.option("--text-field", default=None, help="CSV/JSONL field holding the text.")
 @click.option("--title-field", default=None, help="CSV/JSONL field holding the title.")
 @click.option("--metadata-field", "metadata_fields", multiple=True, help="CSV/JSONL field to keep as metadata (repeatable).")

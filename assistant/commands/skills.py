@@ -9,6 +9,8 @@ from pathlib import Path
 
 import click
 
+from skills.cli_types import TENANT
+
 from ..cli_support import pass_settings, state_of
 
 __all__ = ["skills"]
@@ -21,7 +23,7 @@ def skills() -> None:
 
 @skills.command("list", help="List installed skills and a tenant's data skills; plugins that failed to load "
                              "are reported, not fatal.")
-@click.option("--tenant", "-t", default=None, help="Whose data skills to list (default: the default tenant).")
+@click.option("--tenant", "-t", type=TENANT, default=None, help="Whose data skills to list (default: the default tenant).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @pass_settings
 def skills_list(settings, tenant: str | None, as_json: bool) -> None:
@@ -76,7 +78,7 @@ Example:
               help="Read the instructions from this file.")
 @click.option("--knowledge", multiple=True, type=click.Path(path_type=Path),
               help="A folder or file of documents to answer from (repeatable).")
-@click.option("--tenant", "-t", default=None, help="Tenant (default: the default tenant).")
+@click.option("--tenant", "-t", type=TENANT, default=None, help="Tenant (default: the default tenant).")
 @click.option("--json", "as_json", is_flag=True, help="Last stdout line: one JSON object.")
 @pass_settings
 def create(settings, name, description, examples_file, prompt, prompt_file, knowledge, tenant, as_json) -> None:
@@ -109,7 +111,7 @@ def create(settings, name, description, examples_file, prompt, prompt_file, know
 
 @skills.command("delete", help="Remove a tenant's data skill with its document collection and adapters.")
 @click.argument("name")
-@click.option("--tenant", "-t", default=None, help="Tenant (default: the default tenant).")
+@click.option("--tenant", "-t", type=TENANT, default=None, help="Tenant (default: the default tenant).")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 @pass_settings
 def delete(settings, name, tenant, yes) -> None:

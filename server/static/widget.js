@@ -73,19 +73,26 @@
   // same browser does not resume it.
   var storageKey = "lepton-widget:" + config.key + ":" + (config.userHash ? config.userId + ":" : "") + "conversation";
 
+  // Stored as {id, token}: the token proves to the server that this browser started
+  // the conversation (nobody else can read or continue it with the id alone).
   function storedConversation() {
-    try { return window.localStorage.getItem(storageKey); } catch (e) { return null; }
+    try {
+      var saved = JSON.parse(window.localStorage.getItem(storageKey) || "null");
+      return saved && typeof saved.id === "string" && typeof saved.token === "string" ? saved : null;
+    } catch (e) { return null; }
   }
 
-  function storeConversation(id) {
+  function storeConversation(id, token) {
     try {
-      if (id) window.localStorage.setItem(storageKey, id);
+      if (id && token) window.localStorage.setItem(storageKey, JSON.stringify({ id: id, token: token }));
       else window.localStorage.removeItem(storageKey);
     } catch (e) { /* storage disabled: the conversation lasts as long as the page */ }
   }
 
+  var saved = storedConversation();
   var state = {
-    conversationId: storedConversation(),
+    conversationId: saved && saved.id,
+    conversationToken: saved && saved.token,
     history: [],       // the server's stored messages, so feedback can name a message by index
     busy: false,
     ready: null,       // promise: key checked and history loaded
@@ -496,6 +503,7 @@
 
   function headers(extra) {
     var all = { Authorization: "Bearer " + config.key };
+    if (state.conversationToken) all["X-Lepton-Conversation-Token"] = state.conversationToken;
     Object.keys(extra || {}).forEach(function (name) { all[name] = extra[name]; });
     return all;
   }
@@ -642,6 +650,7 @@
 
   function forgetConversation() {
     state.conversationId = null;
+    state.conversationToken = null;
     state.history = [];
     storeConversation(null);
   }
@@ -678,10 +687,12 @@
     var citations = null;
     var handoff = null;
     var conversationId = state.conversationId;
+    var conversationToken = state.conversationToken;
 
     function onEvent(data) {
       if (data.error) throw failure(data.error.message || "The answer failed.", 500, data.error.code);
       if (data.lepton && data.lepton.conversation_id) conversationId = data.lepton.conversation_id;
+      if (data.lepton && data.lepton.conversation_token) conversationToken = data.lepton.conversation_token;
       var choice = data.choices && data.choices[0];
       if (!choice) return;
       if (choice.delta && typeof choice.delta.content === "string" && choice.delta.content) {
@@ -719,7 +730,8 @@
       if (!finished) throw failure("The answer was cut off. Please try again.", 0, "incomplete");
       // Only a completed turn is stored by the server, so only now is the id worth keeping.
       state.conversationId = conversationId;
-      storeConversation(conversationId);
+      state.conversationToken = conversationToken;
+      storeConversation(conversationId, conversationToken);
       state.history.push({ role: "user", content: text });
       if (!answer) {
         // A person has the conversation: the assistant stays silent.

@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING
 
 import click
 
+from skills.cli_types import TENANT
+
 from .model import CreditDataError, Registry, Scaling, describe, file_hash, read_table, train_model
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -70,7 +72,7 @@ Example: lepton credit train germancredit.csv --target creditability --good good
     @click.option("--pdo", type=click.FloatRange(min=0.01), default=20.0, show_default=True,
                   help="Points to double the odds.")
     @click.option("--out", "name", help="Model name (default: credit-<date>-<time>-<data hash>).")
-    @click.option("--tenant", help="Tenant the model belongs to (default: the keyless tenant).")
+    @click.option("--tenant", type=TENANT, help="Tenant the model belongs to (default: the keyless tenant).")
     @click.option("--json", "as_json", is_flag=True, help="Last stdout line: one JSON object (the model card).")
     def train(data: Path, target: str, good: str | None, protected: str | None, drop: str | None,
               actionable: str | None, questions_file: Path | None, cutoff: float | None, bad_cost: float,
@@ -116,7 +118,7 @@ Example: lepton credit train germancredit.csv --target creditability --good good
                    f"{card['train_seconds']} s) and made it active: {path}")
 
     @group.command("list", help="The tenant's credit models, oldest first; * marks the active one.")
-    @click.option("--tenant", help="Tenant (default: the keyless tenant).")
+    @click.option("--tenant", type=TENANT, help="Tenant (default: the keyless tenant).")
     @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
     def list_models(tenant: str | None, as_json: bool) -> None:
         store = registry(tenant)
@@ -134,7 +136,7 @@ Example: lepton credit train germancredit.csv --target creditability --good good
 
     @group.command("activate", help="Make NAME the tenant's active credit model.")
     @click.argument("name")
-    @click.option("--tenant", help="Tenant (default: the keyless tenant).")
+    @click.option("--tenant", type=TENANT, help="Tenant (default: the keyless tenant).")
     def activate(name: str, tenant: str | None) -> None:
         try:
             registry(tenant).activate(name)
@@ -144,7 +146,7 @@ Example: lepton credit train germancredit.csv --target creditability --good good
 
     @group.command("card", help="Print a model card as JSON (default: the active model's).")
     @click.argument("name", required=False)
-    @click.option("--tenant", help="Tenant (default: the keyless tenant).")
+    @click.option("--tenant", type=TENANT, help="Tenant (default: the keyless tenant).")
     def card(name: str | None, tenant: str | None) -> None:
         store = registry(tenant)
         version = name or store.active_version()

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING
 
 import click
 
+from skills.cli_types import TENANT
+
 from .intents import (
     IntentDataError,
     actions_path,
@@ -68,7 +70,7 @@ Example: lepton customer-service train-intents --data banking77/train.csv
     )
     @click.option("--data", "data", required=True, type=click.Path(dir_okay=False, path_type=Path),
                   help="CSV with a header: text,label (a 'category' column also works).")
-    @click.option("--tenant", help="Tenant the classifier belongs to (default: the keyless tenant).")
+    @click.option("--tenant", type=TENANT, help="Tenant the classifier belongs to (default: the keyless tenant).")
     @click.option("--actions", "actions_file", type=click.Path(dir_okay=False, path_type=Path),
                   help="JSON: intent -> {\"reply\": text} or {\"handoff\": true}.")
     @click.option("--json", "as_json", is_flag=True, help="Last stdout line: one JSON object with the training record.")

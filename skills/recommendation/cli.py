@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import click
 
+from skills.cli_types import TENANT
+
 from .data import CatalogColumns, Columns, RecommendDataError, derive_catalog, load_catalog, load_interactions
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -80,7 +82,7 @@ the export's last 30 days. The new model replaces the tenant's current one.
 Example: lepton recommend train --interactions online_retail.csv.gz --json
 """)
     @_data_options
-    @click.option("--tenant", help="Tenant the recommender belongs to (default: the keyless tenant).")
+    @click.option("--tenant", type=TENANT, help="Tenant the recommender belongs to (default: the keyless tenant).")
     @click.option("--json", "as_json", is_flag=True, help="Last stdout line: one JSON object (the model card).")
     def train(cleaned, catalog, tenant: str | None, as_json: bool) -> None:  # noqa: ANN001
         from .model import train_recommender

@@ -14,7 +14,7 @@ GUIDE = b"# Returns\n\nYou can return any item within 30 days for a full refund.
 
 @pytest.fixture
 def admin_live(tmp_path, model_path, llm, start_server):
-    settings = Settings(data_dir=tmp_path / "data", model=model_path)
+    settings = Settings(data_dir=tmp_path / "data", model=model_path, admin_access="loopback")
     assistant = Assistant.from_settings(settings, llm=llm)
     yield start_server(settings, assistant)
     assistant.close()
@@ -54,7 +54,7 @@ def test_bad_file_is_reported_and_the_good_one_still_ingests(admin_live):
 
 
 def test_oversized_upload_is_refused_before_anything_is_written(tmp_path, model_path, llm, start_server):
-    settings = Settings(data_dir=tmp_path / "data", model=model_path, max_upload_bytes=2048)
+    settings = Settings(data_dir=tmp_path / "data", model=model_path, max_upload_bytes=2048, admin_access="loopback")
     assistant = Assistant.from_settings(settings, llm=llm)
     live = start_server(settings, assistant)
     response = upload(live, [("files", ("returns.md", GUIDE, "text/markdown")),

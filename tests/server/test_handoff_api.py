@@ -65,7 +65,7 @@ def receiver():
 
 def test_handoff_round_trip(tmp_path, model_path, llm, receiver, start_server):
     settings = Settings(
-        data_dir=tmp_path / "data", model=model_path, max_tokens=12,
+        data_dir=tmp_path / "data", model=model_path, max_tokens=12, admin_access="loopback",
         handoff_webhook_url=receiver.url, handoff_webhook_secret=SECRET,
     )
     assistant = Assistant.from_settings(settings, llm=llm)
@@ -158,7 +158,7 @@ def test_widget_flag_hands_off_and_a_failing_webhook_is_recorded(tmp_path, model
     from tests.conftest import free_port
 
     settings = Settings(
-        data_dir=tmp_path / "data", model=model_path, max_tokens=12,
+        data_dir=tmp_path / "data", model=model_path, max_tokens=12, admin_access="loopback",
         handoff_webhook_url=f"http://127.0.0.1:{free_port()}/hook",
     )
     assistant = Assistant.from_settings(settings, llm=llm)

@@ -210,4 +210,4 @@ def test_keys_group_attaches_to_a_root_group(settings):
 
     root.add_command(keys_group)
     result = CliRunner().invoke(root, ["keys", "list"])
-    assert result.exit_code == 0 and "No widget keys" in result.output
+    assert result.exit_code == 0 and "No keys" in result.output

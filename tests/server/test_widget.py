@@ -4,6 +4,7 @@ from another origin, talking to a real server answered by the real model."""
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import threading
@@ -44,8 +45,11 @@ def call(live, method: str, path: str, key: str | None = None, origin: str | Non
     return httpx.request(method, live.base_url + path, headers=headers, timeout=120, **kwargs)
 
 
-def chat(live, key=None, origin=None, **body) -> httpx.Response:
-    return call(live, "POST", "/v1/chat/completions", key, origin, json={"messages": PARCEL, "max_tokens": 2, **body})
+def chat(live, key=None, origin=None, token=None, **body) -> httpx.Response:
+    """A chat turn; ``token``: the widget conversation's token (``lepton.conversation_token``)."""
+    headers = {"X-Lepton-Conversation-Token": token} if token else {}
+    return call(live, "POST", "/v1/chat/completions", key, origin, headers=headers,
+                json={"messages": PARCEL, "max_tokens": 2, **body})
 
 
 def assert_error(response: httpx.Response, status: int, code: str | None = None) -> dict:
@@ -68,9 +72,13 @@ def test_a_widget_key_decides_the_tenant_and_keyless_calls_keep_the_default(live
     assert "Origin" in answered.headers["vary"]
     assert "Retry-After" in answered.headers["access-control-expose-headers"]
     conversation = answered.json()["lepton"]["conversation_id"]
-    # The conversation belongs to acme: visible with the key, unknown to the default tenant.
-    assert call(live, "GET", f"/v1/conversations/{conversation}", key, SHOP).status_code == 200
-    by_header = call(live, "GET", f"/v1/conversations/{conversation}", origin=SHOP, headers={"X-Lepton-Key": key})
+    token = {"X-Lepton-Conversation-Token": answered.json()["lepton"]["conversation_token"]}
+    # The conversation belongs to acme and to the page holding its token: visible with the
+    # key and the token, not with the key alone (every visitor of the shop has the key).
+    assert call(live, "GET", f"/v1/conversations/{conversation}", key, SHOP, headers=token).status_code == 200
+    assert_error(call(live, "GET", f"/v1/conversations/{conversation}", key, SHOP), 404, "conversation_not_found")
+    by_header = call(live, "GET", f"/v1/conversations/{conversation}", origin=SHOP,
+                     headers={"X-Lepton-Key": key, **token})
     assert by_header.json()["messages"][0]["content"] == "My parcel never arrived"
     assert_error(call(live, "GET", f"/v1/conversations/{conversation}"), 404, "conversation_not_found")
     # Keyless requests (OpenAI clients send some other bearer token) work as before, without CORS.
@@ -168,9 +176,9 @@ def test_per_conversation_rate_limit(settings, assistant, start_server):
     live = serve(settings, assistant, start_server, widget_rate_per_minute=1)
     key = WidgetKeys(assistant.store).create("acme", [SHOP]).key
     sent = time.monotonic()
-    first = chat(live, key, SHOP)
-    conversation = first.json()["lepton"]["conversation_id"]
-    limited = chat(live, key, SHOP, lepton={"conversation_id": conversation})
+    first = chat(live, key, SHOP).json()["lepton"]
+    conversation = first["conversation_id"]
+    limited = chat(live, key, SHOP, first["conversation_token"], lepton={"conversation_id": conversation})
     elapsed = time.monotonic() - sent
     assert_error(limited, 429, "rate_limit_exceeded")
     # Retry when the minute that began with the first message is over (less the
@@ -182,10 +190,14 @@ def test_per_conversation_rate_limit(settings, assistant, start_server):
 
 def test_feedback_is_validated_and_stored_with_the_tenant(live, keys, assistant):
     key = keys.create("acme", [SHOP]).key
-    conversation = chat(live, key, SHOP).json()["lepton"]["conversation_id"]
+    started = chat(live, key, SHOP).json()["lepton"]
+    conversation = started["conversation_id"]
+    token = {"X-Lepton-Conversation-Token": started["conversation_token"]}
 
     def feedback(body, **kwargs):
-        return call(live, "POST", "/v1/feedback", key, SHOP, **({"json": body} if not kwargs else kwargs))
+        headers = {**token, **kwargs.pop("headers", {})}
+        return call(live, "POST", "/v1/feedback", key, SHOP, headers=headers,
+                    **({"json": body} if not kwargs else kwargs))
 
     good = {"conversation_id": conversation, "message_index": 1, "rating": -1}
     bad = [
@@ -205,8 +217,11 @@ def test_feedback_is_validated_and_stored_with_the_tenant(live, keys, assistant)
         assert error["param"] == param, (body, error)
     assert_error(feedback(None, content=b"{nope", headers={"content-type": "application/json"}), 400)
     assert_error(feedback({**good, "conversation_id": "conv_missing"}), 404, "conversation_not_found")
-    # Another tenant cannot rate acme's conversation.
+    # Another tenant cannot rate acme's conversation, nor another visitor of the shop (same key, no token).
     assert_error(call(live, "POST", "/v1/feedback", json=good), 404, "conversation_not_found")
+    assert_error(call(live, "POST", "/v1/feedback", key, SHOP, json=good), 404, "conversation_not_found")
+    # A body that is not declared JSON (what a cross-site form could send) is refused unread.
+    assert_error(feedback(None, content=b"{}", headers={"content-type": "text/plain"}), 415, "unsupported_media_type")
     assert assistant.store.feedback("acme") == []
 
     stored = feedback({**good, "correction": "  It is delayed, here is the tracking link.  "})
@@ -216,6 +231,10 @@ def test_feedback_is_validated_and_stored_with_the_tenant(live, keys, assistant)
     assert [(r["conversation_id"], r["message_index"], r["rating"], r["correction"]) for r in rows] == [
         (conversation, 1, -1, "It is delayed, here is the tracking link.")
     ]
+    # One rating per message: rating it again replaces the first (no pile of votes to export).
+    assert feedback({**good, "rating": 1}).status_code == 200
+    rows = assistant.store.feedback("acme")
+    assert [(r["message_index"], r["rating"], r["correction"]) for r in rows] == [(1, 1, None)]
     assert assistant.store.feedback("default") == []
 
 
@@ -346,8 +365,12 @@ def test_widget_on_a_hostile_page_streams_rates_remembers_and_refuses_other_orig
         answer = widget.locator(".msg-assistant .bubble").last.text_content()
         partial = {text for text in page.evaluate("window.__seen") if text and text != answer}
         assert answer.strip() and len(partial) >= 1, page.evaluate("window.__seen")
-        conversation = page.evaluate(f"localStorage.getItem('lepton-widget:{key}:conversation')")
-        stored = call(live, "GET", f"/v1/conversations/{conversation}", key).json()["messages"]
+        saved = json.loads(page.evaluate(f"localStorage.getItem('lepton-widget:{key}:conversation')"))
+        conversation = saved["id"]
+        # The page keeps the conversation's token: with the key alone nobody reads it.
+        assert_error(call(live, "GET", f"/v1/conversations/{conversation}", key), 404, "conversation_not_found")
+        stored = call(live, "GET", f"/v1/conversations/{conversation}", key,
+                      headers={"X-Lepton-Conversation-Token": saved["token"]}).json()["messages"]
         assert stored[0]["content"] == "My parcel never arrived"
         assert " ".join(stored[1]["content"].split()) == " ".join(answer.split())
         assert page.evaluate("document.activeElement.tagName") == "LEPTON-CHAT-WIDGET"
@@ -431,7 +454,7 @@ def test_demo_page_hands_off_to_a_person_and_shows_their_replies(browser, live):
 
     # An agent answers through the admin API; the open widget shows it, named.
     storage = page.evaluate("() => Object.assign({}, window.localStorage)")
-    cid = next(v for k, v in storage.items() if k.endswith(":conversation"))
+    cid = next(json.loads(v)["id"] for k, v in storage.items() if k.endswith(":conversation"))
     reply = httpx.post(f"{live.base_url}/admin/conversations/{cid}/messages",
                        json={"content": "Hi, I'm **Sam**. How can I help?", "agent": "Sam"})
     assert reply.status_code == 200, reply.text
@@ -676,7 +699,7 @@ def test_every_demo_suggestion_gets_a_useful_answer_from_the_skill_it_names(brow
         expect(widget.get_by_role("button", name="Talk to a person")).to_be_enabled(timeout=60_000)
         shown = widget.locator(".msg-assistant .bubble").last.inner_text()
         storage = page.evaluate("() => Object.assign({}, window.localStorage)")
-        cid = next(v for k, v in storage.items() if k.endswith(":conversation"))
+        cid = next(json.loads(v)["id"] for k, v in storage.items() if k.endswith(":conversation"))
         page.screenshot(path=str(ARTIFACTS / f"demo-{skill}.png"))
         context.close()
         assert assistant.store.last_skill("default", cid) == skill, (text, shown)

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Callable
 import click
 
 from skills import ActionCall
+from skills.cli_types import TENANT
 
 from .feed import FeedError, read_feed
 from .model import METHODS, SentimentDataError, TrainConfig, evaluate, read_labelled, train_model
@@ -68,7 +69,7 @@ Example: lepton finnews train sent_train.csv --valid sent_valid.csv --json
     @click.option("--method", type=click.Choice(METHODS), default="finetune", show_default=True)
     @click.option("--epochs", type=click.IntRange(1, 20), default=TrainConfig.epochs, show_default=True,
                   help="Fine-tuning epochs (the best on the held-out tenth is kept).")
-    @click.option("--tenant", help="Tenant the model belongs to (default: the keyless tenant).")
+    @click.option("--tenant", type=TENANT, help="Tenant the model belongs to (default: the keyless tenant).")
     @click.option("--json", "as_json", is_flag=True, help="Last stdout line: one JSON object with accuracy and macro_f1.")
     def train(train_file: Path, valid_file: Path | None, method: str, epochs: int, tenant: str | None,
               as_json: bool) -> None:
@@ -107,7 +108,7 @@ A feed is a CSV with a header, or JSON lines, with fields time (ISO 8601 or Unix
 Example: lepton finnews ingest news-2026-12-01.jsonl --tenant acme
 """)
     @click.argument("feed", metavar="FEED.csv|FEED.jsonl", type=click.Path(path_type=Path, dir_okay=False))
-    @click.option("--tenant", help="Tenant whose store gets the headlines (default: the keyless tenant).")
+    @click.option("--tenant", type=TENANT, help="Tenant whose store gets the headlines (default: the keyless tenant).")
     @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
     def ingest(feed: Path, tenant: str | None, as_json: bool) -> None:
         env, tenant_id = tenant_of(tenant)
@@ -142,7 +143,7 @@ Example: lepton finnews mood Tesla --days 30
     @click.argument("company")
     @click.option("--days", type=click.IntRange(1, MAX_DAYS), default=None, help="Window in days (default: the "
                   "skill's default_days option, 7).")
-    @click.option("--tenant", help="Tenant (default: the keyless tenant).")
+    @click.option("--tenant", type=TENANT, help="Tenant (default: the keyless tenant).")
     @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (as the sentiment action returns).")
     def mood(company: str, days: int | None, tenant: str | None, as_json: bool) -> None:
         env, tenant_id = tenant_of(tenant)
@@ -156,7 +157,7 @@ Example: lepton finnews mood Tesla --days 30
         click.echo(render(summary, skill.shown, stored))
 
     @group.command("models", help="The tenant's sentiment models, oldest first; * marks the active one.")
-    @click.option("--tenant", help="Tenant (default: the keyless tenant).")
+    @click.option("--tenant", type=TENANT, help="Tenant (default: the keyless tenant).")
     @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
     def models(tenant: str | None, as_json: bool) -> None:
         env, tenant_id = tenant_of(tenant)
