@@ -24,6 +24,7 @@ line starting with "Error:" and exits non-zero; it never shows a traceback.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -107,6 +108,9 @@ class LeptonGroup(click.Group):
 @click.pass_context
 def cli(ctx: click.Context, data_dir: Path | None, verbose: bool) -> None:
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    # What lepton writes (the database, Chroma, models, adapters, exports) holds customers'
+    # data: readable by this user only, whatever the shell's umask.
+    os.umask(0o077)
     state_of(ctx)  # settings are validated before any command runs
 
 

@@ -193,6 +193,7 @@ class Assistant:
             find_continuation=self.store.continuation,
             user_trusted=user_trusted,
             owner=owner,
+            mask_contacts=self.settings.masks_contacts(tenant_id or self.settings.default_tenant),
         )
         return dataclasses.replace(request, view=view)
 

@@ -123,13 +123,14 @@ def _params_for(base: GenerationParams, max_tokens: int | None, temperature: flo
 
 
 def make_guard_in(router: EmbeddingRouter, guard: SafetyGuard) -> Callable[..., dict]:
-    def guard_in(state: ConversationState) -> dict:
-        """Clean the turn's new messages and mask card numbers before anything stores them,
-        then run the safety guard on the user's message (its embedding is kept for route)."""
+    def guard_in(state: ConversationState, runtime: Runtime[TurnContext]) -> dict:
+        """Clean the turn's new messages and mask card numbers (and, where the tenant asks,
+        contact details) before anything stores them, then run the safety guard on the
+        user's message (its embedding is kept for route)."""
         incoming = []
         masked = 0
         for message in state["incoming"]:
-            text, n = clean_message(message["content"])
+            text, n = clean_message(message["content"], runtime.context.mask_contacts)
             masked += n
             incoming.append({"role": message["role"], "content": text})
         vector = router.embed([incoming[-1]["content"]])[0]

@@ -8,6 +8,8 @@ OUT_OF_SCOPE_REPLY = (
 EMPTY_REPLY = "Sorry, I couldn't produce an answer. Could you rephrase your question?"
 
 CARD_MASK = "[card number removed]"
+EMAIL_MASK = "[e-mail address removed]"
+PHONE_MASK = "[phone number removed]"
 
 HANDOFF_REPLY = (
     "I've asked a member of our team to join this conversation. "

@@ -221,6 +221,18 @@ class Settings(BaseSettings):
         description="Requests the local model decodes together, one token each per step; "
         "more wait in the queue (max_queue).",
     )
+    mask_contacts: list[str] = Field(
+        default_factory=list,
+        description="Tenants whose customers' e-mail addresses and phone numbers are masked in "
+        "messages and feedback before anything stores them (JSON list; \"*\": every tenant). "
+        "Card numbers are always masked.",
+    )
+    log_format: Literal["json", "text"] = Field(
+        default="json",
+        description="How `lepton serve` logs: one JSON object per line (with a timestamp and the "
+        "request id), or timestamped text.",
+    )
+    access_log: bool = Field(default=True, description="Log one line per HTTP request (logger lepton.access).")
     admin_token: str | None = Field(
         default=None,
         description="Bearer token for the /admin routes. Unset: one is generated on the first "
@@ -334,6 +346,10 @@ class Settings(BaseSettings):
                 raise ValueError(f"safety_contacts[{name!r}] has {', '.join(sorted(unknown))}; "
                                  "use emergency_number and crisis_line")
         return value
+
+    def masks_contacts(self, tenant_id: str) -> bool:
+        """Whether ``tenant_id`` opted in to masking e-mail addresses and phone numbers."""
+        return "*" in self.mask_contacts or tenant_id in self.mask_contacts
 
     @field_validator("default_tenant")
     @classmethod

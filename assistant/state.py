@@ -161,6 +161,8 @@ class TurnContext:
     max_history: int = 20
     #: The emergency number and crisis line the safety guard's replies name (``assistant.safety``).
     safety_contacts: Mapping[str, str] = field(default_factory=dict)
+    #: Mask e-mail addresses and phone numbers in the turn's messages (``TurnRequest.mask_contacts``).
+    mask_contacts: bool = False
     #: The request's end-user id (OpenAI's ``user``), handed to skills as ``ctx.user_id``.
     user_id: str | None = None
     #: The tenant's skills, router and environments (``assistant.tenant_skills``); None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -144,6 +145,18 @@ CREATE TABLE IF NOT EXISTS identity_secrets (
 """
 
 
+def make_private(path: Path) -> None:
+    """Create the database file, and its folder if needed, readable by this user only
+    (0600 in 0700); SQLite gives its -wal and -shm files the database file's mode.
+    Conversations, keys' hashes and audit records are nobody else's business."""
+    if not path.parent.exists():
+        path.parent.mkdir(parents=True, mode=0o700)
+    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
+    os.close(fd)
+    if path.stat().st_mode & 0o077:
+        os.chmod(path, 0o600)
+
+
 def connect(path: Path) -> sqlite3.Connection:
     """A connection shared across threads (callers serialise writes with a lock).
 
@@ -155,7 +168,7 @@ def connect(path: Path) -> sqlite3.Connection:
     A crash of the process loses nothing; a power cut or OS crash can lose the last
     turns committed before it, never the database's consistency.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_private(path)
     conn = sqlite3.connect(str(path), check_same_thread=False, timeout=30)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
@@ -211,6 +224,15 @@ class Store:
             self._conn.execute("ALTER TABLE audit_log RENAME TO audit_log_v1")
         else:
             self._conn.execute("DROP TABLE audit_log")
+
+    def ping(self) -> bool:
+        """Whether the database answers a query."""
+        try:
+            with self._lock:
+                self._conn.execute("SELECT 1").fetchone()
+        except sqlite3.Error:
+            return False
+        return True
 
     def conversation_exists(self, tenant_id: str, conversation_id: str, owner: object = ANY_OWNER) -> bool:
         """Whether the tenant has this conversation and, unless ``owner`` is ANY_OWNER, it

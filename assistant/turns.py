@@ -82,6 +82,8 @@ class TurnRequest:
     #: Who the conversation belongs to (``Store.record_turn``): an API key's or a widget
     #: conversation token's id; None: keyless. Only its owner continues or reads it.
     owner: str | None = None
+    #: Mask e-mail addresses and phone numbers too (the tenant opted in, ``Settings.mask_contacts``).
+    mask_contacts: bool = False
 
 
 @dataclass(frozen=True)
@@ -128,6 +130,7 @@ def prepare_turn(
     find_continuation: Callable[..., str | None] | None = None,
     user_trusted: bool = True,
     owner: str | None = None,
+    mask_contacts: bool = False,
 ) -> TurnRequest:
     """Validate a turn; raises InvalidRequest, UnknownSkill or ConversationNotFound.
 
@@ -143,7 +146,8 @@ def prepare_turn(
         raise UnknownSkill(f"model {model!r} does not exist; available: {', '.join([AUTO_MODEL, *skills])}")
     incoming = _validate_messages(messages, max_message_chars)
     if conversation_id is None and find_continuation is not None:
-        conversation_id = _continued(incoming, tenant_id, user, functools.partial(find_continuation, owner=owner))
+        conversation_id = _continued(incoming, tenant_id, user, functools.partial(find_continuation, owner=owner),
+                                     mask_contacts)
         if conversation_id is not None:
             incoming = incoming[-1:]
     if conversation_id is None:
@@ -154,13 +158,13 @@ def prepare_turn(
         # the newest user message is new (OpenAI clients resend the whole list).
         incoming = incoming[-1:]
     return TurnRequest(tenant_id, conversation_id, tuple(incoming), None if model == AUTO_MODEL else model,
-                       params, handoff, locale, user, user_trusted, owner=owner)
+                       params, handoff, locale, user, user_trusted, owner=owner, mask_contacts=mask_contacts)
 
 
 def _continued(incoming: list[Message], tenant_id: str, user: str | None,
-               find: Callable[[str, str], str | None]) -> str | None:
+               find: Callable[[str, str], str | None], mask_contacts: bool) -> str | None:
     """The stored conversation that the messages before the last one are, if any."""
-    earlier = [{"role": m["role"], "content": clean_message(m["content"])[0]} for m in incoming[:-1]]
+    earlier = [{"role": m["role"], "content": clean_message(m["content"], mask_contacts)[0]} for m in incoming[:-1]]
     if not any(m["role"] == "assistant" for m in earlier):  # no answer yet: a new conversation
         return None
     return find(tenant_id, transcript_digest(earlier, user))
@@ -272,6 +276,7 @@ class TurnRunner:
             max_history=self.max_history,
             safety_contacts=self.safety_contacts(tenant, request.locale),
             user_id=request.user if request.user_trusted else None,
+            mask_contacts=request.mask_contacts,
         )
         with self.lock_for(tenant, conversation):
             # The turn runs on the graph without a checkpointer, from the stored state, and

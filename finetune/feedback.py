@@ -26,6 +26,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from assistant.guards import clean_message
 from assistant.settings import Settings
 from assistant.store import Store, connect
 
@@ -85,7 +86,9 @@ def export_feedback(settings: Settings, skill: str, out: Path, tenant: str | Non
             if system is not None:
                 context.insert(0, {"role": "system", "content": system})
                 counts["with_prompt"] += 1
-            target = fb["correction"] if fb["rating"] < 0 else messages[index]["content"]
+            # Corrections are masked when stored; masked again here for rows kept before that.
+            target = (clean_message(fb["correction"], settings.masks_contacts(tenant))[0] if fb["rating"] < 0
+                      else messages[index]["content"])
             rows.append({"messages": context + [{"role": "assistant", "content": target}],
                          "lepton": {"conversation_id": conv, "message_index": index, "rating": fb["rating"],
                                     "corrected": bool(fb["correction"] and fb["rating"] < 0)}})

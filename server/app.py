@@ -14,7 +14,7 @@ import logging
 import time
 from contextlib import asynccontextmanager
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI, Request, Response
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from assistant import Assistant, Settings
@@ -28,6 +28,7 @@ from .errors import ApiError, api_error_from, install_error_handlers
 from .handoffs import router as handoff_router
 from .keys import Caller, WidgetKeys, caller
 from .limits import WidgetLimits
+from .observability import Metrics, RequestContext
 from .protocol import model_list
 from .skill_actions import router as skill_actions_router
 from .widget import WidgetCors
@@ -66,18 +67,29 @@ def create_app(settings: Settings, assistant: Assistant | None = None, *, close_
         # as the server; frozen, the collector never scans it again. Unfrozen, each
         # full collection was long (longer under load) and held up every turn in
         # flight (measured: benchmarks/README.md, Measurement records by commit).
+        app.state.assistant.turn_observers.append(app.state.metrics.observe_turn)
         gc.freeze()
         yield
+        app.state.assistant.turn_observers.remove(app.state.metrics.observe_turn)
         app.state.chat.close()
         if owned:
             app.state.assistant.close()
 
     app = FastAPI(title="Lepton Assistant", version="0.1.0", lifespan=lifespan)
     app.state.settings = settings
+
+    def backend_up() -> bool:
+        running = getattr(app.state, "assistant", None)
+        return running is not None and running.llm.health().ok
+
+    app.state.metrics = Metrics(backend_up)
     app.state.limits = WidgetLimits(settings)
     install_error_handlers(app)
     app.add_middleware(WidgetCors)
     app.add_middleware(AdminGuard)  # outside the routes: authenticates /admin before any body is read
+    # Outside everything but the proxy headers: every response gets its request id and
+    # is counted and logged, refusals by the admin guard included.
+    app.add_middleware(RequestContext, metrics=app.state.metrics)
     if settings.trusted_proxies:
         # Outermost: behind these reverse proxies the client address (per-IP limits,
         # the admin routes' loopback rule) is taken from X-Forwarded-For.
@@ -132,12 +144,24 @@ def create_app(settings: Settings, assistant: Assistant | None = None, *, close_
 
     @app.get("/readyz")
     async def readyz(request: Request):
-        """Readiness: the LLM backend can answer now (a managed vLLM that is restarting
-        or an unreachable endpoint is not ready: 503 with Retry-After)."""
-        health = await asyncio.to_thread(request.app.state.assistant.llm.health)
-        if not health.ok:
-            raise ApiError(503, f"The model backend is not ready: {health.detail}", "server_error",
-                           code="backend_unavailable", headers={"Retry-After": "5"})
-        return {"status": "ready", "backend": health.detail}
+        """Readiness: the LLM backend can answer now and the database answers (a managed
+        vLLM that is restarting or an unreachable endpoint is not ready: 503 with
+        Retry-After). What is wrong goes to the log; the response names no path or URL."""
+        assistant: Assistant = request.app.state.assistant
+        health = await asyncio.to_thread(assistant.llm.health)
+        store_ok = await asyncio.to_thread(assistant.store.ping)
+        if not health.ok or not store_ok:
+            log.warning("not ready: backend %s; database %s", health.detail, "ok" if store_ok else "unreachable")
+            failing = "model backend" if not health.ok else "database"
+            raise ApiError(503, f"The {failing} is not ready.", "server_error",
+                           code="backend_unavailable" if not health.ok else "store_unavailable",
+                           headers={"Retry-After": "5"})
+        return {"status": "ready", "backend": settings.backend, "database": "ok"}
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics():
+        """Prometheus metrics (server.observability)."""
+        body, content_type = await asyncio.to_thread(app.state.metrics.render)
+        return Response(body, media_type=content_type)
 
     return app

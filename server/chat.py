@@ -10,6 +10,7 @@ the turn, which is then not stored.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
 import secrets
 import threading
@@ -85,7 +86,8 @@ class _TurnPump:
         self._guard = threading.Lock()
         self._waiter: asyncio.Future[None] | None = None
         self._stop = threading.Event()
-        workers.submit(self._work)
+        # In the request's context: log records of the turn carry its request id.
+        workers.submit(contextvars.copy_context().run, self._work)
 
     def _put(self, kind: str, value: Any) -> None:
         """The turn's event sink (turn thread). Raising abandons the turn: nothing is stored."""

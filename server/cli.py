@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import click
 
 from assistant.cli_support import pass_settings, with_overrides
@@ -25,6 +27,7 @@ def serve(settings, host, port, backend, model, openai_base_url, vllm_url) -> No
     from assistant.core import Assistant
 
     from .api_keys import AdminToken
+    from .observability import configure_logging
     from .app import create_app
 
     if vllm_url and backend not in (None, "vllm"):
@@ -33,6 +36,8 @@ def serve(settings, host, port, backend, model, openai_base_url, vllm_url) -> No
         backend = "vllm"
     settings = with_overrides(settings, host=host, port=port, backend=backend, model=model,
                               openai_base_url=openai_base_url, vllm_url=vllm_url)
+    configure_logging(settings.log_format, settings.access_log,
+                      verbose=logging.getLogger().isEnabledFor(logging.INFO))
     assistant = Assistant.from_settings(settings, progress=lambda m: click.echo(m, err=True))
     try:
         # A fresh install answers real help-centre questions: the demo articles go into the

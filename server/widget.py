@@ -20,6 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from assistant import AUTO_MODEL, Assistant
 from assistant.errors import ConversationNotFound
+from assistant.guards import clean_message
 
 from .chat import read_body
 from .errors import ApiError, api_error_from, validation_message
@@ -81,7 +82,8 @@ async def feedback(request: Request, who: Caller = Depends(caller)) -> JSONRespo
     except ValidationError as exc:
         message, param = validation_message(exc)
         raise ApiError(400, message, param=param) from None
-    correction = (fb.correction or "").strip() or None
+    # Masked like a chat message: corrections become training data (export-feedback).
+    correction = clean_message(fb.correction or "", settings.masks_contacts(who.tenant_id))[0] or None
     if correction is not None and len(correction) > settings.feedback_max_chars:
         raise ApiError(400, f"correction is {len(correction)} characters; the limit is {settings.feedback_max_chars}",
                        param="correction")

@@ -106,6 +106,26 @@ def test_card_numbers_never_reach_the_model_or_the_history(settings, llm):
     assistant.close()
 
 
+def test_a_tenant_that_opts_in_has_contact_details_masked_before_anything_sees_them(settings, llm):
+    recording = Recording(llm)
+    assistant = Assistant.from_settings(settings.model_copy(update={"mask_contacts": ["default"]}), llm=recording)
+    turn = say(assistant, "Reply to ada@example.org or call 020 7946 0958 about order 5551234567")
+    assert "ada@" not in str(recording.prompts[-1]) and "7946" not in str(recording.prompts[-1])
+    stored = assistant.history("default", turn.conversation_id)[0]["content"]
+    assert stored == "Reply to [e-mail address removed] or call [phone number removed] about order 5551234567"
+    assistant.close()
+
+
+def test_data_files_are_private_to_the_user(settings, llm):
+    assistant = Assistant.from_settings(settings, llm=llm)
+    say(assistant, "hello")
+    assert settings.db_path.stat().st_mode & 0o777 == 0o600
+    assert settings.db_path.parent.stat().st_mode & 0o777 == 0o700
+    for companion in settings.db_path.parent.glob(settings.db_path.name + "-*"):  # -wal, -shm
+        assert companion.stat().st_mode & 0o077 == 0, companion
+    assistant.close()
+
+
 def test_tenants_cannot_see_each_others_conversations(assistant):
     turn = say(assistant, "Where is my parcel?")
     with pytest.raises(ConversationNotFound):

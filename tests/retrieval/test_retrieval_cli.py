@@ -61,7 +61,6 @@ def test_per_file_problems_are_listed_and_exit_non_zero(run, docs, tmp_path):
     [
         (["-c", "help"], "nothing to ingest"),
         (["{docs}/shipping.txt", "-c", "bad name"], "invalid knowledge base name 'bad name'"),
-        (["{docs}/shipping.txt", "-c", "help", "--tenant", "a b"], "invalid tenant name 'a b'"),
         (["--delete", "x.md", "-c", "never-made"], "knowledge base 'never-made' does not exist"),
         (["{docs}/shipping.txt", "--delete", "x.md", "-c", "help"], "either PATH... to ingest or --delete"),
     ],
@@ -72,6 +71,18 @@ def test_user_errors_are_one_line_without_traceback(run, docs, args, message):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("Error: ") and message in lines[0]
     assert "Traceback" not in result.output
+
+
+def test_a_bad_tenant_is_one_line_from_the_lepton_command(docs, tmp_path, capsys, monkeypatch):
+    from assistant.cli import main
+
+    monkeypatch.setenv("LEPTON_DATA_DIR", str(tmp_path / "data"))
+    with pytest.raises(SystemExit) as exit_:
+        main(["ingest", str(docs / "shipping.txt"), "-c", "help", "--tenant", "a b"])
+    assert exit_.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and "invalid tenant name 'a b'" in lines[0]
+    assert not (tmp_path / "data" / "chroma").exists()  # nothing written
 
 
 def test_eval_retrieval_json_last_line(run):

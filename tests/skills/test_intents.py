@@ -91,6 +91,12 @@ def test_tfidf_only_and_too_few_examples_to_cross_validate():
     assert "MiniLM" not in classifier.metadata["model"]
 
 
+def test_a_tenant_name_no_other_route_accepts_is_refused_before_training(train_csv, tmp_path):
+    result = run(["train-intents", "--data", str(train_csv), "--tenant", "Acme Corp"], Settings(data_dir=tmp_path / "d"))
+    assert result.exit_code == 2 and "invalid tenant name 'Acme Corp'" in result.output
+    assert not (tmp_path / "d" / "skills").exists()
+
+
 def test_one_label_is_refused():
     with pytest.raises(IntentDataError, match="at least 2"):
         train_intents(["a", "b", "c"], ["x", "x", "x"])
@@ -104,10 +110,10 @@ def run(args, settings):
 
 def test_train_intents_command_saves_in_the_skills_tenant_folder(train_csv, tmp_path):
     settings = Settings(data_dir=tmp_path / "data")
-    result = run(["train-intents", "--data", str(train_csv), "--tenant", "Acme Corp", "--json"], settings)
+    result = run(["train-intents", "--data", str(train_csv), "--tenant", "acme", "--json"], settings)
     assert result.exit_code == 0, result.output
     record = json.loads(result.output.strip().splitlines()[-1])
-    saved = tmp_path / "data" / "skills" / "customer_service" / "tenants" / "Acme%20Corp" / "intents.pkl"
+    saved = tmp_path / "data" / "skills" / "customer_service" / "tenants" / "acme" / "intents.pkl"
     assert record["path"] == str(saved) and saved.is_file()
     assert record["examples"] == 18 and record["labels"] == 3
     assert IntentClassifier.load(saved).predict(["I lost my card"]) == ["lost_card"]
