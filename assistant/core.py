@@ -194,6 +194,7 @@ class Assistant:
             user_trusted=user_trusted,
             owner=owner,
             mask_contacts=self.settings.masks_contacts(tenant_id or self.settings.default_tenant),
+            max_messages=self.settings.max_messages,
         )
         return dataclasses.replace(request, view=view)
 

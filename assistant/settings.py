@@ -200,6 +200,9 @@ class Settings(BaseSettings):
     max_message_chars: int = Field(
         default=8000, ge=1, description="Longest accepted user message, in characters."
     )
+    max_messages: int = Field(
+        default=200, ge=1, description="Most messages one request may carry (400 beyond)."
+    )
     max_history_messages: int = Field(
         default=20, ge=2, description="How many past messages a skill sends to the model."
     )

@@ -131,6 +131,7 @@ def prepare_turn(
     user_trusted: bool = True,
     owner: str | None = None,
     mask_contacts: bool = False,
+    max_messages: int | None = None,
 ) -> TurnRequest:
     """Validate a turn; raises InvalidRequest, UnknownSkill or ConversationNotFound.
 
@@ -144,6 +145,9 @@ def prepare_turn(
         raise InvalidRequest(f"lepton.locale {locale!r} is not a language tag such as 'en-GB'", "lepton.locale")
     if model != AUTO_MODEL and model not in skills:
         raise UnknownSkill(f"model {model!r} does not exist; available: {', '.join([AUTO_MODEL, *skills])}")
+    if max_messages is not None and len(messages) > max_messages:
+        raise InvalidRequest(f"messages has {len(messages)} items; the limit is {max_messages} "
+                             "(send the conversation id instead of the whole history)", "messages")
     incoming = _validate_messages(messages, max_message_chars)
     if conversation_id is None and find_continuation is not None:
         conversation_id = _continued(incoming, tenant_id, user, functools.partial(find_continuation, owner=owner),

@@ -164,6 +164,7 @@ BAD_INPUTS = [
     ({"messages": USER, "lepton": {"conversation_id": "conv_missing"}}, 404, "not found"),
     ({"messages": USER, "lepton": {"conversation": "x"}}, 400, "lepton"),
     ({"messages": [{"role": "user", "content": "x" * 9000}]}, 400, "limit is 8000"),
+    ({"messages": [{"role": "user", "content": "hi"}] * 201}, 400, "messages has 201 items; the limit is 200"),
 ]
 
 
