@@ -200,6 +200,12 @@ class Settings(BaseSettings):
     max_message_chars: int = Field(
         default=8000, ge=1, description="Longest accepted user message, in characters."
     )
+    max_answer_tokens: int = Field(
+        default=4096,
+        ge=1,
+        description="Longest answer (tokens) any API request gets, whatever its max_tokens asks; "
+        "longer requests are cut to it.",
+    )
     max_messages: int = Field(
         default=200, ge=1, description="Most messages one request may carry (400 beyond)."
     )

@@ -29,7 +29,7 @@ from .handoffs import router as handoff_router
 from .keys import Caller, WidgetKeys, caller
 from .limits import WidgetLimits
 from .observability import Metrics, RequestContext
-from .protocol import model_list
+from .protocol import ChatCompletionRequest, json_body, model_list
 from .skill_actions import router as skill_actions_router
 from .widget import WidgetCors
 from .widget import router as widget_router
@@ -100,7 +100,7 @@ def create_app(settings: Settings, assistant: Assistant | None = None, *, close_
     app.include_router(skill_actions_router)
 
     # Every route that touches tenant data resolves its caller through `caller`.
-    @app.post("/v1/chat/completions")
+    @app.post("/v1/chat/completions", openapi_extra=json_body(ChatCompletionRequest))
     async def chat_completions(request: Request, who: Caller = Depends(caller)):
         return await request.app.state.chat.handle(request, who)
 

@@ -224,7 +224,9 @@ class ChatService:
         if who.key is not None:
             token = who.conversation_token or secrets.token_urlsafe(24)
         # The app's settings (a server may run with other limits than its assistant's).
-        cap = request.app.state.settings.widget_max_tokens if who.key is not None else None
+        limits = request.app.state.settings
+        cap = min(limits.widget_max_tokens, limits.max_answer_tokens) if who.key is not None \
+            else limits.max_answer_tokens
         extra = {"conversation_token": token} if token else {}
 
         def begin() -> TurnRequest:

@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from .admin_auth import admin_tenant
 from .chat import read_body
 from .errors import ApiError, api_error_from, validation_message
+from .protocol import json_body
 
 __all__ = ["router"]
 
@@ -66,7 +67,7 @@ async def get_conversation(request: Request, conversation_id: str, tenant: str =
     }
 
 
-@router.post("/conversations/{conversation_id}/messages")
+@router.post("/conversations/{conversation_id}/messages", openapi_extra=json_body(AgentMessage))
 async def agent_reply(request: Request, conversation_id: str, tenant: str = Depends(admin_tenant)):
     assistant = request.app.state.assistant
     body = await read_body(request, assistant.settings.max_request_bytes)

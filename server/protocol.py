@@ -37,6 +37,7 @@ __all__ = [
     "chat_chunk",
     "model_list",
     "error_body",
+    "json_body",
 ]
 
 
@@ -245,3 +246,26 @@ def model_list(models: list[tuple[str, str]], created: int) -> dict[str, Any]:
 
 def error_body(message: str, type_: str, param: str | None = None, code: str | None = None) -> dict[str, Any]:
     return {"error": {"message": message, "type": type_, "param": param, "code": code}}
+
+
+def _inline(node: Any, defs: dict[str, Any]) -> Any:
+    if isinstance(node, dict):
+        ref = node.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/$defs/"):
+            return _inline(defs[ref.removeprefix("#/$defs/")], defs)
+        return {k: _inline(v, defs) for k, v in node.items() if k != "$defs"}
+    if isinstance(node, list):
+        return [_inline(v, defs) for v in node]
+    return node
+
+
+def json_body(model: type[BaseModel], description: str | None = None) -> dict[str, Any]:
+    """``openapi_extra`` for a route that reads its JSON body itself (to cap its size and
+    check its type first): the body's schema in the OpenAPI document, so clients and
+    fuzzers see what the route takes. Nested definitions are inlined."""
+    schema = model.model_json_schema()
+    body: dict[str, Any] = {"required": True,
+                            "content": {"application/json": {"schema": _inline(schema, schema.get("$defs", {}))}}}
+    if description:
+        body["description"] = description
+    return {"requestBody": body}

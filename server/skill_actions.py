@@ -54,7 +54,14 @@ async def list_actions(request: Request, skill: str, who: Caller = Depends(calle
     }
 
 
-@router.post("/{skill}/{action}")
+_ACTION_BODY = {"requestBody": {
+    "required": True,
+    "description": "The action's input; its schema is the action's input_schema in GET /v1/skills/{skill}/actions.",
+    "content": {"application/json": {"schema": {"type": "object"}}},
+}}
+
+
+@router.post("/{skill}/{action}", openapi_extra=_ACTION_BODY)
 async def run_action(request: Request, skill: str, action: str, who: Caller = Depends(caller)):
     actions = _actions(request, skill, who)
     chosen = actions.get(action)

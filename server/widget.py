@@ -25,7 +25,7 @@ from assistant.guards import clean_message
 from .chat import read_body
 from .errors import ApiError, api_error_from, validation_message
 from .keys import Caller, caller, resolve_caller, widget_key_of
-from .protocol import FeedbackRequest
+from .protocol import FeedbackRequest, json_body
 
 __all__ = ["router", "WidgetCors", "CONFIG_PATH"]
 
@@ -72,7 +72,7 @@ async def widget_config(request: Request, key: str | None = None) -> dict:
     return {"object": "widget.config", "models": models}
 
 
-@router.post("/v1/feedback")
+@router.post("/v1/feedback", openapi_extra=json_body(FeedbackRequest))
 async def feedback(request: Request, who: Caller = Depends(caller)) -> JSONResponse:
     """A thumbs up or down (with an optional correction) on one assistant message."""
     settings = request.app.state.settings

@@ -202,8 +202,12 @@ def test_an_upload_is_authenticated_and_capped_before_its_body_is_read(token_ser
     answer = raw_request(live, authorised)
     assert answer.startswith("HTTP/1.1 413") and "nothing was read" in answer
     # A body without a declared length is cut off as it passes the cap.
-    chunks = (b"-" * 1024 for _ in range(64))
-    streamed = httpx.post(live.base_url + "/admin/collections/kb/documents", content=chunks, timeout=30,
+    def chunks():  # a well-formed part whose file never ends before the cap
+        yield b'--x\r\nContent-Disposition: form-data; name="files"; filename="a.txt"\r\n\r\n'
+        for _ in range(64):
+            yield b"a" * 1024
+
+    streamed = httpx.post(live.base_url + "/admin/collections/kb/documents", content=chunks(), timeout=30,
                           headers={"Authorization": f"Bearer {token}",
                                    "Content-Type": "multipart/form-data; boundary=x"})
     assert error_code(streamed) == (413, "request_too_large")
@@ -242,3 +246,9 @@ def test_lepton_keys_create_prints_the_key_once_and_stores_only_its_hash(setting
     assert revoked.exit_code == 0 and record["id"] in revoked.output
     again = runner.invoke(keys_group, ["revoke", record["id"]], obj=settings)
     assert again.exit_code == 1 and "no active API key" in again.output
+
+
+def test_no_request_gets_a_longer_answer_than_the_servers_cap(settings, assistant, start_server):
+    live = start_server(settings.model_copy(update={"max_answer_tokens": 3}), assistant)
+    answer = chat(live, None, max_tokens=40).json()
+    assert answer["usage"]["completion_tokens"] <= 3 and answer["choices"][0]["finish_reason"] == "length"
