@@ -135,13 +135,15 @@ def test_lepton_serve_starts_the_whole_product(tmp_path, model_path):
 
     port = free_port()
     env = {**os.environ, "LEPTON_DATA_DIR": str(tmp_path), "LEPTON_MODEL": model_path}
+    log = tmp_path / "serve.err"  # a file, read while the server runs (a pipe could fill up)
+    log_file = log.open("w")
     process = subprocess.Popen([sys.executable, "-m", "assistant", "serve", "--port", str(port)], env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                               stdout=subprocess.PIPE, stderr=log_file, text=True)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.time() + 300
         while True:
-            assert process.poll() is None, process.stderr.read()
+            assert process.poll() is None, log.read_text()
             try:
                 if httpx.get(base + "/healthz", timeout=2).status_code == 200:
                     break
@@ -161,11 +163,23 @@ def test_lepton_serve_starts_the_whole_product(tmp_path, model_path):
             model="assistant", messages=[{"role": "user", "content": "Can I borrow 5000 pounds to buy a car?"}])
         assert loan.model_extra["lepton"]["skill"] == "credit_scoring"
         assert "I need 12 details" in loan.choices[0].message.content
+        # The admin token is printed once at this first start and opens the admin routes.
+        assert httpx.get(base + "/admin/collections").status_code == 401
+        line = next(line for line in log.read_text().splitlines() if "Admin token" in line)
+        token = line.rsplit(" ", 1)[-1]
+        listed = httpx.get(base + "/admin/collections", headers={"Authorization": f"Bearer {token}"})
+        assert listed.status_code == 200 and "help_centre" in listed.text
     finally:
         process.send_signal(signal.SIGTERM)
-        out, err = process.communicate(timeout=60)
+        process.communicate(timeout=60)
+        log_file.close()
+    err = log.read_text()
     # uvicorn shuts down gracefully, then re-raises the signal it caught, as servers should.
     assert process.returncode in (0, -signal.SIGTERM), err
     assert "Traceback" not in err
     assert "Loading the demo help centre" in err
     assert "Training the demo credit model" in err
+    # Logs are JSON lines with a timestamp; the access log names each request with its id.
+    access = [json.loads(line) for line in err.splitlines() if line.startswith("{") and '"lepton.access"' in line]
+    assert any(entry["route"] == "/v1/chat/completions" and entry["status"] == 200 for entry in access)
+    assert all(entry["time"].endswith("Z") and entry["request_id"] for entry in access)

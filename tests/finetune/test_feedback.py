@@ -24,13 +24,15 @@ def test_export_feedback_to_prepare(settings, assistant, tmp_path, capsys):
     first = say(assistant, "Where is my parcel?")
     second = say(assistant, "It was due on Monday.", first.conversation_id)
     other = say(assistant, "I have had a headache for two days", model="medical_triage")
+    third = say(assistant, "Can I change my delivery address?")
     conv = first.conversation_id
     history = assistant.history("default", conv)
     assert [m["role"] for m in history] == ["user", "assistant", "user", "assistant"]
     store = assistant.store
     store.add_feedback("default", conv, 1, +1, None)                      # thumbs up: the answer is the target
-    store.add_feedback("default", conv, 3, -1, "It left our depot today.")  # correction is the target
-    store.add_feedback("default", conv, 1, -1, None)                      # nothing to learn: skipped
+    # The correction is the target; a card number in a row stored before masking is masked on export.
+    store.add_feedback("default", conv, 3, -1, "It left our depot today. Card 4111 1111 1111 1111.")
+    store.add_feedback("default", third.conversation_id, 1, -1, None)     # nothing to learn: skipped
     store.add_feedback("default", other.conversation_id, 1, +1, None)     # another skill's answer
     store.add_feedback("acme", conv, 1, +1, None)                         # another tenant
     assistant.close()
@@ -54,7 +56,7 @@ def test_export_feedback_to_prepare(settings, assistant, tmp_path, capsys):
         {"role": "user", "content": "Where is my parcel?"},
         {"role": "assistant", "content": first.reply, "weight": 0},
         {"role": "user", "content": "It was due on Monday."},
-        {"role": "assistant", "content": "It left our depot today."},
+        {"role": "assistant", "content": "It left our depot today. Card [card number removed]."},
     ]
     assert second.reply == history[3]["content"]
 

@@ -183,7 +183,7 @@ def test_bad_input_gets_openai_shaped_4xx_and_stores_nothing(live, assistant, bo
 
 def test_oversized_body_is_refused_with_413(live):
     huge = json.dumps({"messages": [{"role": "user", "content": "x" * 2_000_000}]})
-    response = _post(live, huge)
+    response = _post(live, huge, headers={"content-type": "application/json"})
     assert response.status_code == 413
     assert "limit" in response.json()["error"]["message"]
 
