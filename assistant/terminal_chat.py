@@ -23,6 +23,10 @@ class ChatSession(Protocol):
 
     skill: str | None
 
+    def close(self) -> None:
+        """Release what the session holds (the embedded model's threads, the HTTP client)."""
+        ...
+
 
 class EmbeddedSession:
     """Runs turns in this process on the embedded assistant."""
@@ -47,6 +51,9 @@ class EmbeddedSession:
         self._conversation = result.conversation_id
         self.skill = result.skill
 
+    def close(self) -> None:
+        self._assistant.close()
+
 
 class RemoteSession:
     """Talks to a running Lepton (or any OpenAI-compatible server) with the openai client."""
@@ -66,6 +73,9 @@ class RemoteSession:
             raise LeptonError(f"cannot reach {url}") from None
         except openai.APIStatusError as exc:
             raise LeptonError(f"{url} answered {exc.status_code}: {exc.message}") from None
+
+    def close(self) -> None:
+        self._client.close()
 
     def send(self, text: str, on_text: Callable[[str], None]) -> None:
         extra = {"lepton": {"conversation_id": self._conversation}} if self._conversation else None

@@ -26,4 +26,7 @@ def chat(settings, url, api_key, model, max_tokens) -> None:
         if url
         else EmbeddedSession(settings, model, max_tokens, progress=lambda m: click.echo(m, err=True))
     )
-    run_chat(session, interactive=sys.stdin.isatty())
+    try:
+        run_chat(session, interactive=sys.stdin.isatty())
+    finally:
+        session.close()  # the embedded model's threads end before the process does

@@ -127,9 +127,13 @@ class BatchDecoder:
         return {row.adapter for row in rows if row.adapter is not None}
 
     def close(self) -> None:
+        """Stop: waiting and running requests fail, and the scheduler thread has ended on
+        return (a process must not exit while that thread is inside the model's code)."""
         with self._wake:
             self._closed = True
             self._wake.notify()
+        if threading.current_thread() is not self._thread:
+            self._thread.join(timeout=30)
 
     # -- the scheduler thread ------------------------------------------------------
     def _loop(self) -> None:
