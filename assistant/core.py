@@ -16,7 +16,6 @@ import dataclasses
 import logging
 from typing import Any, Callable, Mapping
 
-from langgraph.checkpoint.sqlite import SqliteSaver
 
 from retrieval.query_encoder import load_query_encoder
 from skills import LoadedSkills, Skill, SkillEnv, load_skills
@@ -59,8 +58,9 @@ class Assistant:
         # The checkpointer and the store share one connection, so they must share one
         # lock too: with a lock each, concurrent turns (a vLLM backend serves many at
         # once) made SQLite fail with "cannot start a transaction within a transaction".
-        saver = SqliteSaver(self._conn)
-        self.store = Store(self._conn, lock=saver.lock)
+        # Sharing the store's units also lets a turn commit its state and records at once.
+        self.store = Store(self._conn)
+        saver = self.store.checkpointer()
         self.knowledge = Knowledge(settings, knowledge)
         self.audit = AuditLog(lambda: self.store)
         # Set up first: a skill whose setup fails is left out of routing and the graph.

@@ -209,6 +209,31 @@ class Settings(BaseSettings):
     max_messages: int = Field(
         default=200, ge=1, description="Most messages one request may carry (400 beyond)."
     )
+    turn_timeout: float = Field(
+        default=120.0,
+        gt=0,
+        description="Seconds a chat turn may take, from its arrival to its last token: a slower "
+        "one is stopped and not stored, and the client gets 504 with Retry-After (in the stream, "
+        "once it has begun). An API key can set a shorter one.",
+    )
+    header_timeout: float = Field(
+        default=10.0,
+        gt=0,
+        description="Seconds a client has to send a request's headers, from opening the "
+        "connection or from the previous response on it; slower connections are closed.",
+    )
+    max_connections: int = Field(
+        default=1024,
+        ge=1,
+        description="Open HTTP connections the server accepts at once; more are answered "
+        "503 with Retry-After and closed.",
+    )
+    shutdown_grace: float = Field(
+        default=30.0,
+        ge=0,
+        description="Seconds a stopping server (SIGTERM, Ctrl-C) lets running requests and "
+        "streams finish before it closes them.",
+    )
     max_history_messages: int = Field(
         default=20, ge=2, description="How many past messages a skill sends to the model."
     )

@@ -7,6 +7,7 @@ everything belongs to the default tenant.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -14,11 +15,13 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
+
+from langgraph.checkpoint.sqlite import SqliteSaver
 
 from .errors import ConversationNotFound
 
-__all__ = ["ANY_OWNER", "Store", "connect", "transcript_digest"]
+__all__ = ["ANY_OWNER", "Store", "UnitSaver", "connect", "transcript_digest"]
 
 
 def transcript_digest(messages: list[dict[str, Any]], user: str | None = None) -> str:
@@ -129,7 +132,9 @@ CREATE TABLE IF NOT EXISTS api_keys (
     admin INTEGER NOT NULL,
     label TEXT,
     created_at REAL NOT NULL,
-    revoked_at REAL
+    revoked_at REAL,
+    max_tokens INTEGER,
+    max_seconds REAL
 );
 -- The server's own secrets, hashed (the generated admin token).
 CREATE TABLE IF NOT EXISTS server_secrets (
@@ -175,18 +180,86 @@ def connect(path: Path) -> sqlite3.Connection:
     return conn
 
 
+class _Unit(threading.local):
+    """Whether the calling thread is inside ``Store.unit()`` (its writes then wait for it)."""
+
+    active = False
+
+
+class UnitSaver(SqliteSaver):
+    """LangGraph's SQLite checkpointer on the Store's connection, lock and units: inside
+    ``Store.unit()`` its writes commit with the unit's, not one by one.
+
+    It overrides ``SqliteSaver.cursor``, through which the saver runs every statement,
+    only to leave the commit to an open unit."""
+
+    def __init__(self, conn: sqlite3.Connection, lock: threading.RLock, unit: _Unit):
+        super().__init__(conn)
+        self.lock = lock  # type: ignore[assignment]  # reentrant: a unit holds it while the saver writes
+        self._unit = unit
+        self.setup()  # now: its script commits, which must not happen inside a unit
+
+    @contextlib.contextmanager
+    def cursor(self, transaction: bool = True) -> Iterator[sqlite3.Cursor]:
+        with self.lock:
+            self.setup()
+            cur = self.conn.cursor()
+            try:
+                yield cur
+            finally:
+                if transaction and not self._unit.active:
+                    self.conn.commit()
+                cur.close()
+
+
 class Store:
-    def __init__(self, conn: sqlite3.Connection, lock: threading.Lock | None = None):
-        """``lock`` serialises use of ``conn``; pass the lock of anything else that uses
-        the same connection (the LangGraph checkpointer)."""
+    def __init__(self, conn: sqlite3.Connection):
+        """The store takes ``conn`` for its own: everything else that uses it (the
+        LangGraph checkpointer, ``checkpointer()``) goes through the store's lock."""
         self._conn = conn
-        self._lock = lock or threading.Lock()
+        self._lock = threading.RLock()
+        self._unit = _Unit()
         with self._lock, self._conn:
             self._retire_first_audit_table()
             self._conn.executescript(_SCHEMA)
             self._add_transcript_digests()
             self._add_owners()
             self._one_rating_per_message()
+            self._add_key_limits()
+
+    def checkpointer(self) -> UnitSaver:
+        """A LangGraph checkpointer on this store's connection, sharing its lock and units."""
+        return UnitSaver(self._conn, self._lock, self._unit)
+
+    @contextlib.contextmanager
+    def unit(self) -> Iterator[None]:
+        """Everything this store and its checkpointer write in the block commits at its end,
+        together, or not at all: an error (or the process dying) inside it leaves the
+        database as it was before. Other threads wait for the unit to end."""
+        with self._lock:
+            if self._unit.active:  # already inside one: part of it
+                yield
+                return
+            self._unit.active = True
+            try:
+                yield
+            except BaseException:
+                self._conn.rollback()
+                raise
+            else:
+                self._conn.commit()
+            finally:
+                self._unit.active = False
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[None]:
+        """One write: committed at once, or with the unit it is part of."""
+        with self._lock:
+            if self._unit.active:
+                yield
+            else:
+                with self._conn:
+                    yield
 
     def _add_transcript_digests(self) -> None:
         """Databases made before continuation by resent history lack its column; their
@@ -203,6 +276,13 @@ class Store:
         columns = {row[1] for row in self._conn.execute("PRAGMA table_info(conversations)")}
         if "owner" not in columns:
             self._conn.execute("ALTER TABLE conversations ADD COLUMN owner TEXT")
+
+    def _add_key_limits(self) -> None:
+        """API keys made before per-key limits have none: the server's limits apply to them."""
+        columns = {row[1] for row in self._conn.execute("PRAGMA table_info(api_keys)")}
+        for column, kind in (("max_tokens", "INTEGER"), ("max_seconds", "REAL")):
+            if column not in columns:
+                self._conn.execute(f"ALTER TABLE api_keys ADD COLUMN {column} {kind}")
 
     def _one_rating_per_message(self) -> None:
         """One rating per message (a new one replaces it): databases from before kept every
@@ -288,7 +368,7 @@ class Store:
         with ``prompt_system``, also keep the system message of the prompt behind the
         answer at ``answer_index``."""
         now = time.time()
-        with self._lock, self._conn:
+        with self._write():
             self._conn.execute(
                 "INSERT INTO conversations"
                 " (tenant_id, conversation_id, created_at, updated_at, last_skill, turns, transcript_digest, owner)"
@@ -319,7 +399,7 @@ class Store:
         """Write one decision to the audit log (outcome and inputs must be JSON-serialisable)."""
         row = (tenant_id, skill, conversation_id, kind, json.dumps(outcome), json.dumps(dict(inputs or {})),
                version, time.time())
-        with self._lock, self._conn:
+        with self._write():
             self._conn.execute(
                 "INSERT INTO audit_log (tenant_id, skill, conversation_id, kind, outcome, inputs, version, created_at)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -371,7 +451,7 @@ class Store:
     ) -> int:
         """Record the rating (+1/-1) of one message of a conversation, replacing an earlier
         one of the same message; returns the row id."""
-        with self._lock, self._conn:
+        with self._write():
             return int(self._conn.execute(
                 "INSERT INTO feedback (tenant_id, conversation_id, message_index, rating, correction, created_at)"
                 " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (tenant_id, conversation_id, message_index) DO UPDATE SET"
@@ -407,7 +487,7 @@ class Store:
         return dict(zip(self._HANDOFF_COLUMNS, row)) if row else None
 
     def open_handoff(self, tenant_id: str, conversation_id: str, reason: str) -> dict[str, Any]:
-        with self._lock, self._conn:
+        with self._write():
             self._conn.execute(
                 "INSERT INTO handoffs (tenant_id, conversation_id, state, reason, requested_at)"
                 " VALUES (?, ?, 'pending', ?, ?)"
@@ -420,7 +500,7 @@ class Store:
 
     def release_handoff(self, tenant_id: str, conversation_id: str) -> bool:
         """Release a pending handoff; False when the conversation has none pending."""
-        with self._lock, self._conn:
+        with self._write():
             cursor = self._conn.execute(
                 "UPDATE handoffs SET state = 'released', released_at = ?"
                 " WHERE tenant_id = ? AND conversation_id = ? AND state = 'pending'",
@@ -429,7 +509,7 @@ class Store:
         return cursor.rowcount == 1
 
     def set_webhook_status(self, tenant_id: str, conversation_id: str, status: str) -> None:
-        with self._lock, self._conn:
+        with self._write():
             self._conn.execute(
                 "UPDATE handoffs SET webhook_status = ? WHERE tenant_id = ? AND conversation_id = ?",
                 (status, tenant_id, conversation_id),
@@ -461,7 +541,7 @@ class Store:
     def add_widget_key(
         self, key: str, tenant_id: str, origins: list[str], skills: list[str], label: str | None = None
     ) -> dict[str, Any]:
-        with self._lock, self._conn:
+        with self._write():
             self._conn.execute(
                 f"INSERT INTO widget_keys ({self._KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, NULL)",
                 (key, tenant_id, label, json.dumps(origins), json.dumps(skills), time.time()),
@@ -472,7 +552,7 @@ class Store:
         self, key: str, tenant_id: str, origins: list[str], skills: list[str], label: str
     ) -> dict[str, Any]:
         """The tenant's active key with this label, created with the given values if there is none."""
-        with self._lock, self._conn:
+        with self._write():
             row = self._conn.execute(
                 f"SELECT {self._KEY_COLUMNS} FROM widget_keys WHERE tenant_id = ? AND label = ?"
                 " AND revoked_at IS NULL ORDER BY created_at LIMIT 1",
@@ -502,23 +582,26 @@ class Store:
         return [self._key_row(row) for row in rows]  # type: ignore[misc]
 
     # -- API keys (server.api_keys) -----------------------------------------------------
-    _API_KEY_COLUMNS = "id, hint, tenant_id, skills, admin, label, created_at, revoked_at"
+    _API_KEY_COLUMNS = "id, hint, tenant_id, skills, admin, label, created_at, revoked_at, max_tokens, max_seconds"
 
     @staticmethod
     def _api_key_row(row: tuple | None) -> dict[str, Any] | None:
         if row is None:
             return None
-        key_id, hint, tenant_id, skills, admin, label, created_at, revoked_at = row
+        key_id, hint, tenant_id, skills, admin, label, created_at, revoked_at, max_tokens, max_seconds = row
         return {"id": key_id, "hint": hint, "tenant_id": tenant_id, "skills": json.loads(skills),
-                "admin": bool(admin), "label": label, "created_at": created_at, "revoked_at": revoked_at}
+                "admin": bool(admin), "label": label, "created_at": created_at, "revoked_at": revoked_at,
+                "max_tokens": max_tokens, "max_seconds": max_seconds}
 
     def add_api_key(self, key_id: str, secret_hash: str, hint: str, tenant_id: str, skills: list[str],
-                    admin: bool, label: str | None) -> dict[str, Any]:
-        with self._lock, self._conn:
+                    admin: bool, label: str | None, max_tokens: int | None = None,
+                    max_seconds: float | None = None) -> dict[str, Any]:
+        with self._write():
             self._conn.execute(
-                "INSERT INTO api_keys (id, secret_hash, hint, tenant_id, skills, admin, label, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (key_id, secret_hash, hint, tenant_id, json.dumps(skills), int(admin), label, time.time()))
+                "INSERT INTO api_keys (id, secret_hash, hint, tenant_id, skills, admin, label, created_at,"
+                " max_tokens, max_seconds) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (key_id, secret_hash, hint, tenant_id, json.dumps(skills), int(admin), label, time.time(),
+                 max_tokens, max_seconds))
         return self.api_keys(key_id=key_id, include_revoked=True)[0]
 
     def api_key_by_hash(self, secret_hash: str) -> dict[str, Any] | None:
@@ -547,7 +630,7 @@ class Store:
             return self._conn.execute("SELECT 1 FROM api_keys WHERE revoked_at IS NULL LIMIT 1").fetchone() is not None
 
     def revoke_api_key(self, key_id: str) -> bool:
-        with self._lock, self._conn:
+        with self._write():
             cursor = self._conn.execute("UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
                                         (time.time(), key_id))
         return cursor.rowcount == 1
@@ -559,7 +642,7 @@ class Store:
 
     def set_server_secret_hash(self, name: str, secret_hash: str, *, replace: bool) -> bool:
         """Keep ``secret_hash`` under ``name``; without ``replace``, only if there is none. True if stored."""
-        with self._lock, self._conn:
+        with self._write():
             verb = "INSERT OR REPLACE" if replace else "INSERT OR IGNORE"
             cursor = self._conn.execute(f"{verb} INTO server_secrets (name, secret_hash, created_at) VALUES (?, ?, ?)",
                                         (name, secret_hash, time.time()))
@@ -573,7 +656,7 @@ class Store:
 
     def set_identity_secret(self, tenant_id: str, secret: str, *, replace: bool) -> str:
         """Store ``secret`` for the tenant unless it has one and ``replace`` is false; returns the one in force."""
-        with self._lock, self._conn:
+        with self._write():
             verb = "INSERT OR REPLACE" if replace else "INSERT OR IGNORE"
             self._conn.execute(f"{verb} INTO identity_secrets (tenant_id, secret, created_at) VALUES (?, ?, ?)",
                                (tenant_id, secret, time.time()))
@@ -582,7 +665,7 @@ class Store:
 
     def revoke_widget_key(self, key: str) -> bool:
         """Revoke an active key; False if there is no such active key."""
-        with self._lock, self._conn:
+        with self._write():
             cursor = self._conn.execute(
                 "UPDATE widget_keys SET revoked_at = ? WHERE key = ? AND revoked_at IS NULL", (time.time(), key)
             )
@@ -599,7 +682,7 @@ class Store:
     def add_data_skill(self, tenant_id: str, name: str, *, description: str, examples: list[str], prompt: str,
                        collection: str | None) -> None:
         """Store a new data skill; raises ValueError when the tenant has one of that name."""
-        with self._lock, self._conn:
+        with self._write():
             try:
                 self._conn.execute(
                     f"INSERT INTO data_skills (tenant_id, {self._DATA_SKILL_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -619,7 +702,7 @@ class Store:
 
     def delete_data_skill(self, tenant_id: str, name: str) -> bool:
         """False when the tenant has no data skill of that name."""
-        with self._lock, self._conn:
+        with self._write():
             cursor = self._conn.execute("DELETE FROM data_skills WHERE tenant_id = ? AND name = ?", (tenant_id, name))
             if cursor.rowcount:
                 self._bump_data_skills(tenant_id)

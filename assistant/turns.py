@@ -105,7 +105,7 @@ class TurnResult:
     llm_window: list[float] = field(default_factory=list)
     #: perf_counter() at points of the turn, for benchmarks: those the caller gave
     #: ("received", "thread"), then "started", "loaded" (state read), "routed",
-    #: "answered" (new state written) and "recorded" (records written).
+    #: "answered" (the graph is done) and "recorded" (its state and records committed).
     marks: dict[str, float] = field(default_factory=dict)
 
 
@@ -251,10 +251,18 @@ class TurnRunner:
         *,
         cancelled: threading.Event | None = None,
         marks: dict[str, float] | None = None,
+        before_commit: Callable[[], None] | None = None,
     ) -> TurnResult:
         """Run ``request`` to its end in the calling thread, handing each event to
         ``on_event`` as it happens. ``cancelled``, once set, stops the turn (nothing is
-        stored). Raises what stopped the turn; a turn that raises stores nothing."""
+        stored). Raises what stopped the turn; a turn that raises stores nothing.
+
+        The turn's writes (its state, its record, its decisions, a handoff it opens)
+        commit together, in one SQLite transaction: a process killed at any moment
+        leaves the conversation as it was before the turn or after it, never between.
+        ``before_commit()`` is called just before they are written and may raise
+        (``TurnAbandoned``) to drop the turn — how the server keeps a turn whose client
+        was told it failed (a timeout) from being stored anyway."""
         marks = {**(marks or {}), "started": time.perf_counter()}
         cancelled = cancelled or threading.Event()
 
@@ -298,10 +306,9 @@ class TurnRunner:
                 final = self._turn_graph.invoke(state, context=context)
             finally:
                 cancelled.set()  # nothing may generate for this turn any more
-            self.graph.update_state(config, {key: final[key] for key in PERSISTED if key in final},
-                                    as_node="guard_out")
             marks["answered"] = time.perf_counter()
-            self._record(request, final)
+            if before_commit is not None:
+                before_commit()
             lepton = dict(final.get("lepton", {}))
             if final.get("declined"):
                 lepton["declined"] = True
@@ -309,8 +316,12 @@ class TurnRunner:
                 lepton["safety"] = final["safety"]
             if final.get("safety_rule"):
                 lepton["safety_rule"] = final["safety_rule"]
-            lepton["handoff"] = self.handoffs.after_turn(tenant, conversation, final.get("handoff_reason"),
-                                                         was_pending=pending, transcript=final["messages"])
+            with self.store.unit():
+                self.graph.update_state(config, {key: final[key] for key in PERSISTED if key in final},
+                                        as_node="guard_out")
+                self._record(request, final)
+                lepton["handoff"] = self.handoffs.after_turn(tenant, conversation, final.get("handoff_reason"),
+                                                             was_pending=pending, transcript=final["messages"])
             marks["recorded"] = time.perf_counter()
         result = TurnResult(
             tenant_id=tenant,

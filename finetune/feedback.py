@@ -50,15 +50,13 @@ def _committed_histories(saver, tenant: str, conversation: str) -> dict[int, tup
 
 def export_feedback(settings: Settings, skill: str, out: Path, tenant: str | None = None) -> dict[str, Any]:
     """Write ``skill``'s usable feedback of ``tenant`` to ``out`` (JSONL); returns counts."""
-    from langgraph.checkpoint.sqlite import SqliteSaver
-
     tenant = tenant or settings.default_tenant
     if not settings.db_path.is_file():
         raise FinetuneError(f"there is no database at {settings.db_path}: no feedback has been recorded")
     conn = connect(settings.db_path)
     try:
         store = Store(conn)
-        saver = SqliteSaver(conn)
+        saver = store.checkpointer()
         counts: Counter = Counter()
         rows: list[dict[str, Any]] = []
         cache: dict[str, dict[int, tuple[list[dict], str | None]]] = {}

@@ -48,11 +48,15 @@ class ApiKey:
     label: str | None = None
     created_at: float = 0.0
     revoked_at: float | None = None
+    #: Longest answer (tokens) and longest turn (seconds) the key gets; None: the server's.
+    max_tokens: int | None = None
+    max_seconds: float | None = None
 
     @classmethod
     def from_row(cls, row: dict) -> "ApiKey":
         return cls(id=row["id"], tenant_id=row["tenant_id"], skills=tuple(row["skills"]), admin=row["admin"],
-                   hint=row["hint"], label=row["label"], created_at=row["created_at"], revoked_at=row["revoked_at"])
+                   hint=row["hint"], label=row["label"], created_at=row["created_at"], revoked_at=row["revoked_at"],
+                   max_tokens=row["max_tokens"], max_seconds=row["max_seconds"])
 
     def allows_skill(self, model: str) -> bool:
         return not self.skills or model in self.skills
@@ -71,13 +75,20 @@ class ApiKeys:
         self.settings = settings
 
     def create(self, tenant_id: str, skills: list[str] | None = None, admin: bool = False,
-               label: str | None = None) -> tuple[str, ApiKey]:
-        """A new key: (the secret, shown only now; its record). ValueError for a bad tenant."""
+               label: str | None = None, max_tokens: int | None = None,
+               max_seconds: float | None = None) -> tuple[str, ApiKey]:
+        """A new key: (the secret, shown only now; its record). ValueError for a bad tenant
+        or limit. ``max_tokens``/``max_seconds`` lower the server's answer-length and turn-time
+        limits for this key (they never raise them)."""
         tenant_id = validate_tenant(tenant_id)
+        if max_tokens is not None and max_tokens < 1:
+            raise ValueError(f"max_tokens must be at least 1, not {max_tokens}")
+        if max_seconds is not None and not max_seconds > 0:
+            raise ValueError(f"max_seconds must be more than 0, not {max_seconds}")
         secret = API_KEY_PREFIX + secrets.token_urlsafe(32)
         key_id = "key_" + secrets.token_hex(6)
         row = self.store.add_api_key(key_id, secret_hash(secret), secret[:10], tenant_id,
-                                     list(dict.fromkeys(skills or [])), admin, label)
+                                     list(dict.fromkeys(skills or [])), admin, label, max_tokens, max_seconds)
         return secret, ApiKey.from_row(row)
 
     def get(self, secret: str) -> ApiKey | None:

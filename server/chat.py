@@ -86,6 +86,8 @@ class _TurnPump:
         self._guard = threading.Lock()
         self._waiter: asyncio.Future[None] | None = None
         self._stop = threading.Event()
+        #: Set once the turn is past the point of no return: it is being stored.
+        self._committing = False
         # In the request's context: log records of the turn carry its request id.
         workers.submit(contextvars.copy_context().run, self._work)
 
@@ -109,11 +111,19 @@ class _TurnPump:
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
+    def _commit(self) -> None:
+        """The turn's last chance to be dropped (turn thread, ``TurnRunner.run``'s ``before_commit``)."""
+        with self._guard:
+            if self._stop.is_set():
+                raise TurnAbandoned("the client went away or was told the turn failed")
+            self._committing = True
+
     def _work(self) -> None:
         marks = {"received": self._received, "thread": time.perf_counter()}
         try:
             self.request = self._begin()
-            self.result = self._run(self.request, self._put, cancelled=self.cancelled, marks=marks)
+            self.result = self._run(self.request, self._put, cancelled=self.cancelled, marks=marks,
+                                    before_commit=self._commit)
         except TurnAbandoned:
             return
         except BaseException as exc:  # handed to the request coroutine
@@ -132,9 +142,35 @@ class _TurnPump:
             self._waiter = self._loop.create_future()
             await self._waiter
 
-    def stop(self) -> None:
-        self._stop.set()
+    def stop(self) -> bool:
+        """Stop the turn; False if it is too late: the turn is already being stored."""
+        with self._guard:
+            if self._committing:
+                return False
+            self._stop.set()
         self.cancelled.set()
+        return True
+
+
+class _Deadline:
+    """When a turn must be done by (``Settings.turn_timeout``, an API key's ``max_seconds``)."""
+
+    def __init__(self, seconds: float, at: float):
+        self.seconds = seconds
+        self.at = at  # on the event loop's clock
+
+    async def take(self, pump: _TurnPump) -> list[tuple[str, Any]]:
+        """``pump.take()`` by the deadline. Past it the turn is stopped and the client gets
+        a 504 — unless the turn is already being stored: then its end is moments away."""
+        try:
+            async with asyncio.timeout_at(self.at):
+                return await pump.take()
+        except TimeoutError:
+            if pump.stop():
+                raise ApiError(504, f"The model did not finish this answer within {self.seconds:g} s; nothing "
+                                    "was stored. Retry shortly, or ask for a shorter answer (max_tokens).",
+                               "server_error", code="backend_timeout", headers={"Retry-After": "5"}) from None
+            return await pump.take()
 
 
 def _lepton(result: TurnResult, extra: dict[str, Any]) -> dict[str, Any]:
@@ -225,8 +261,9 @@ class ChatService:
             token = who.conversation_token or secrets.token_urlsafe(24)
         # The app's settings (a server may run with other limits than its assistant's).
         limits = request.app.state.settings
-        cap = min(limits.widget_max_tokens, limits.max_answer_tokens) if who.key is not None \
-            else limits.max_answer_tokens
+        cap = who.answer_cap(limits)
+        seconds = who.turn_seconds(limits)
+        deadline = _Deadline(seconds, asyncio.get_running_loop().time() + seconds - (time.perf_counter() - received))
         extra = {"conversation_token": token} if token else {}
 
         def begin() -> TurnRequest:
@@ -237,26 +274,26 @@ class ChatService:
 
         pump = _TurnPump(begin, self.assistant.run_turn, received, self._workers)
         # Wait for the first piece of text (or the end) before choosing a status.
-        first, done = await self._pull(pump, until_text=True)
+        first, done = await self._pull(pump, deadline, until_text=True)
         headers = {"X-Conversation-Id": pump.request.conversation_id}
         if req.stream:
             return StreamingResponse(
-                self._sse(req, pump, first, done, extra), media_type="text/event-stream", headers=headers
+                self._sse(req, pump, deadline, first, done, extra), media_type="text/event-stream", headers=headers
             )
         if not done:
-            await self._pull(pump, until_text=False)
+            await self._pull(pump, deadline, until_text=False)
         result = pump.result
         body = chat_completion(completion_id(), req.model, result.reply, result.finish_reason, result.usage,
                                _lepton(result, extra))
         return JSONResponse(body, headers=headers)
 
-    async def _pull(self, pump: _TurnPump, until_text: bool) -> tuple[list[str], bool]:
+    async def _pull(self, pump: _TurnPump, deadline: "_Deadline", until_text: bool) -> tuple[list[str], bool]:
         """The turn's text up to its first piece (``until_text``) or its end, and whether
         it ended; failures become API errors, and a client that left stops the turn."""
         pieces: list[str] = []
         try:
             while True:
-                for kind, value in await pump.take():
+                for kind, value in await deadline.take(pump):
                     if kind == "error":
                         raise value
                     if kind == "delta":
@@ -272,7 +309,8 @@ class ChatService:
             raise api_error_from(exc) from None
 
     async def _sse(
-        self, req: ChatCompletionRequest, pump: _TurnPump, first: list[str], done: bool, extra: dict[str, Any]
+        self, req: ChatCompletionRequest, pump: _TurnPump, deadline: "_Deadline", first: list[str], done: bool,
+        extra: dict[str, Any],
     ) -> AsyncIterator[str]:
         cid, created = completion_id(), int(time.time())
 
@@ -290,7 +328,7 @@ class ChatService:
             while not done:
                 # Each piece stays its own chunk; the pieces of one batch go out in one write.
                 pieces, failure = [], None
-                for kind, value in await pump.take():
+                for kind, value in await deadline.take(pump):
                     if kind == "delta":
                         pieces.append(value)
                     elif kind == "end":

@@ -29,6 +29,7 @@ def serve(settings, host, port, backend, model, openai_base_url, vllm_url) -> No
     from .api_keys import AdminToken
     from .observability import configure_logging
     from .app import create_app
+    from .serving import uvicorn_config
 
     if vllm_url and backend not in (None, "vllm"):
         raise click.UsageError(f"--vllm-url needs --backend vllm, not --backend {backend}")
@@ -57,7 +58,6 @@ def serve(settings, host, port, backend, model, openai_base_url, vllm_url) -> No
     # The app closes the assistant (and stops a managed vLLM) during uvicorn's graceful
     # shutdown, before uvicorn re-raises the SIGTERM/SIGINT it caught.
     try:
-        # proxy_headers=False: only LEPTON_TRUSTED_PROXIES decides whose X-Forwarded-For is believed.
-        uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning", proxy_headers=False)
+        uvicorn.Server(uvicorn_config(app, settings)).run()
     finally:
         assistant.close()  # idempotent; covers a port that could not be bound

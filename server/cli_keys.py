@@ -93,20 +93,31 @@ Examples:
               help="Comma-separated skills the key may use. Default: every skill and automatic routing.")
 @click.option("--admin", is_flag=True, help="Also allow the /admin routes, for this tenant only.")
 @click.option("--label", help="A note to recognise the key by in `lepton keys list`.")
+@click.option("--max-tokens", type=click.IntRange(min=1),
+              help="Longest answer (tokens) this key gets. Default: LEPTON_MAX_ANSWER_TOKENS.")
+@click.option("--max-seconds", type=click.FloatRange(min=0, min_open=True),
+              help="Longest a turn of this key may take, in seconds. Default: LEPTON_TURN_TIMEOUT.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (with the key) last.")
 @pass_settings
 def create_key(settings: Settings, tenant: str, skills: list[str], admin: bool, label: str | None,
-               as_json: bool) -> None:
+               max_tokens: int | None, max_seconds: float | None, as_json: bool) -> None:
     with _store(settings) as store:
-        secret, key = ApiKeys(store, settings).create(tenant, skills, admin, label)
+        secret, key = ApiKeys(store, settings).create(tenant, skills, admin, label, max_tokens, max_seconds)
     if as_json:
         click.echo(json.dumps({"key": secret, "id": key.id, "tenant": key.tenant_id, "skills": list(key.skills),
-                               "admin": key.admin, "label": key.label}))
+                               "admin": key.admin, "label": key.label, "max_tokens": key.max_tokens,
+                               "max_seconds": key.max_seconds}))
         return
     click.echo(f"API key {key.id} for tenant {key.tenant_id!r}" + (" (admin)" if key.admin else "") + ":")
     click.echo(f"\n  {secret}\n")
     click.echo("Shown only now: store it in your server's secrets. Use it as 'Authorization: Bearer <key>'.")
     click.echo(f"Allowed skills: {', '.join(key.skills) if key.skills else 'all (automatic routing)'}")
+    click.echo(f"Limits: {_key_limits(key)}")
+
+
+def _key_limits(key) -> str:  # noqa: ANN001 - an ApiKey
+    return (f"answers up to {key.max_tokens or 'LEPTON_MAX_ANSWER_TOKENS'} tokens, "
+            f"turns up to {key.max_seconds or 'LEPTON_TURN_TIMEOUT'} s")
 
 
 @keys_group.command("admin-token", help="Make a new admin token for the /admin routes and print it (once).\n\n"
@@ -172,7 +183,9 @@ def list_keys(settings: Settings, tenant: str | None, include_revoked: bool) -> 
     for api_key in api_keys:
         state = f"revoked {_when(api_key.revoked_at)}" if api_key.revoked_at else f"created {_when(api_key.created_at)}"
         click.echo(f"{api_key.id}  {api_key.hint}…  tenant={api_key.tenant_id}  skills={','.join(api_key.skills) or 'all'}"
-                   + ("  admin" if api_key.admin else "") + f"  {state}"
+                   + ("  admin" if api_key.admin else "")
+                   + (f"  max_tokens={api_key.max_tokens}" if api_key.max_tokens else "")
+                   + (f"  max_seconds={api_key.max_seconds:g}" if api_key.max_seconds else "") + f"  {state}"
                    + (f"  label={api_key.label}" if api_key.label else ""))
     for key in rows:
         origins = ", ".join("(this server)" if o == SELF_ORIGIN else o for o in key.origins)

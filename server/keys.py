@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 
 from fastapi import Request
 
+from assistant import Settings
 from assistant.store import Store
 from retrieval.names import validate_tenant
 
@@ -253,6 +254,22 @@ class Caller:
             # Without a token a widget caller owns nothing: an unmatchable owner.
             return conversation_owner(token) if token else "widget:none"
         return None
+
+    def answer_cap(self, settings: Settings) -> int:
+        """The longest answer (tokens) this caller gets: the server's limit, lowered for a
+        widget key (public) and by an API key's own limit."""
+        cap = settings.max_answer_tokens
+        if self.key is not None:
+            cap = min(cap, settings.widget_max_tokens)
+        if self.api_key is not None and self.api_key.max_tokens:
+            cap = min(cap, self.api_key.max_tokens)
+        return cap
+
+    def turn_seconds(self, settings: Settings) -> float:
+        """How long this caller's turns may take: the server's limit, or its API key's if lower."""
+        if self.api_key is not None and self.api_key.max_seconds:
+            return min(settings.turn_timeout, self.api_key.max_seconds)
+        return settings.turn_timeout
 
     def allows_skill(self, model: str) -> bool:
         if self.api_key is not None:

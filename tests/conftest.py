@@ -79,12 +79,15 @@ def assistant(settings, llm):
 class LiveServer:
     """A real uvicorn server in a background thread."""
 
-    def __init__(self, app, port: int):
+    def __init__(self, app, port: int, settings: Settings):
         import uvicorn
+
+        from server.serving import uvicorn_config
 
         self.port = port
         self.base_url = f"http://127.0.0.1:{port}"
-        self._server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", proxy_headers=False))
+        # Configured as `lepton serve` configures it.
+        self._server = uvicorn.Server(uvicorn_config(app, settings, "127.0.0.1", port))
         self._thread = threading.Thread(target=self._server.run, daemon=True)
 
     def start(self) -> "LiveServer":
@@ -108,8 +111,8 @@ def start_server():
 
     started: list[LiveServer] = []
 
-    def start(settings: Settings, assistant: Assistant) -> LiveServer:
-        server = LiveServer(create_app(settings, assistant), free_port()).start()
+    def start(settings: Settings, assistant: Assistant, port: int | None = None) -> LiveServer:
+        server = LiveServer(create_app(settings, assistant), port or free_port(), settings).start()
         started.append(server)
         return server
 

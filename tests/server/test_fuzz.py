@@ -37,7 +37,7 @@ def fuzzed_server(tmp_path_factory, model_path, llm):
                       demo_knowledge=False, demo_skills=False, max_upload_bytes=64 * 1024,
                       max_admin_request_bytes=256 * 1024)
     assistant = Assistant.from_settings(config, llm=llm)
-    live = LiveServer(create_app(config, assistant), free_port()).start()
+    live = LiveServer(create_app(config, assistant), free_port(), config).start()
     yield live
     live.stop()
     assistant.close()
