@@ -95,6 +95,31 @@ def test_backend_failure_mid_answer_stores_nothing(settings, llm):
     broken.close()
 
 
+def test_a_turn_commits_its_state_and_its_record_together_or_not_at_all(settings, llm, monkeypatch):
+    """The conversation's state (the checkpointer's tables) and its record (the store's)
+    are written in one transaction: a failure while the record is written rolls the new
+    state back too, as a process killed at that moment would leave it."""
+    assistant = Assistant.from_settings(settings, llm=llm)
+    first = say(assistant, "Where is my parcel?")
+    history = assistant.history("default", first.conversation_id)
+
+    def fail(*args, **kwargs):
+        raise OSError("disk I/O error")
+
+    monkeypatch.setattr(assistant.store, "record_turn", fail)
+    turn = assistant.start_turn([{"role": "user", "content": "It has been a week."}], model="customer_service",
+                                conversation_id=first.conversation_id, params=PARAMS)
+    with pytest.raises(OSError):
+        assistant.run_turn(turn)
+    monkeypatch.undo()
+    assert assistant.history("default", first.conversation_id) == history
+    assert assistant.store.turn_count("default", first.conversation_id) == 1
+    # The connection is usable afterwards: the next turn is stored whole.
+    say(assistant, "Are you there?", first.conversation_id)
+    assert len(assistant.history("default", first.conversation_id)) == len(history) + 2
+    assistant.close()
+
+
 def test_card_numbers_never_reach_the_model_or_the_history(settings, llm):
     recording = Recording(llm)
     assistant = Assistant.from_settings(settings, llm=recording)
