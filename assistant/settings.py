@@ -220,7 +220,15 @@ class Settings(BaseSettings):
         default=10.0,
         gt=0,
         description="Seconds a client has to send a request's headers, from opening the "
-        "connection or from the previous response on it; slower connections are closed.",
+        "connection or from a request's first bytes on a kept-alive one; slower connections "
+        "are closed.",
+    )
+    keepalive_timeout: float = Field(
+        default=30.0,
+        gt=0,
+        description="Seconds an idle kept-alive HTTP connection stays open between requests "
+        "(longer than any Retry-After the server sends; a load balancer in front should "
+        "close idle connections sooner).",
     )
     max_connections: int = Field(
         default=1024,
@@ -323,6 +331,18 @@ class Settings(BaseSettings):
         ge=1,
         description="Requests one API key may make per minute, every route together (token "
         "bucket: bursts of up to this many).",
+    )
+    conversation_rate_per_minute: int = Field(
+        default=60,
+        ge=1,
+        description="Chat messages one conversation of an API key or a keyless caller may send "
+        "per minute (widget conversations: LEPTON_WIDGET_RATE_PER_MINUTE).",
+    )
+    ip_rate_per_minute: int = Field(
+        default=600,
+        ge=1,
+        description="Requests one client IP may make per minute without any key (where keys "
+        "are not required); widget keys: LEPTON_WIDGET_IP_RATE_PER_MINUTE.",
     )
     widget_max_tokens: int = Field(
         default=512,

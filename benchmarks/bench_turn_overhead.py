@@ -43,16 +43,17 @@ def pct(values: list[float], q: float) -> float:
 
 
 def serve(settings, assistant):  # noqa: ANN001, ANN201 - Settings, Assistant -> (uvicorn.Server, base URL)
-    """A real uvicorn server for ``assistant`` on a free loopback port, in a thread."""
+    """A real uvicorn server for ``assistant`` on a free loopback port, in a thread, configured
+    as ``lepton serve`` configures it."""
     import uvicorn
 
     from server import create_app
+    from server.serving import uvicorn_config
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(settings, assistant), host="127.0.0.1", port=port,
-                                           log_level="warning", proxy_headers=False))
+    server = uvicorn.Server(uvicorn_config(create_app(settings, assistant), settings, "127.0.0.1", port))
     threading.Thread(target=server.run, daemon=True).start()
     while not server.started:
         time.sleep(0.05)

@@ -238,7 +238,7 @@ class Caller:
 
     tenant_id: str
     key: WidgetKey | None = None
-    limits: WidgetLimits | None = None  # the app's limits, when a key is present
+    limits: WidgetLimits | None = None  # the app's limits
     keys: "WidgetKeys | None" = None  # the app's keys, when a key is present
     api_key: ApiKey | None = None
     #: A widget conversation's token as the request sent it (``CONVERSATION_TOKEN_HEADER``).
@@ -304,9 +304,9 @@ class Caller:
             kind = "API key" if self.api_key is not None else "widget key"
             raise ApiError(403, f"model {model!r} is not allowed for this {kind}; allowed: {allowed}",
                            param="model", code="skill_not_allowed")
-        if self.key is not None:
-            assert self.limits is not None
-            self.limits.per_conversation.check(f"{self.tenant_id}:{conversation_id}")
+        assert self.limits is not None
+        per_conversation = self.limits.per_conversation if self.key is not None else self.limits.per_session
+        per_conversation.check(f"{self.tenant_id}:{conversation_id}")
 
 
 def resolve_caller(request: Request, presented: str | None) -> Caller:
@@ -320,13 +320,14 @@ def resolve_caller(request: Request, presented: str | None) -> Caller:
         if state.api_keys.required():
             raise ApiError(401, "This server requires an API key: send 'Authorization: Bearer sk_...' "
                                 "(made with `lepton keys create`).", code="missing_api_key")
-        return Caller(tenant_id=state.settings.default_tenant)
+        state.limits.keyless_ip.check(_client_address(request))
+        return Caller(tenant_id=state.settings.default_tenant, limits=state.limits)
     if presented.startswith(API_KEY_PREFIX):
         api_key = state.api_keys.get(presented)
         if api_key is None:
             raise ApiError(401, "This API key is unknown or has been revoked.", code="invalid_api_key")
         state.limits.per_key.check(api_key.id)
-        return Caller(tenant_id=api_key.tenant_id, api_key=api_key)
+        return Caller(tenant_id=api_key.tenant_id, api_key=api_key, limits=state.limits)
     widget_key = state.widget_keys.get(presented)
     if widget_key is None:
         raise ApiError(401, "This widget key is unknown or has been revoked.", code="invalid_api_key")
@@ -336,12 +337,15 @@ def resolve_caller(request: Request, presented: str | None) -> Caller:
     if origin is not None and not widget_key.allows_origin(origin, request_origin(request)):
         raise ApiError(403, f"This chat widget is not enabled for {origin}: the origin is not on the widget "
                             "key's list of allowed origins.", code="origin_not_allowed")
-    # Behind trusted proxies the app's ProxyHeadersMiddleware already put the real
-    # client's address here (see create_app); otherwise it is the peer's.
-    client = request.client.host if request.client else "unknown"
-    state.limits.per_ip.check(client)
+    state.limits.per_ip.check(_client_address(request))
     return Caller(tenant_id=widget_key.tenant_id, key=widget_key, limits=state.limits, keys=state.widget_keys,
                   conversation_token=token)
+
+
+def _client_address(request: Request) -> str:
+    """The client's IP: behind trusted proxies the app's ProxyHeadersMiddleware already put
+    the real client's address here (see create_app); otherwise it is the peer's."""
+    return request.client.host if request.client else "unknown"
 
 
 async def caller(request: Request) -> Caller:

@@ -1,5 +1,6 @@
-"""Rate limits for requests that carry a key: in-memory token buckets per client IP
-and per conversation for public widget keys, per key for secret API keys.
+"""Rate limits: in-memory token buckets per client IP and per conversation for public
+widget keys, per key and per conversation for secret API keys, and per client IP and
+per conversation for keyless callers.
 
 A widget key is readable by anyone who views the customer's page, so the key
 alone proves nothing; these limits (with the Origin and skill checks in
@@ -75,10 +76,14 @@ class RateLimiter:
 
 
 class WidgetLimits:
-    """The limits applied to keyed requests, built from Settings once per app: per client
-    IP and per conversation for widget keys, per key for API keys."""
+    """The limits applied to requests, built from Settings once per app: per client IP and
+    per conversation for widget keys, per key and per conversation for API keys, per client
+    IP and per conversation for keyless callers."""
 
     def __init__(self, settings: Settings, clock: Callable[[], float] = time.monotonic):
         self.per_ip = RateLimiter(settings.widget_ip_rate_per_minute, "from this address", clock=clock)
         self.per_conversation = RateLimiter(settings.widget_rate_per_minute, "in this conversation", clock=clock)
         self.per_key = RateLimiter(settings.key_rate_per_minute, "with this API key", clock=clock)
+        # API keys and keyless callers: a conversation looping on the model, a keyless flood.
+        self.per_session = RateLimiter(settings.conversation_rate_per_minute, "in this conversation", clock=clock)
+        self.keyless_ip = RateLimiter(settings.ip_rate_per_minute, "from this address", clock=clock)

@@ -5,9 +5,14 @@ for ever, so a client that opens connections and sends its headers a byte at a
 time (or never) keeps them open, and with no cap on open connections that ends
 in the process running out of file descriptors. The HTTP protocol made here
 closes a connection whose request headers are not complete
-``Settings.header_timeout`` seconds after it opened (or after the previous
-response on it), and answers a connection past ``Settings.max_connections`` with
-a 503 in the OpenAI error shape, Retry-After included, and closes it.
+``Settings.header_timeout`` seconds after it opened (or, on a kept-alive
+connection, after the request's first bytes), and answers a connection past
+``Settings.max_connections`` with a 503 in the OpenAI error shape, Retry-After
+included, and closes it.
+
+Kept-alive connections stay open ``Settings.keepalive_timeout`` seconds between
+requests: longer than the Retry-After the server sends, so a client that waits
+that long and reuses its connection does not race the server closing it.
 
 uvicorn's own ``limit_concurrency`` is not used: it answers plain text, and counts
 running requests with connections, so a burst of streams would be refused.
@@ -56,18 +61,25 @@ def guarded_protocol(header_timeout: float, max_connections: int) -> type[asynci
                 return
             self._await_headers()
 
+        def _idle(self) -> bool:
+            """Not reading or answering a request (a pipelined one included)."""
+            return self.cycle is None or self.cycle.response_complete
+
+        def data_received(self, data: bytes) -> None:
+            # The first bytes of a request on a kept-alive connection start its clock.
+            if self._header_timer is None and self._idle():
+                self._await_headers()
+            super().data_received(data)
+
         def _await_headers(self) -> None:
-            """Give the next request ``header_timeout`` seconds to arrive: a request whose
+            """Give the request ``header_timeout`` seconds to arrive whole: a request whose
             headers are complete is a new ``cycle``."""
-            self._cancel_header_timer()
             self._waiting_after = self.cycle
             self._header_timer = self.loop.call_later(header_timeout, self._headers_too_slow)
 
         def _headers_too_slow(self) -> None:
             self._header_timer = None
-            cycle = self.cycle
-            idle = cycle is None or cycle.response_complete  # not answering a (pipelined) request
-            if cycle is self._waiting_after and idle and not self.transport.is_closing():
+            if self.cycle is self._waiting_after and self._idle() and not self.transport.is_closing():
                 self.transport.close()
 
         def _cancel_header_timer(self) -> None:
@@ -76,9 +88,9 @@ def guarded_protocol(header_timeout: float, max_connections: int) -> type[asynci
                 self._header_timer = None
 
         def on_response_complete(self) -> None:
+            # Between requests the keep-alive timeout governs, not the header timeout.
+            self._cancel_header_timer()
             super().on_response_complete()
-            if not self.transport.is_closing():
-                self._await_headers()
 
         def connection_lost(self, exc: Exception | None) -> None:
             self._cancel_header_timer()
@@ -98,6 +110,7 @@ def uvicorn_config(app, settings: Settings, host: str | None = None, port: int |
         host=host or settings.host,
         port=port or settings.port,
         http=guarded_protocol(settings.header_timeout, settings.max_connections),
+        timeout_keep_alive=settings.keepalive_timeout,
         timeout_graceful_shutdown=settings.shutdown_grace,
         log_level="warning",
         proxy_headers=False,

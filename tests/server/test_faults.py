@@ -181,7 +181,8 @@ def test_the_backend_coming_back_needs_no_restart(settings, llm, start_server, t
 
 
 def test_slow_headers_are_cut_off_and_surplus_connections_get_a_503(settings, assistant, start_server):
-    """A client that sends its headers too slowly is disconnected after LEPTON_HEADER_TIMEOUT;
+    """A client that sends its headers too slowly is disconnected after LEPTON_HEADER_TIMEOUT
+    (an idle kept-alive connection is not, until LEPTON_KEEPALIVE_TIMEOUT);
     past LEPTON_MAX_CONNECTIONS a new connection gets a 503 in the OpenAI error shape, with
     Retry-After, and normal requests work again once connections close."""
     live = start_server(settings.model_copy(update={"header_timeout": 0.5, "max_connections": 3}), assistant)
@@ -192,6 +193,20 @@ def test_slow_headers_are_cut_off_and_surplus_connections_get_a_503(settings, as
     assert slow.recv(1024) == b""  # closed by the server
     assert 0.3 < time.monotonic() - started < 5
     slow.close()
+
+    # A kept-alive connection may idle longer than the header timeout between requests
+    # (a client waiting out a Retry-After), and its next request's headers get the same limit.
+    kept = socket.create_connection(("127.0.0.1", live.port))
+    kept.settimeout(10)
+    request = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+    for _ in range(2):
+        kept.sendall(request)
+        assert kept.recv(4096).startswith(b"HTTP/1.1 200")
+        time.sleep(1.0)
+    kept.sendall(b"GET /healthz HTTP/1.1\r\n")
+    started = time.monotonic()
+    assert kept.recv(1024) == b"" and 0.3 < time.monotonic() - started < 5
+    kept.close()
 
     idle = [socket.create_connection(("127.0.0.1", live.port)) for _ in range(3)]
     time.sleep(0.2)

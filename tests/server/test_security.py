@@ -252,3 +252,26 @@ def test_no_request_gets_a_longer_answer_than_the_servers_cap(settings, assistan
     live = start_server(settings.model_copy(update={"max_answer_tokens": 3}), assistant)
     answer = chat(live, None, max_tokens=40).json()
     assert answer["usage"]["completion_tokens"] <= 3 and answer["choices"][0]["finish_reason"] == "length"
+
+
+def test_conversations_and_keyless_addresses_have_rate_limits(settings, assistant, start_server):
+    """One conversation of an API key (or a keyless caller) past LEPTON_CONVERSATION_RATE_PER_MINUTE
+    gets 429 with Retry-After while the key's other conversations go on; a keyless client
+    past LEPTON_IP_RATE_PER_MINUTE gets 429 on any route."""
+    limited = settings.model_copy(update={"conversation_rate_per_minute": 2, "ip_rate_per_minute": 5})
+    secret, _ = ApiKeys(assistant.store, settings).create("acme")
+    live = start_server(limited, assistant)
+    first = chat(live, secret)
+    conversation = first.json()["lepton"]["conversation_id"]
+    assert chat(live, secret, lepton={"conversation_id": conversation}).status_code == 200
+    refused = chat(live, secret, lepton={"conversation_id": conversation})
+    assert error_code(refused) == (429, "rate_limit_exceeded")
+    assert int(refused.headers["Retry-After"]) >= 1 and "in this conversation" in refused.json()["error"]["message"]
+    assert chat(live, secret).status_code == 200  # a new conversation of the same key
+
+    keyless = start_server(limited.model_copy(update={"require_keys": False}), assistant)
+    statuses = [get(keyless, "/v1/models").status_code for _ in range(6)]
+    assert statuses == [200] * 5 + [429]
+    over = get(keyless, "/v1/models")
+    assert error_code(over) == (429, "rate_limit_exceeded") and "from this address" in over.json()["error"]["message"]
+    assert get(live, "/v1/models", secret).status_code == 200  # API keys are limited per key, not per address
