@@ -154,7 +154,8 @@ def token_server(tmp_path, model_path, llm, start_server):
     assistant = Assistant.from_settings(settings, llm=llm)
     token = AdminToken(assistant.store, settings).ensure()
     keys = ApiKeys(assistant.store, settings)
-    made = {"admin": keys.create("acme", admin=True)[0], "plain": keys.create("acme")[0]}
+    made = {"admin": keys.create("acme", admin=True)[0], "plain": keys.create("acme")[0],
+            "globex": keys.create("globex")[0]}
     yield start_server(settings, assistant), token, made
     assistant.close()
 
@@ -181,6 +182,36 @@ def test_admin_keys_act_for_their_own_tenant_only(token_server):
     assert get(live, "/admin/handoffs?tenant=acme", keys["admin"]).status_code == 200
     assert error_code(get(live, "/admin/handoffs?tenant=globex", keys["admin"])) == (403, "tenant_forbidden")
     assert error_code(get(live, "/admin/collections", keys["plain"])) == (403, "admin_forbidden")
+
+
+def test_no_admin_route_lets_one_tenants_admin_key_touch_another_tenants_data(token_server):
+    """Every /admin operation the OpenAPI schema lists, called with acme's admin key for
+    tenant globex, is refused before it does anything; with acme's own tenant, globex's
+    conversation ids are not found. globex's data is the same afterwards."""
+    live, token, keys = token_server
+    globex_chat = chat(live, keys["globex"]).json()
+    globex_conversation = globex_chat["lepton"]["conversation_id"]
+    before = {path: get(live, path + "?tenant=globex", token).json()
+              for path in ("/admin/collections", "/admin/skills", "/admin/handoffs")}
+    before["conversation"] = get(live, f"/admin/conversations/{globex_conversation}?tenant=globex", token).json()
+    operations = [(method.upper(), path) for path, ops in httpx.get(live.base_url + "/openapi.json").json()["paths"].items()
+                  if path.startswith("/admin/") for method in ops]
+    assert len(operations) == 10
+    acme_admin = {"Authorization": f"Bearer {keys['admin']}"}
+    for method, template in operations:
+        path = template.format(collection="help_centre", name="faq", conversation_id=globex_conversation)
+        sent = {"json": {"content": "x"}} if template.endswith("/messages") else {}
+        response = httpx.request(method, live.base_url + path, params={"tenant": "globex", "source": "a.md"},
+                                 headers=acme_admin, timeout=30, **sent)
+        assert error_code(response) == (403, "tenant_forbidden"), (method, template, response.text)
+        if "{conversation_id}" in template:  # acme's own tenant: globex's id is not found
+            response = httpx.request(method, live.base_url + path, params={"tenant": "acme"}, headers=acme_admin,
+                                     timeout=30, **sent)
+            assert error_code(response) == (404, "conversation_not_found"), (method, template, response.text)
+    after = {path: get(live, path + "?tenant=globex", token).json()
+             for path in ("/admin/collections", "/admin/skills", "/admin/handoffs")}
+    after["conversation"] = get(live, f"/admin/conversations/{globex_conversation}?tenant=globex", token).json()
+    assert after == before
 
 
 @pytest.mark.parametrize("tenant", ["a__b", "Acme Corp", "../etc", "x" * 200])
