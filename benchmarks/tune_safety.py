@@ -1,13 +1,19 @@
 """Choose the safety classifier's threshold by cross-validation on its examples.
 
     python benchmarks/tune_safety.py [--examples assistant/data/safety_examples.jsonl] [--folds 5]
+        [--customer customer_messages.jsonl]
 
 For each threshold, 5-fold stratified cross-validation of the whole guard (the
 rules, then the classifier trained on the other folds) on the examples: recall of
 crisis and emergency messages (at any level) and the share of other messages
 answered (false alarms). The embeddings are the server's: the router's int8
-encoder. The chosen threshold (``assistant.safety.CLASSIFIER_THRESHOLD``) is the
-lowest whose false-alarm rate stays at or under 5 %.
+encoder. ``--customer`` also counts, per threshold, the messages of that file
+(ordinary customer messages, all ``none``) that the guard trained on all the
+examples answers. The chosen threshold (``assistant.safety.CLASSIFIER_THRESHOLD``)
+is the lowest that answers under 0.05 % of the customer messages and whose
+cross-validated false-alarm rate on the examples' deliberately hard ``none``
+messages (figurative language, ordinary symptoms) stays under 10 %: a crisis reply
+to a figurative message costs a moment's confusion, a missed crisis far more.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--examples", type=Path, default=EXAMPLES_PATH)
     parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--customer", type=Path, help="JSONL of ordinary customer messages (all none).")
     args = parser.parse_args()
 
     rows = read_examples(args.examples)
@@ -56,6 +63,16 @@ def main() -> None:
         recall = sum(predicted[t][i] for i in urgent) / len(urgent)
         alarms = sum(predicted[t][i] for i in quiet) / len(quiet)
         print(f"threshold {t:.2f}:   recall {recall:.3f}  false alarms {alarms:.3f}")
+    if args.customer:
+        customer = [r["text"] for r in read_examples(args.customer)]
+        customer_vectors = encoder.encode(customer, normalize_embeddings=True, batch_size=128)
+        customer_ruled = sum(check(text) is not None for text in customer)
+        model = fit_classifier(vectors, labels)
+        print(f"{len(customer)} customer messages; answered by the rules: {customer_ruled}")
+        for t in THRESHOLDS:
+            answered = customer_ruled + sum(check(text) is None and classify(model, vector, t) is not None
+                                            for text, vector in zip(customer, customer_vectors))
+            print(f"threshold {t:.2f}:   customer messages answered {answered} ({answered / len(customer):.2%})")
 
 
 if __name__ == "__main__":
