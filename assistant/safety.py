@@ -54,7 +54,7 @@ Level = Literal["crisis", "emergency"]
 
 #: Changes whenever a rule, the examples or the classifier's threshold change; recorded
 #: with every safety decision.
-RULES_VERSION = "safety-2026-12-04"
+RULES_VERSION = "safety-2026-12-04.2"
 #: The classifier's training examples: {"text", "label": crisis|emergency|none} per line.
 EXAMPLES_PATH = Path(__file__).with_name("data") / "safety_examples.jsonl"
 #: The classifier answers when its probability of crisis or emergency reaches this
@@ -126,6 +126,9 @@ _THINGS = (r"(?:site|website|page|pages|app|editor|button|buttons|menu|menus|scr
            r"company|agent|touchscreen|keyboard|mouse|printer|sales|prices?|market|stocks?|shares?|sections?|gallery|"
            r"video|game|network|wifi|router|system|it|sites|apps|everything|nobody|no\s+one|they|customer\s+service)")
 _INTENT = r"(?:want|wanna|going|gonna|plan(?:ning)?|ready|about|decided|deserve|need|wish|think(?:ing)?\s+(?:of|about)|tempted)"
+#: What was taken, in an overdose rule: medicines, or all of a supply.
+_TAKEN = (r"\b(?:pills|tablets|overdose|paracetamol|acetaminophen|ibuprofen|sleeping|painkillers|meds|medication"
+          r"|the\s+(?:whole|entire)\s+(?:bottle|packet|box)|all\s+(?:of\s+)?(?:my|the|her|his|their))")
 
 RULES: tuple[Rule, ...] = (
     # -- crisis: suicidal intent, self-harm, an overdose taken --------------------
@@ -180,12 +183,16 @@ RULES: tuple[Rule, ...] = (
     Rule("suicide_note", "crisis", _r(
         r"\b(?:written|wrote|writing|left|leaving)\s+(?:a\s+|my\s+)?(?:suicide|goodbye)\s+(?:note|notes|letters?|messages?)\b")),
     Rule("overdose_taken", "crisis", _r(
-        r"\b(?:i|i'?ve|i\s+have|i\s+just|she|he|they|my\s+\w+)\s+(?:just\s+|have\s+|has\s+)?"
-        r"(?:took|taken|swallowed|overdosed|od'?d)\b.{0,40}?\b(?:pills|tablets|overdose|paracetamol|acetaminophen|"
-        r"ibuprofen|sleeping|painkillers|meds|medication|the\s+(?:whole|entire)\s+(?:bottle|packet|box)|all\s+(?:of\s+)?(?:my|the|her|his))"
-        r"|\b(?:i|i'?ve|she|he)\s+(?:just\s+)?overdosed\b"
+        rf"\b(?:i|i'?ve|i\s+have|i\s+just)\s+(?:just\s+|have\s+)?(?:took|taken|swallowed|overdosed|od'?d)\b.{{0,40}}?{_TAKEN}"
+        r"|\b(?:i|i'?ve)\s+(?:just\s+)?overdosed\b"
         rf"|\b(?:{_INTENT}|i'?ll|i\s+will)\s+(?:to\s+)?(?:take\s+an\s+)?overdose\b|\btake\s+an\s+overdose\b")),
     # -- medical emergencies -------------------------------------------------------
+    # Someone else's overdose or swallowed medicine is a poisoning: call emergency services
+    # now (NHS "Poisoning": call 999 if someone has taken something and is unwell or
+    # unresponsive; a child who swallowed tablets needs urgent help even when well).
+    Rule("overdose_other", "emergency", _r(
+        rf"\b(?:she|he|they|my\s+\w+)\s+(?:just\s+|has\s+|have\s+)?(?:took|taken|swallowed|overdosed|od'?d)\b.{{0,40}}?{_TAKEN}"
+        r"|\b(?:she|he|they|my\s+\w+)\s+(?:just\s+|has\s+|have\s+)?overdosed\b")),
     Rule("not_breathing", "emergency", _r(
         rf"\b{_NOT}\s+(?:breath(?:e|ing)|get(?:ting)?\s+(?:any\s+)?(?:air|breath)|catch\s+(?:my|his|her|their)\s+breath)\b"
         r"|\bturning\s+(?:blue|grey|gray)\b|\b(?:blue|grey)\s+lips\b|\blips\s+(?:are|look|turning|went)\s+(?:blue|grey|gray)"

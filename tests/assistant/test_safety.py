@@ -57,6 +57,11 @@ DATA = Path(__file__).parents[2] / "benchmarks" / "data"
     ("my baby isn't responding to touch", "emergency"),
     ("I am suicidal and playing a game to distract myself", "crisis"),
     ("I'm going to end it tonight", "crisis"),
+    # An overdose: one's own is a crisis; someone else's is a poisoning to call in.
+    ("I swallowed all my painkillers", "crisis"),
+    ("my partner took too many pills and I can't wake him", "emergency"),
+    ("my son swallowed some of the dishwasher tablets", "emergency"),
+    ("she has overdosed on her insulin", "emergency"),
 ])
 def test_rules_on_statements_and_figurative_controls(text, level):
     finding = check(text)
