@@ -46,7 +46,8 @@ class Settings(BaseSettings):
         "each skill's LoRA adapter selected by name.",
     )
     openai_base_url: str | None = Field(
-        default=None, description="Base URL (ending in /v1) for backend 'openai'."
+        default=None, description="Base URL (ending in /v1) for backend 'openai'; several, comma-separated, "
+        "are replicas of one model: each request goes to the least busy one that is up."
     )
     openai_api_key: str = Field(
         default="not-needed", description="API key sent to the 'openai' backend."
@@ -59,8 +60,15 @@ class Settings(BaseSettings):
     vllm_url: str | None = Field(
         default=None,
         description="URL of an external vLLM server (http://host:port, with or without /v1) "
-        "for backend 'vllm'; nothing is started then. Empty: Lepton starts and supervises "
-        "its own vLLM.",
+        "for backend 'vllm'; nothing is started then. Several, comma-separated, are replicas: "
+        "each request goes to the least busy one that is up, a failing one is left out until "
+        "its health check passes, and adapters are loaded into all. Empty: Lepton starts and "
+        "supervises its own vLLM.",
+    )
+    replica_check_interval: float = Field(
+        default=5.0, gt=0, le=3600,
+        description="Seconds between health checks of each replica, when vllm_url or "
+        "openai_base_url lists several.",
     )
     vllm_port: int = Field(
         default=0, ge=0, le=65535, description="Port of the managed vLLM (loopback only); 0 picks a free one."
@@ -424,8 +432,12 @@ class Settings(BaseSettings):
                 "backend 'openai' needs openai_base_url (set LEPTON_OPENAI_BASE_URL, "
                 "e.g. http://127.0.0.1:8001/v1)"
             )
-        if self.vllm_url is not None and not self.vllm_url.startswith(("http://", "https://")):
-            raise ValueError(f"vllm_url must start with http:// or https://, not {self.vllm_url!r}")
+        for name in ("vllm_url", "openai_base_url"):
+            value = getattr(self, name)
+            urls = [part.strip() for part in value.split(",")] if value is not None else []
+            for url in urls:
+                if not url.startswith(("http://", "https://")):
+                    raise ValueError(f"{name} must list URLs starting with http:// or https://, not {url!r}")
         if self.vllm_idle and not hasattr(os, "SCHED_IDLE"):
             raise ValueError("vllm_idle needs Linux's SCHED_IDLE scheduling class; unset LEPTON_VLLM_IDLE")
         return self

@@ -19,7 +19,8 @@ __all__ = ["serve"]
 @click.option("--backend", type=click.Choice(["local", "openai", "vllm"]), help="LLM backend.")
 @click.option("--model", help="HF model folder or id instead of the embedded model.")
 @click.option("--openai-base-url", help="Endpoint for --backend openai.")
-@click.option("--vllm-url", help="Attach to this external vLLM instead of starting one (implies --backend vllm).")
+@click.option("--vllm-url", help="Attach to this external vLLM instead of starting one (implies --backend vllm); "
+              "several comma-separated URLs are replicas.")
 @pass_settings
 def serve(settings, host, port, backend, model, openai_base_url, vllm_url) -> None:
     import uvicorn

@@ -78,12 +78,13 @@ def make_lora(model_path: str, folder: Path, seed: int) -> Path:
     return folder
 
 
-def wait_ready(base: str, process: subprocess.Popen, log: Path, timeout: float) -> None:
+def wait_ready(base: str, process: subprocess.Popen, log: Path, timeout: float, path: str = "/readyz") -> None:
+    """Until ``base + path`` answers 200 (the server at ``base``, started as ``process``, is ready)."""
     deadline = time.time() + timeout
     while True:
-        assert process.poll() is None, f"lepton serve exited:\n{log.read_text()[-4000:]}"
+        assert process.poll() is None, f"the server exited:\n{log.read_text()[-4000:]}"
         try:
-            if httpx.get(base + "/readyz", timeout=5).status_code == 200:
+            if httpx.get(base + path, timeout=5).status_code == 200:
                 return
         except httpx.TransportError:
             pass

@@ -45,8 +45,13 @@ def create_chat_model(
         return start_managed_vllm(settings, model_path, fitting, progress)
     if settings.backend == "openai":
         from .openai_compat import OpenAIChatModel
+        from .replicas import ReplicaPool, split_urls
 
-        return OpenAIChatModel(settings.openai_base_url, settings.openai_api_key, settings.openai_model)
+        endpoints = [OpenAIChatModel(url, settings.openai_api_key, settings.openai_model)
+                     for url in split_urls(settings.openai_base_url)]
+        if len(endpoints) == 1:
+            return endpoints[0]
+        return ReplicaPool(endpoints, check_interval=settings.replica_check_interval)
     from ..models import resolve_model
     from .local import LocalChatModel
 

@@ -22,7 +22,7 @@ import socket
 import sys
 import threading
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import httpx
 
@@ -32,6 +32,9 @@ from ._cpus import keep_off_model_cpus
 from ._process import StartupFailed, Supervised
 from .base import GenerationParams, Health, Message
 from .openai_compat import OpenAIChatModel, error_message
+
+if TYPE_CHECKING:
+    from .replicas import ReplicaPool
 
 __all__ = ["VLLMChatModel", "start_managed_vllm", "vllm_command", "vllm_niceness", "lora_rank", "MAX_LORA_RANKS"]
 
@@ -277,11 +280,19 @@ def start_managed_vllm(
     return backend
 
 
-def attach_vllm(settings: Settings) -> VLLMChatModel:
-    """The backend for an external vLLM at ``settings.vllm_url`` (nothing is started)."""
-    url = settings.vllm_url.rstrip("/")
-    root = url[: -len("/v1")] if url.endswith("/v1") else url
+def attach_vllm(settings: Settings) -> "VLLMChatModel | ReplicaPool":
+    """The backend for the external vLLM at ``settings.vllm_url`` (nothing is started);
+    for several URLs, a pool of replicas."""
+    from .replicas import ReplicaPool, split_urls
+
     # The folder it serves is known only if LEPTON_MODEL names the same one here;
     # without it adapters are not checked against the model (vLLM still checks shapes).
     local = settings.model if settings.model and Path(settings.model).is_dir() else None
-    return VLLMChatModel(root, settings.openai_model, api_key=settings.openai_api_key, model_path=local)
+    backends = []
+    for url in split_urls(settings.vllm_url):
+        url = url.rstrip("/")
+        root = url[: -len("/v1")] if url.endswith("/v1") else url
+        backends.append(VLLMChatModel(root, settings.openai_model, api_key=settings.openai_api_key, model_path=local))
+    if len(backends) == 1:
+        return backends[0]
+    return ReplicaPool(backends, check_interval=settings.replica_check_interval)
