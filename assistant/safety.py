@@ -54,7 +54,7 @@ Level = Literal["crisis", "emergency"]
 
 #: Changes whenever a rule, the examples or the classifier's threshold change; recorded
 #: with every safety decision.
-RULES_VERSION = "safety-2026-12-04.2"
+RULES_VERSION = "safety-2026-12-04.3"
 #: The classifier's training examples: {"text", "label": crisis|emergency|none} per line.
 EXAMPLES_PATH = Path(__file__).with_name("data") / "safety_examples.jsonl"
 #: The classifier answers when its probability of crisis or emergency reaches this
@@ -124,7 +124,12 @@ _NOT = r"(?:can'?t|cannot|can\s+not|isn'?t|is\s+not|aren'?t|not|won'?t|stopped|h
 _THINGS = (r"(?:site|website|page|pages|app|editor|button|buttons|menu|menus|screen|browser|layout|design|template|"
            r"server|computer|laptop|phone|tablet|program|software|link|form|checkout|store|shop|seller|support|team|"
            r"company|agent|touchscreen|keyboard|mouse|printer|sales|prices?|market|stocks?|shares?|sections?|gallery|"
-           r"video|game|network|wifi|router|system|it|sites|apps|everything|nobody|no\s+one|they|customer\s+service)")
+           r"video|game|network|wifi|router|system|it|sites|apps|everything|nobody|no\s+one|they|customer\s+service|"
+           r"process|processes|script|service|database|db|tab|window|device|machine|bot|chatbot|widget|plugin|account|"
+           r"portal|dashboard|terminal|console|api|camera|tv|remote|controller|port|container|pod|job|thread|query)")
+#: Animals: their emergencies are for a vet, not for the guard's emergency reply.
+_ANIMALS = (r"(?:cat|cats|kitten|dog|dogs|puppy|rabbit|hamster|guinea\s+pig|bird|parrot|budgie|horse|pony|fish|"
+            r"tortoise|pet|pets)")
 _INTENT = r"(?:want|wanna|going|gonna|plan(?:ning)?|ready|about|decided|deserve|need|wish|think(?:ing)?\s+(?:of|about)|tempted)"
 #: What was taken, in an overdose rule: medicines, or all of a supply.
 _TAKEN = (r"\b(?:pills|tablets|overdose|paracetamol|acetaminophen|ibuprofen|sleeping|painkillers|meds|medication"
@@ -171,7 +176,13 @@ RULES: tuple[Rule, ...] = (
         r"|\b(?:do|doing)\s+something\s+(?:stupid\s+)?to\s+myself\b"
         r"|\b(?:started|starting|begun|began|back\s+to|gone\s+back\s+to|relapsed\s+into)\s+"
         r"(?:cutting|self[-\s]?harming|harming\s+myself|hurting\s+myself|burning\s+myself)\b(?!\s+(?:costs?|prices?|back|down)\b)"
-        r"|\b(?:cutting|self[-\s]?harming)\s+again\b")),
+        r"|\b(?:cutting|self[-\s]?harming)\s+again\b"
+        r"|\b(?:hit(?:ting)?|bang(?:ing)?|punch(?:ing)?|smash(?:ing)?)\s+(?:my\s+head|myself|(?:the\s+)?walls?)\b"
+        r".{0,40}\b(?:until|till|til)\s+(?:it|they|i|my\s+\w+)\s+(?:bleeds?|bled|bleeding|bruise[sd]?)\b"),
+         # An accident told as one ("I cut myself shaving") is not self-harm.
+         unless=_r(r"\b(?:cut|burn(?:ed|t)?)\s+myself\s+(?:while\s+|when\s+)?(?:shaving|cooking|chopping|slicing|"
+                   r"gardening|ironing|baking|by\s+accident|accidentally|on\s+(?:a|the|some)\b)"
+                   r"|\baccidentally\s+(?:cut|burn(?:ed|t)?)\s+myself\b")),
     Rule("at_a_height", "crisis", _r(
         r"\bi'?m\s+(?:standing|sitting|stood|sat|up|out|now)?\s*(?:on|at)\s+(?:the\s+|a\s+)?(?:edge|ledge|roof|rooftop|"
         r"bridge|cliff|railings?|tracks|balcony\s+rail\w*)\b"),
@@ -180,6 +191,9 @@ RULES: tuple[Rule, ...] = (
     Rule("jump", "crisis", _r(rf"\b{_INTENT}\s+to\s+jump\s+(?:off|from|in\s+front)\b")),
     Rule("jump_from_height", "crisis", _r(rf"\b{_INTENT}\s+(?:to\s+)?jump\b"),
          requires=_r(r"\b(?:edge|roof|bridge|ledge|balcony|cliff|window|tower|platform|train|tracks)\b")),
+    Rule("car_exhaust", "crisis", _r(
+        r"\b(?:in|inside)\s+(?:the|my)\s+car\b.{0,50}\b(?:engine\s+(?:running|on)|exhaust|hose(?:pipe)?)\b"
+        r"|\bgarage\b.{0,40}\bengine\s+(?:running|on)\b|\bengine\s+(?:running|on)\b.{0,40}\bgarage\b")),
     Rule("suicide_note", "crisis", _r(
         r"\b(?:written|wrote|writing|left|leaving)\s+(?:a\s+|my\s+)?(?:suicide|goodbye)\s+(?:note|notes|letters?|messages?)\b")),
     Rule("overdose_taken", "crisis", _r(
@@ -196,7 +210,8 @@ RULES: tuple[Rule, ...] = (
     Rule("not_breathing", "emergency", _r(
         rf"\b{_NOT}\s+(?:breath(?:e|ing)|get(?:ting)?\s+(?:any\s+)?(?:air|breath)|catch\s+(?:my|his|her|their)\s+breath)\b"
         r"|\bturning\s+(?:blue|grey|gray)\b|\b(?:blue|grey)\s+lips\b|\blips\s+(?:are|look|turning|went)\s+(?:blue|grey|gray)"
-        r"|\bgasping\s+for\s+(?:air|breath)\b")),
+        r"|\bgasping\s+for\s+(?:air|breath)\b"),
+         unless=_r(rf"\b(?:{_THINGS}|{_ANIMALS})\s+(?:\w+\s+){{0,3}}?{_NOT}\s+breath(?:e|ing)\b")),
     Rule("unresponsive", "emergency", _r(
         r"\b(?:unconscious|won'?t\s+wake\s+up|not\s+waking\s+up|can'?t\s+wake\s+(?:him|her|them)\b"
         r"|passed\s+out\s+and|not\s+moving\s+and|floppy)")),
@@ -206,14 +221,16 @@ RULES: tuple[Rule, ...] = (
         r"|collapsed)"),
          unless=_r(
              rf"\b{_THINGS}\s+(?:\w+\s+){{0,2}}?(?:is|are|was|were|has|have|keeps?|became|becomes|gets?|got|seems?|"
-             r"went|goes|just|still|totally|completely|now)?\s*(?:been\s+)?(?:not\s+|n'?t\s+)?(?:unresponsive|"
+             r"went|goes|just|still|totally|completely|now|won'?t|doesn'?t|didn'?t|can'?t|stopped)?\s*(?:been\s+)?"
+             r"(?:not\s+|n'?t\s+)?(?:unresponsive|"
              r"responding|respond|responsive|collapsed)"
              rf"|\bunresponsive\s+(?:\w+\s+)?{_THINGS}"
              r"|\b(?:(?:is|isn'?t|not|won'?t)\s+)?(?:responding|respond|responsive)\s+(?:to\s+)?(?:my\s+|the\s+|any\s+|our\s+)?(?:e-?mails?|messages?|"
              r"texts?|pings?|requests?|tickets?|complaints?|enquir(?:y|ies)|inquir(?:y|ies))\b"
              r"|\b(?:isn'?t|not)\s+responsive\b(?=.{0,30}\b(?:mobile|desktop|screens?|devices?|browsers?)\b)"
              r"|,\s+but\s+it'?s\s+not\s+responsive")),
-    Rule("choking", "emergency", _r(r"\b(?:is|he'?s|she'?s|i'?m|baby\s+is)\s+choking\b|\bchoking\s+on\b(?!.{0,20}laugh)")),
+    Rule("choking", "emergency", _r(r"\b(?:is|he'?s|she'?s|i'?m|baby\s+is)\s+choking\b|\bchoking\s+on\b(?!.{0,20}laugh)"),
+         unless=_r(rf"\b(?:{_THINGS}|{_ANIMALS}|plants?|weeds?)\s+(?:is|are|was|were|keeps?)?\s*choking\b")),
     Rule("chest_pain_red_flags", "emergency",
          _r(r"\b(?:chest|heart)\s+(?:pain|pains|pressure|tightness|is\s+tight|hurts|feels\s+(?:tight|heavy|crushed|like))"
             r"|\b(?:crushing|tight|heavy|squeezing|severe)\s+(?:pain\s+in\s+(?:my|his|her)\s+chest|chest)"

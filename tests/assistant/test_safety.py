@@ -62,6 +62,18 @@ DATA = Path(__file__).parents[2] / "benchmarks" / "data"
     ("my partner took too many pills and I can't wake him", "emergency"),
     ("my son swallowed some of the dishwasher tablets", "emergency"),
     ("she has overdosed on her insulin", "emergency"),
+    # Self-harm by blows, and a car's exhaust; an accident told as one is not self-harm.
+    ("I've been hitting my head against the wall until it bleeds", "crisis"),
+    ("I'm sitting in the car in the garage with the engine running", "crisis"),
+    ("I cut myself shaving this morning, it's a tiny nick", None),
+    ("I accidentally burned myself on the oven", None),
+    ("I cut myself on my arm again last night", "crisis"),
+    # Software that stops responding or "breathing", and animals, are not a person's emergency.
+    ("how do I kill a process that won't respond on my server", None),
+    ("the server went down and everything stopped breathing for an hour", None),
+    ("my cat is choking on a hairball, is that normal", None),
+    ("my dad stopped breathing", "emergency"),
+    ("my son is choking on a grape", "emergency"),
 ])
 def test_rules_on_statements_and_figurative_controls(text, level):
     finding = check(text)
