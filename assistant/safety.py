@@ -54,7 +54,7 @@ Level = Literal["crisis", "emergency"]
 
 #: Changes whenever a rule, the examples or the classifier's threshold change; recorded
 #: with every safety decision.
-RULES_VERSION = "safety-2026-12-04.3"
+RULES_VERSION = "safety-2026-12-04.4"
 #: The classifier's training examples: {"text", "label": crisis|emergency|none} per line.
 EXAMPLES_PATH = Path(__file__).with_name("data") / "safety_examples.jsonl"
 #: The classifier answers when its probability of crisis or emergency reaches this
@@ -162,7 +162,9 @@ RULES: tuple[Rule, ...] = (
         r"|\bcan'?t\s+carry\s+on\s+living\b"
         r"|\b(?:won'?t|will\s+not|not\s+going\s+to)\s+be\s+(?:alive|around\s+(?:much\s+)?(?:longer|any\s*more)|"
         r"here\s+(?:much\s+longer|any\s*more))\b"
-        r"|\bdecided\b.{0,40}\bnot\s+(?:going\s+to\s+)?be\s+(?:here|around|alive)\b")),
+        r"|\b(?:decided|made\s+up\s+my\s+mind|made\s+my\s+decision|my\s+mind\s+is\s+made\s+up)\b.{0,40}"
+        r"\b(?:not\s+(?:going\s+to\s+)?|won'?t\s+|will\s+not\s+)be\s+(?:here|around|alive)\b"
+        r"(?!\s+(?:for|when|at|to|on|in|during|between|while)\b)")),
     Rule("lethal_dose", "crisis", _r(
         r"\b(?:lethal|fatal|deadly)\s+(?:dose|amount)\b"
         r"|\bhow\s+(?:much|many)\b.{0,50}\b(?:would|will|to|it\s+takes?\s+to)\s+(?:kill\s+(?:me|myself|a\s+person)|"
@@ -172,7 +174,7 @@ RULES: tuple[Rule, ...] = (
                    r"(?:\w+\s+)?suicid(?:e|al)\b")),
     Rule("self_harm", "crisis", _r(
         rf"\b(?:cut|cutting|burn(?:ed|t|ing)?|hurt|hurting|harm|harming|hit(?:ting)?|starve|starving)\s+{_SELF}\b|\bself[-\s]?harm"
-        r"|\b(?:cutting|burning|scratching)\s+my\s+(?:arms?|wrists?|thighs?|legs?|skin)\b"
+        r"|\b(?:cut|cutting|burn(?:ed|t|ing)?|scratch(?:ed|ing)?|slash(?:ed|ing)?)\s+my\s+(?:arms?|wrists?|thighs?|legs?|skin|stomach)\b"
         r"|\b(?:do|doing)\s+something\s+(?:stupid\s+)?to\s+myself\b"
         r"|\b(?:started|starting|begun|began|back\s+to|gone\s+back\s+to|relapsed\s+into)\s+"
         r"(?:cutting|self[-\s]?harming|harming\s+myself|hurting\s+myself|burning\s+myself)\b(?!\s+(?:costs?|prices?|back|down)\b)"
@@ -188,7 +190,14 @@ RULES: tuple[Rule, ...] = (
         r"bridge|cliff|railings?|tracks|balcony\s+rail\w*)\b"),
          requires=_r(r"\bright\s+now\b|\bnot\s+coming\s+(?:down|back|home)\b|\bgoodbye\b|\bjump\w*|\bthis\s+is\s+it\b"
                      r"|\blast\s+time\b|\bcan'?t\s+do\s+this\b|\bend\s+it\b")),
-    Rule("jump", "crisis", _r(rf"\b{_INTENT}\s+to\s+jump\s+(?:off|from|in\s+front)\b")),
+    Rule("jump", "crisis", _r(rf"\b{_INTENT}\s+to\s+jump\s+(?:off|from|in\s+front)\b"
+                              rf"|\b{_INTENT}\s+to\s+(?:step|walk|throw\s+myself|lie\s+down)\s+in\s+front\s+of\s+"
+                              r"(?:a|the|an)\s+(?:next\s+|oncoming\s+)?(?:train|bus|lorry|truck|car|tram)\b")),
+    # A means at hand, in the first person: a loaded gun, a noose or rope made ready.
+    Rule("means_at_hand", "crisis", _r(
+        r"\b(?:gun|pistol|rifle|shotgun|revolver)\s+(?:is\s+)?(?:loaded|to\s+my\s+head|in\s+my\s+mouth)\b"
+        r"|\bloaded\s+(?:the|my|a|his|dad'?s)\s+(?:gun|pistol|rifle|shotgun|revolver)\b"
+        r"|\b(?:noose|rope)\s+(?:is\s+)?(?:ready|tied|set\s+up|up)\b|\b(?:tied|made|got|have)\s+(?:a|the|my)\s+noose\b")),
     Rule("jump_from_height", "crisis", _r(rf"\b{_INTENT}\s+(?:to\s+)?jump\b"),
          requires=_r(r"\b(?:edge|roof|bridge|ledge|balcony|cliff|window|tower|platform|train|tracks)\b")),
     Rule("car_exhaust", "crisis", _r(

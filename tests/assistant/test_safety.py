@@ -74,6 +74,14 @@ DATA = Path(__file__).parents[2] / "benchmarks" / "data"
     ("my cat is choking on a hairball, is that normal", None),
     ("my dad stopped breathing", "emergency"),
     ("my son is choking on a grape", "emergency"),
+    # A means made ready, a train, a decision not to be here; a delivery missed is not one.
+    ("I have the gun loaded on my desk", "crisis"),
+    ("I want to step in front of the next train", "crisis"),
+    ("I want to step in front of the camera", None),
+    ("I've made up my mind, I won't be here by the weekend", "crisis"),
+    ("I made up my mind, I won't be here for the delivery", None),
+    ("I relapsed and cut my thighs last night", "crisis"),
+    ("I cut my finger chopping onions", None),
 ])
 def test_rules_on_statements_and_figurative_controls(text, level):
     finding = check(text)
