@@ -54,13 +54,13 @@ Level = Literal["crisis", "emergency"]
 
 #: Changes whenever a rule, the examples or the classifier's threshold change; recorded
 #: with every safety decision.
-RULES_VERSION = "safety-2026-12-04.4"
+RULES_VERSION = "safety-2026-12-04.5"
 #: The classifier's training examples: {"text", "label": crisis|emergency|none} per line.
 EXAMPLES_PATH = Path(__file__).with_name("data") / "safety_examples.jsonl"
 #: The classifier answers when its probability of crisis or emergency reaches this
 #: (chosen by 5-fold cross-validation on the examples and by its false alarms on
 #: ordinary customer messages: benchmarks/tune_safety.py).
-CLASSIFIER_THRESHOLD = 0.8
+CLASSIFIER_THRESHOLD = 0.85
 
 DEFAULT_LOCALE = "en-GB"
 
@@ -146,7 +146,7 @@ RULES: tuple[Rule, ...] = (
     Rule("want_to_die", "crisis", _r(
         rf"\b{_INTENT}\s+(?:to\s+)?die\b(?!\s+(?:of|from|laughing|for|on|my|his|her|the|it|them|a)\b)"
         r"|\bwish\s+i\s+(?:was|were)\s+dead\b|\bbetter\s+off\s+(?:dead|without\s+me)\b"
-        r"|\b(?:want|wish|hope)\b.{0,30}\bnever\s+wake\s+up\b"
+        r"|\b(?:want|wish|hope)\b.{0,30}\b(?:never|not)\s+wake\s+up\b(?!\s+(?:until|till|before|early|late|at|in)\b)"
         r"|\b(?:nobody|no\s+one)\s+(?:would|will)\s+(?:care|miss\s+me|notice)\s+if\s+i\s+(?:died|was\s+gone|were\s+gone)")),
     Rule("no_will_to_live", "crisis", _r(
         r"\b(?:don'?t|do\s+not|no\s+longer)\s+want\s+to\s+(?:live|be\s+alive|be\s+here|exist|wake\s+up)\b"
@@ -239,7 +239,10 @@ RULES: tuple[Rule, ...] = (
              r"|\b(?:isn'?t|not)\s+responsive\b(?=.{0,30}\b(?:mobile|desktop|screens?|devices?|browsers?)\b)"
              r"|,\s+but\s+it'?s\s+not\s+responsive")),
     Rule("choking", "emergency", _r(r"\b(?:is|he'?s|she'?s|i'?m|baby\s+is)\s+choking\b|\bchoking\s+on\b(?!.{0,20}laugh)"),
-         unless=_r(rf"\b(?:{_THINGS}|{_ANIMALS}|plants?|weeds?)\s+(?:is|are|was|were|keeps?)?\s*choking\b")),
+         unless=_r(rf"\b(?:{_THINGS}|{_ANIMALS}|plants?|weeds?)\s+(?:is|are|was|were|keeps?)?\s*choking\b"
+                   r"|\b(?:(?:i'?m|i\s+am|he'?s|she'?s|we'?re|is|are)\s+)?choking\s+on\s+(?:the\s+|your\s+|these\s+|those\s+|my\s+)?"
+                   r"(?:price|prices|cost|costs|bill|bills|"
+                   r"fees?|charges?|words|tears|emotion)\b")),
     Rule("chest_pain_red_flags", "emergency",
          _r(r"\b(?:chest|heart)\s+(?:pain|pains|pressure|tightness|is\s+tight|hurts|feels\s+(?:tight|heavy|crushed|like))"
             r"|\b(?:crushing|tight|heavy|squeezing|severe)\s+(?:pain\s+in\s+(?:my|his|her)\s+chest|chest)"
@@ -281,6 +284,7 @@ RULES: tuple[Rule, ...] = (
         r"dishwasher\s+tablets?|laundry\s+pods?|washing\s+pods?)")),
     Rule("thunderclap_headache", "emergency", _r(
         r"\bworst\s+headache\s+(?:of|in)\s+(?:my|his|her|their)\s+life\b|\bthunderclap\s+headache\b"
+        r"|\bworst\s+headache\s+(?:i'?ve|i\s+have|he'?s|she'?s|they'?ve)\s+ever\s+(?:had|felt)\b"
         r"|\bsudden(?:ly)?\s+(?:a\s+)?(?:very\s+)?severe\s+headache\b")),
     Rule("meningitis_signs", "emergency", _r(r"\bstiff\s+neck\b|\bneck\s+is\s+stiff\b"),
          requires=_r(r"\b(?:fever|temperature|headache|rash|light\s+hurts|photophob\w*|vomit\w*|drowsy)")),

@@ -82,6 +82,11 @@ DATA = Path(__file__).parents[2] / "benchmarks" / "data"
     ("I made up my mind, I won't be here for the delivery", None),
     ("I relapsed and cut my thighs last night", "crisis"),
     ("I cut my finger chopping onions", None),
+    # Sleep that should not end, a headache like no other; the price of flights is not food.
+    ("I just want to fall asleep and not wake up", "crisis"),
+    ("I want to sleep in and not wake up until noon", None),
+    ("I suddenly have the worst headache I've ever had and I'm being sick", "emergency"),
+    ("I'm choking on the price of these flights", None),
 ])
 def test_rules_on_statements_and_figurative_controls(text, level):
     finding = check(text)
