@@ -54,7 +54,7 @@ Level = Literal["crisis", "emergency"]
 
 #: Changes whenever a rule, the examples or the classifier's threshold change; recorded
 #: with every safety decision.
-RULES_VERSION = "safety-2026-12-04.5"
+RULES_VERSION = "safety-2026-12-04.6"
 #: The classifier's training examples: {"text", "label": crisis|emergency|none} per line.
 EXAMPLES_PATH = Path(__file__).with_name("data") / "safety_examples.jsonl"
 #: The classifier answers when its probability of crisis or emergency reaches this
@@ -142,6 +142,7 @@ RULES: tuple[Rule, ...] = (
         r"|\btake\s+(?:my|his|her|their)\s+(?:own\s+)?life\b")),
     Rule("end_life", "crisis", _r(
         r"\bend(?:ing)?\s+(?:my|his|her|their)\s+(?:own\s+)?life\b|\bend(?:ing)?\s+it\s+all\b"
+        rf"|\b(?:{_INTENT}|decided)\s+(?:to\s+)?end(?:ing)?\s+(?:things|everything)\b(?!\s+(?:with|between)\b)"
         rf"|\b{_INTENT}\s+(?:to\s+)?end(?:ing)?\s+it\b(?!\s+(?:with|between)\b)")),
     Rule("want_to_die", "crisis", _r(
         rf"\b{_INTENT}\s+(?:to\s+)?die\b(?!\s+(?:of|from|laughing|for|on|my|his|her|the|it|them|a)\b)"
@@ -190,6 +191,8 @@ RULES: tuple[Rule, ...] = (
         r"bridge|cliff|railings?|tracks|balcony\s+rail\w*)\b"),
          requires=_r(r"\bright\s+now\b|\bnot\s+coming\s+(?:down|back|home)\b|\bgoodbye\b|\bjump\w*|\bthis\s+is\s+it\b"
                      r"|\blast\s+time\b|\bcan'?t\s+do\s+this\b|\bend\s+it\b")),
+    Rule("crash_on_purpose", "crisis", _r(
+        rf"\b{_INTENT}\s+to\s+(?:crash|drive)\s+(?:my|the)\s+car\s+(?:into|off|on|at)\b")),
     Rule("jump", "crisis", _r(rf"\b{_INTENT}\s+to\s+jump\s+(?:off|from|in\s+front)\b"
                               rf"|\b{_INTENT}\s+to\s+(?:step|walk|throw\s+myself|lie\s+down)\s+in\s+front\s+of\s+"
                               r"(?:a|the|an)\s+(?:next\s+|oncoming\s+)?(?:train|bus|lorry|truck|car|tram)\b")),
@@ -253,7 +256,8 @@ RULES: tuple[Rule, ...] = (
     Rule("heart_attack", "emergency", _r(
         r"\b(?:i'?m|i\s+am|he'?s|she'?s|is|think\s+i'?m|think\s+(?:he|she)'?s|might\s+be)\s+having\s+(?:a\s+)?heart\s+attack\b")),
     Rule("stroke_signs", "emergency", _r(
-        r"\b(?:face|mouth|smile)\s+(?:is\s+)?(?:drooping|droops|droopy|has\s+dropped|dropped|fallen|lopsided)"
+        r"\b(?:face|mouth|smile)\s+(?:is\s+|has\s+|went\s+|has\s+gone\s+)?(?:drooping|droops|drooped|droopy|dropped|fallen|"
+        r"lopsided|sagging|sagged)"
         r"|\bone\s+side\s+of\s+(?:my|his|her|their)\s+face\b(?:.{0,20}\b(?:dropp|droop|fall|numb|weak))"
         r"|\bslurr(?:ed|ing)\s+(?:speech|(?:my|his|her|their)\s+words|words)|\bspeech\s+is\s+slurred\b"
         r"|\b(?:can'?t|cannot|unable\s+to)\s+(?:lift|raise|move)\s+(?:my|his|her|their|one)\s+(?:left\s+|right\s+)?(?:arm|leg)\b"

@@ -87,6 +87,12 @@ DATA = Path(__file__).parents[2] / "benchmarks" / "data"
     ("I want to sleep in and not wake up until noon", None),
     ("I suddenly have the worst headache I've ever had and I'm being sick", "emergency"),
     ("I'm choking on the price of these flights", None),
+    # Past tenses of stroke signs; things ended, a car crashed on purpose.
+    ("my uncle's speech suddenly went slurred and his face drooped", "emergency"),
+    ("I've decided to end things tonight", "crisis"),
+    ("I decided to end things with my landlord", None),
+    ("I want to crash my car on the motorway tonight", "crisis"),
+    ("I want to drive the car to the coast", None),
 ])
 def test_rules_on_statements_and_figurative_controls(text, level):
     finding = check(text)
