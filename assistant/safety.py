@@ -54,7 +54,7 @@ Level = Literal["crisis", "emergency"]
 
 #: Changes whenever a rule, the examples or the classifier's threshold change; recorded
 #: with every safety decision.
-RULES_VERSION = "safety-2026-12-04.6"
+RULES_VERSION = "safety-2026-12-04.7"
 #: The classifier's training examples: {"text", "label": crisis|emergency|none} per line.
 EXAMPLES_PATH = Path(__file__).with_name("data") / "safety_examples.jsonl"
 #: The classifier answers when its probability of crisis or emergency reaches this
@@ -135,6 +135,13 @@ _INTENT = r"(?:want|wanna|going|gonna|plan(?:ning)?|ready|about|decided|deserve|
 _TAKEN = (r"\b(?:pills|tablets|overdose|paracetamol|acetaminophen|ibuprofen|sleeping|painkillers|meds|medication"
           r"|the\s+(?:whole|entire)\s+(?:bottle|packet|box)|all\s+(?:of\s+)?(?:my|the|her|his|their))")
 
+#: A dose as prescribed or on the packet ("I took two paracetamol for my headache"): not an overdose.
+_ORDINARY_DOSE = _r(
+    r"\b(?:i|i'?ve|i\s+have|i\s+just|she|he|they|my\s+\w+)\s+(?:just\s+|have\s+|has\s+)?(?:took|taken|swallowed|had)\s+"
+    r"(?:a|an|one|two|2|a\s+couple\s+of|(?:my|his|her|their)\s+(?:usual|normal|daily|morning|evening|prescribed))\s+"
+    r"(?:(?!packets?|bottles?|box(?:es)?|strips?|lots|loads|handfuls?)\w+\s+){0,2}?"
+    r"(?:pills?|tablets?|paracetamol|acetaminophen|ibuprofen|painkillers?|meds|medication|dose)\b")
+
 RULES: tuple[Rule, ...] = (
     # -- crisis: suicidal intent, self-harm, an overdose taken --------------------
     Rule("suicide_self", "crisis", _r(
@@ -211,14 +218,16 @@ RULES: tuple[Rule, ...] = (
     Rule("overdose_taken", "crisis", _r(
         rf"\b(?:i|i'?ve|i\s+have|i\s+just)\s+(?:just\s+|have\s+)?(?:took|taken|swallowed|overdosed|od'?d)\b.{{0,40}}?{_TAKEN}"
         r"|\b(?:i|i'?ve)\s+(?:just\s+)?overdosed\b"
-        rf"|\b(?:{_INTENT}|i'?ll|i\s+will)\s+(?:to\s+)?(?:take\s+an\s+)?overdose\b|\btake\s+an\s+overdose\b")),
+        rf"|\b(?:{_INTENT}|i'?ll|i\s+will)\s+(?:to\s+)?(?:take\s+an\s+)?overdose\b|\btake\s+an\s+overdose\b"),
+         unless=_ORDINARY_DOSE),
     # -- medical emergencies -------------------------------------------------------
     # Someone else's overdose or swallowed medicine is a poisoning: call emergency services
     # now (NHS "Poisoning": call 999 if someone has taken something and is unwell or
     # unresponsive; a child who swallowed tablets needs urgent help even when well).
     Rule("overdose_other", "emergency", _r(
         rf"\b(?:she|he|they|my\s+\w+)\s+(?:just\s+|has\s+|have\s+)?(?:took|taken|swallowed|overdosed|od'?d)\b.{{0,40}}?{_TAKEN}"
-        r"|\b(?:she|he|they|my\s+\w+)\s+(?:just\s+|has\s+|have\s+)?overdosed\b")),
+        r"|\b(?:she|he|they|my\s+\w+)\s+(?:just\s+|has\s+|have\s+)?overdosed\b"),
+         unless=_ORDINARY_DOSE),
     Rule("not_breathing", "emergency", _r(
         rf"\b{_NOT}\s+(?:breath(?:e|ing)|get(?:ting)?\s+(?:any\s+)?(?:air|breath)|catch\s+(?:my|his|her|their)\s+breath)\b"
         r"|\bturning\s+(?:blue|grey|gray)\b|\b(?:blue|grey)\s+lips\b|\blips\s+(?:are|look|turning|went)\s+(?:blue|grey|gray)"
@@ -283,7 +292,7 @@ RULES: tuple[Rule, ...] = (
         r"\b(?:seizure|fit|convulsion)s?\b.{0,30}\b(?:won'?t\s+stop|not\s+stopp\w*|more\s+than\s+(?:5|five)\s+minutes|"
         r"first\s+(?:time|ever)|(?:ten|10|\d{2})\s+minutes)|\b(?:having|is\s+having)\s+(?:a\s+)?(?:seizure|fit|convulsions?)\b")),
     Rule("poisoning", "emergency", _r(
-        r"\bswallowed\s+(?:a\s+)?(?:button\s+|coin\s+)?batter(?:y|ies)\b"
+        r"\bswallowed\s+(?:a\s+|some\s+|the\s+|two\s+|\d+\s+)?(?:button\s+|coin\s+|small\s+|tiny\s+)?batter(?:y|ies)\b"
         r"|\b(?:drank|drunk|swallowed|ate|eaten)\s+(?:some\s+)?(?:bleach|poison|drain\s+cleaner|antifreeze|weed\s*killer|"
         r"dishwasher\s+tablets?|laundry\s+pods?|washing\s+pods?)")),
     Rule("thunderclap_headache", "emergency", _r(

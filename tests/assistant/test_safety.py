@@ -93,6 +93,11 @@ DATA = Path(__file__).parents[2] / "benchmarks" / "data"
     ("I decided to end things with my landlord", None),
     ("I want to crash my car on the motorway tonight", "crisis"),
     ("I want to drive the car to the coast", None),
+    # An ordinary dose is not an overdose; a packet of them is.
+    ("I took two paracetamol for a headache, can I have a coffee", None),
+    ("my son took his usual tablets this morning", None),
+    ("I took two packets of paracetamol", "crisis"),
+    ("my toddler swallowed some batteries from the remote", "emergency"),
 ])
 def test_rules_on_statements_and_figurative_controls(text, level):
     finding = check(text)
