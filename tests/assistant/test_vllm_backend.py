@@ -221,7 +221,8 @@ def test_unreachable_vllm_is_unavailable_not_a_crash():
 
 
 @pytest.mark.parametrize("env,message", [
-    ({"LEPTON_VLLM_URL": "localhost:8000"}, "vllm_url must start with http"),
+    ({"LEPTON_VLLM_URL": "localhost:8000"}, "vllm_url must list URLs starting with http:// or https://, not 'localhost:8000'"),
+    ({"LEPTON_VLLM_URL": "http://a:8000,b:8000"}, "vllm_url must list URLs starting with http:// or https://, not 'b:8000'"),
     ({"LEPTON_VLLM_MAX_LORA_RANK": "0"}, "vllm_max_lora_rank"),
     ({"LEPTON_BACKEND": "gpu"}, "backend"),
 ])
