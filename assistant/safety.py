@@ -134,6 +134,8 @@ _INTENT = r"(?:want|wanna|going|gonna|plan(?:ning)?|ready|about|decided|deserve|
 #: What was taken, in an overdose rule: medicines, or all of a supply.
 _TAKEN = (r"\b(?:pills|tablets|overdose|paracetamol|acetaminophen|ibuprofen|sleeping|painkillers|meds|medication"
           r"|the\s+(?:whole|entire)\s+(?:bottle|packet|box)|all\s+(?:of\s+)?(?:my|the|her|his|their))")
+#: Taking it, after an overdose rule's subject: "took ... all my pills", "swallowed the whole bottle".
+_SWALLOWED = rf"(?:took|taken|swallowed|overdosed|od'?d)\b.{{0,40}}?{_TAKEN}"
 
 #: A dose as prescribed or on the packet ("I took two paracetamol for my headache"): not an overdose.
 _ORDINARY_DOSE = _r(
@@ -216,7 +218,7 @@ RULES: tuple[Rule, ...] = (
     Rule("suicide_note", "crisis", _r(
         r"\b(?:written|wrote|writing|left|leaving)\s+(?:a\s+|my\s+)?(?:suicide|goodbye)\s+(?:note|notes|letters?|messages?)\b")),
     Rule("overdose_taken", "crisis", _r(
-        rf"\b(?:i|i'?ve|i\s+have|i\s+just)\s+(?:just\s+|have\s+)?(?:took|taken|swallowed|overdosed|od'?d)\b.{{0,40}}?{_TAKEN}"
+        rf"\b(?:i|i'?ve|i\s+have|i\s+just)\s+(?:just\s+|have\s+)?{_SWALLOWED}"
         r"|\b(?:i|i'?ve)\s+(?:just\s+)?overdosed\b"
         rf"|\b(?:{_INTENT}|i'?ll|i\s+will)\s+(?:to\s+)?(?:take\s+an\s+)?overdose\b|\btake\s+an\s+overdose\b"),
          unless=_ORDINARY_DOSE),
@@ -225,7 +227,7 @@ RULES: tuple[Rule, ...] = (
     # now (NHS "Poisoning": call 999 if someone has taken something and is unwell or
     # unresponsive; a child who swallowed tablets needs urgent help even when well).
     Rule("overdose_other", "emergency", _r(
-        rf"\b(?:she|he|they|my\s+\w+)\s+(?:just\s+|has\s+|have\s+)?(?:took|taken|swallowed|overdosed|od'?d)\b.{{0,40}}?{_TAKEN}"
+        rf"\b(?:she|he|they|my\s+\w+)\s+(?:just\s+|has\s+|have\s+)?{_SWALLOWED}"
         r"|\b(?:she|he|they|my\s+\w+)\s+(?:just\s+|has\s+|have\s+)?overdosed\b"),
          unless=_ORDINARY_DOSE),
     Rule("not_breathing", "emergency", _r(

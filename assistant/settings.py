@@ -18,10 +18,16 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["Settings", "DEFAULT_TENANT"]
+__all__ = ["Settings", "DEFAULT_TENANT", "split_urls"]
 
 #: With no API keys configured every record belongs to this tenant.
 DEFAULT_TENANT = "default"
+
+
+def split_urls(value: str) -> list[str]:
+    """The URLs of a comma-separated setting (``vllm_url``, ``openai_base_url``), stripped;
+    an empty one stays in, so that validation refuses it."""
+    return [part.strip() for part in value.split(",")]
 
 
 class Settings(BaseSettings):
@@ -434,8 +440,7 @@ class Settings(BaseSettings):
             )
         for name in ("vllm_url", "openai_base_url"):
             value = getattr(self, name)
-            urls = [part.strip() for part in value.split(",")] if value is not None else []
-            for url in urls:
+            for url in split_urls(value) if value is not None else []:
                 if not url.startswith(("http://", "https://")):
                     raise ValueError(f"{name} must list URLs starting with http:// or https://, not {url!r}")
         if self.vllm_idle and not hasattr(os, "SCHED_IDLE"):

@@ -66,12 +66,12 @@ def main() -> None:
     if args.customer:
         customer = [r["text"] for r in read_examples(args.customer)]
         customer_vectors = encoder.encode(customer, normalize_embeddings=True, batch_size=128)
-        customer_ruled = sum(check(text) is not None for text in customer)
+        customer_ruled = [check(text) is not None for text in customer]
         model = fit_classifier(vectors, labels)
-        print(f"{len(customer)} customer messages; answered by the rules: {customer_ruled}")
+        print(f"{len(customer)} customer messages; answered by the rules: {sum(customer_ruled)}")
         for t in THRESHOLDS:
-            answered = customer_ruled + sum(check(text) is None and classify(model, vector, t) is not None
-                                            for text, vector in zip(customer, customer_vectors))
+            answered = sum(ruled or classify(model, vector, t) is not None
+                           for ruled, vector in zip(customer_ruled, customer_vectors))
             print(f"threshold {t:.2f}:   customer messages answered {answered} ({answered / len(customer):.2%})")
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Callable, Sequence
 
-from ..settings import Settings
+from ..settings import Settings, split_urls
 from .base import ChatModel, Completion, Generation, GenerationParams, Health, Message
 
 if TYPE_CHECKING:
@@ -45,7 +45,7 @@ def create_chat_model(
         return start_managed_vllm(settings, model_path, fitting, progress)
     if settings.backend == "openai":
         from .openai_compat import OpenAIChatModel
-        from .replicas import ReplicaPool, split_urls
+        from .replicas import ReplicaPool
 
         endpoints = [OpenAIChatModel(url, settings.openai_api_key, settings.openai_model)
                      for url in split_urls(settings.openai_base_url)]

@@ -20,7 +20,6 @@ from __future__ import annotations
 import itertools
 import logging
 import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Sequence, TypeVar
@@ -28,16 +27,11 @@ from typing import Callable, Iterator, Sequence, TypeVar
 from ..errors import BackendBusy, BackendError
 from .base import ChatModel, Completion, Generation, GenerationParams, Health, Message
 
-__all__ = ["ReplicaPool", "split_urls"]
+__all__ = ["ReplicaPool"]
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-
-def split_urls(value: str) -> list[str]:
-    """The URLs of a comma-separated setting, blanks dropped."""
-    return [part.strip() for part in value.split(",") if part.strip()]
 
 
 @dataclass

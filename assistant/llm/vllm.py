@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import httpx
 
 from ..errors import BackendError, ConfigError, ModelError
-from ..settings import Settings
+from ..settings import Settings, split_urls
 from ._cpus import keep_off_model_cpus
 from ._process import StartupFailed, Supervised
 from .base import GenerationParams, Health, Message
@@ -283,7 +283,7 @@ def start_managed_vllm(
 def attach_vllm(settings: Settings) -> "VLLMChatModel | ReplicaPool":
     """The backend for the external vLLM at ``settings.vllm_url`` (nothing is started);
     for several URLs, a pool of replicas."""
-    from .replicas import ReplicaPool, split_urls
+    from .replicas import ReplicaPool
 
     # The folder it serves is known only if LEPTON_MODEL names the same one here;
     # without it adapters are not checked against the model (vLLM still checks shapes).
