@@ -63,11 +63,11 @@ class CliState:
         return env
 
     def store(self) -> "Store":
-        """The SQLite store, opened once for this command run."""
+        """The records store (SQLite or PostgreSQL), opened once for this command run."""
         if self._store is None:
-            from .store import Store, connect
+            from .store import open_store
 
-            self._store = Store(connect(self.settings.db_path))
+            self._store = open_store(self.settings)
         return self._store
 
 

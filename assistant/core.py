@@ -30,7 +30,7 @@ from .router import ContextPolicy, EmbeddingRouter
 from .safety import SafetyGuard, contacts_for
 from .settings import Settings
 from .skill_env import AuditLog, make_env, set_up
-from .store import ANY_OWNER, Store, connect
+from .store import ANY_OWNER, open_store
 from .tenant_skills import SkillCatalog
 from .turns import AUTO_MODEL, ROLES, TurnRequest, TurnResult, TurnRunner, prepare_turn, thread_config
 
@@ -54,12 +54,11 @@ class Assistant:
         self.settings = settings
         self.llm = llm
         self.loaded = skills
-        self._conn = connect(settings.db_path)
         # The checkpointer and the store share one connection, so they must share one
         # lock too: with a lock each, concurrent turns (a vLLM backend serves many at
         # once) made SQLite fail with "cannot start a transaction within a transaction".
         # Sharing the store's units also lets a turn commit its state and records at once.
-        self.store = Store(self._conn)
+        self.store = open_store(settings)
         saver = self.store.checkpointer()
         self.knowledge = Knowledge(settings, knowledge)
         self.audit = AuditLog(lambda: self.store)
@@ -143,7 +142,7 @@ class Assistant:
     _owns_llm = False
 
     def close(self) -> None:
-        self._conn.close()
+        self.store.close()
         if self._owns_llm:
             self.llm.close()
 

@@ -92,15 +92,16 @@ def _knowledge_match(settings: Settings, tenant: str) -> tuple[Callable[..., flo
 
 
 def _data_skills(settings: Settings, tenant: str) -> list[dict]:
-    if not settings.db_path.exists():
-        return []
-    from .store import Store, connect
+    from .database import records_exist
+    from .store import open_store
 
-    conn = connect(settings.db_path)
+    if not records_exist(settings):
+        return []
+    store = open_store(settings)
     try:
-        return Store(conn).data_skills(tenant)
+        return store.data_skills(tenant)
     finally:
-        conn.close()
+        store.close()
 
 
 def evaluate_routing(settings: Settings, dialogues: list[list[dict]], *, tenant: str | None = None,

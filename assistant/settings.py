@@ -39,6 +39,12 @@ class Settings(BaseSettings):
         "model cache and adapters. Default ~/.lepton so a user's data survives "
         "working-directory changes.",
     )
+    database_url: str | None = Field(
+        default=None,
+        description="PostgreSQL URL (postgresql://user:password@host:5432/lepton) for the "
+        "records and conversation state, shared by every worker and machine that names it. "
+        "Empty: the SQLite file under data_dir.",
+    )
     model: str | None = Field(
         default=None,
         description="Hugging Face model folder or hub id. Empty: the embedded "
@@ -443,6 +449,9 @@ class Settings(BaseSettings):
             for url in split_urls(value) if value is not None else []:
                 if not url.startswith(("http://", "https://")):
                     raise ValueError(f"{name} must list URLs starting with http:// or https://, not {url!r}")
+        if self.database_url is not None and not self.database_url.startswith(("postgresql://", "postgres://")):
+            raise ValueError("database_url must be a PostgreSQL URL starting with postgresql:// "
+                             "(unset it for the SQLite file under data_dir)")
         if self.vllm_idle and not hasattr(os, "SCHED_IDLE"):
             raise ValueError("vllm_idle needs Linux's SCHED_IDLE scheduling class; unset LEPTON_VLLM_IDLE")
         return self

@@ -1,5 +1,7 @@
-"""Lepton's own records in the SQLite database (the LangGraph checkpointer keeps
-message state in the same file, in its own tables).
+"""Lepton's own records: conversations, feedback, audit log, handoffs, answer prompts,
+keys, data skills and secrets, in SQLite or PostgreSQL (``assistant.database``); the
+LangGraph checkpointer keeps each conversation's message state in the same database,
+in its own tables.
 
 Every table carries ``tenant_id`` from day one; with no API keys configured
 everything belongs to the default tenant.
@@ -10,18 +12,13 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
-import sqlite3
-import threading
 import time
-from pathlib import Path
 from typing import Any, Iterator
 
-from langgraph.checkpoint.sqlite import SqliteSaver
-
+from .database import Database, migrate, open_database
 from .errors import ConversationNotFound
 
-__all__ = ["ANY_OWNER", "Store", "UnitSaver", "connect", "transcript_digest"]
+__all__ = ["ANY_OWNER", "Store", "open_store", "transcript_digest"]
 
 
 def transcript_digest(messages: list[dict[str, Any]], user: str | None = None) -> str:
@@ -33,203 +30,28 @@ def transcript_digest(messages: list[dict[str, Any]], user: str | None = None) -
 #: ``owner`` value of the conversation lookups meaning "whoever owns it" (the admin routes).
 ANY_OWNER = object()
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS conversations (
-    tenant_id TEXT NOT NULL,
-    conversation_id TEXT NOT NULL,
-    created_at REAL NOT NULL,
-    updated_at REAL NOT NULL,
-    last_skill TEXT,
-    turns INTEGER NOT NULL DEFAULT 0,
-    -- transcript_digest() of the stored messages after the last turn (Store.continuation).
-    transcript_digest TEXT,
-    PRIMARY KEY (tenant_id, conversation_id)
-);
-CREATE TABLE IF NOT EXISTS feedback (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    tenant_id TEXT NOT NULL,
-    conversation_id TEXT NOT NULL,
-    message_index INTEGER NOT NULL,
-    rating INTEGER NOT NULL,
-    correction TEXT,
-    created_at REAL NOT NULL
-);
--- Decisions skills report (SkillReply.decisions, SkillEnv.audit): `lepton audit export`.
--- outcome and inputs are JSON.
-CREATE TABLE IF NOT EXISTS audit_log (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    tenant_id TEXT NOT NULL,
-    skill TEXT NOT NULL,
-    conversation_id TEXT,
-    kind TEXT NOT NULL,
-    outcome TEXT NOT NULL,
-    inputs TEXT NOT NULL,
-    version TEXT,
-    created_at REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS audit_log_by_tenant ON audit_log (tenant_id, created_at);
--- Conversations handed to a person: at most one row per conversation, reused
--- when a released conversation is handed off again.
-CREATE TABLE IF NOT EXISTS handoffs (
-    tenant_id TEXT NOT NULL,
-    conversation_id TEXT NOT NULL,
-    state TEXT NOT NULL,
-    reason TEXT NOT NULL,
-    requested_at REAL NOT NULL,
-    released_at REAL,
-    webhook_status TEXT,
-    PRIMARY KEY (tenant_id, conversation_id)
-);
--- The system message of the prompt behind each model-written answer (message_index
--- is the answer's place in the conversation): `lepton finetune export-feedback`
--- trains on what the model actually saw (the skill's prompt, retrieved sources).
-CREATE TABLE IF NOT EXISTS answer_prompts (
-    tenant_id TEXT NOT NULL,
-    conversation_id TEXT NOT NULL,
-    message_index INTEGER NOT NULL,
-    system TEXT NOT NULL,
-    PRIMARY KEY (tenant_id, conversation_id, message_index)
-);
--- Public widget keys. The key itself is stored as is: it is published in the
--- customer's page source, so hashing it would protect nothing.
-CREATE TABLE IF NOT EXISTS widget_keys (
-    key TEXT PRIMARY KEY,
-    tenant_id TEXT NOT NULL,
-    label TEXT,
-    origins TEXT NOT NULL,
-    skills TEXT NOT NULL,
-    created_at REAL NOT NULL,
-    revoked_at REAL
-);
--- Per-tenant secrets that sign end-user ids for the widget (identity
--- verification): the integrator's server computes HMAC-SHA256(secret, user id).
--- Skills a tenant made from its own data (`lepton skills create`): no code, only
--- routing examples (JSON list), instructions and an optional knowledge collection.
-CREATE TABLE IF NOT EXISTS data_skills (
-    tenant_id TEXT NOT NULL,
-    name TEXT NOT NULL,
-    description TEXT NOT NULL,
-    examples TEXT NOT NULL,
-    prompt TEXT NOT NULL,
-    collection TEXT,
-    created_at REAL NOT NULL,
-    PRIMARY KEY (tenant_id, name)
-);
--- Bumped by every change to a tenant's data skills: a running server compares it
--- on each turn and rebuilds that tenant's router when it moved.
-CREATE TABLE IF NOT EXISTS data_skill_revisions (
-    tenant_id TEXT PRIMARY KEY,
-    revision INTEGER NOT NULL
-);
--- Secret API keys (server.api_keys): only a SHA-256 of each key is kept; the key
--- itself is shown once, when it is made. skills is a JSON list (empty: all).
-CREATE TABLE IF NOT EXISTS api_keys (
-    id TEXT PRIMARY KEY,
-    secret_hash TEXT NOT NULL UNIQUE,
-    hint TEXT NOT NULL,
-    tenant_id TEXT NOT NULL,
-    skills TEXT NOT NULL,
-    admin INTEGER NOT NULL,
-    label TEXT,
-    created_at REAL NOT NULL,
-    revoked_at REAL,
-    max_tokens INTEGER,
-    max_seconds REAL
-);
--- The server's own secrets, hashed (the generated admin token).
-CREATE TABLE IF NOT EXISTS server_secrets (
-    name TEXT PRIMARY KEY,
-    secret_hash TEXT NOT NULL,
-    created_at REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS identity_secrets (
-    tenant_id TEXT PRIMARY KEY,
-    secret TEXT NOT NULL,
-    created_at REAL NOT NULL
-);
-"""
-
-
-def make_private(path: Path) -> None:
-    """Create the database file, and its folder if needed, readable by this user only
-    (0600 in 0700); SQLite gives its -wal and -shm files the database file's mode.
-    Conversations, keys' hashes and audit records are nobody else's business."""
-    if not path.parent.exists():
-        path.parent.mkdir(parents=True, mode=0o700)
-    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
-    os.close(fd)
-    if path.stat().st_mode & 0o077:
-        os.chmod(path, 0o600)
-
-
-def connect(path: Path) -> sqlite3.Connection:
-    """A connection shared across threads (callers serialise writes with a lock).
-
-    Write-ahead log with ``synchronous=NORMAL``: a commit is an append to the log,
-    and the log is synced to disk at checkpoints rather than at every commit. Every
-    turn commits while holding the connection's lock, so on a slow disk a sync per
-    commit would make concurrent turns queue behind it (even on a fast disk a sync
-    makes each commit slower; measured: benchmarks/README.md, Design measurements).
-    A crash of the process loses nothing; a power cut or OS crash can lose the last
-    turns committed before it, never the database's consistency.
-    """
-    make_private(path)
-    conn = sqlite3.connect(str(path), check_same_thread=False, timeout=30)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=NORMAL")
-    return conn
-
-
-class _Unit(threading.local):
-    """Whether the calling thread is inside ``Store.unit()`` (its writes then wait for it)."""
-
-    active = False
-
-
-class UnitSaver(SqliteSaver):
-    """LangGraph's SQLite checkpointer on the Store's connection, lock and units: inside
-    ``Store.unit()`` its writes commit with the unit's, not one by one.
-
-    It overrides ``SqliteSaver.cursor``, through which the saver runs every statement,
-    only to leave the commit to an open unit."""
-
-    def __init__(self, conn: sqlite3.Connection, lock: threading.RLock, unit: _Unit):
-        super().__init__(conn)
-        self.lock = lock  # type: ignore[assignment]  # reentrant: a unit holds it while the saver writes
-        self._unit = unit
-        self.setup()  # now: its script commits, which must not happen inside a unit
-
-    @contextlib.contextmanager
-    def cursor(self, transaction: bool = True) -> Iterator[sqlite3.Cursor]:
-        with self.lock:
-            self.setup()
-            cur = self.conn.cursor()
-            try:
-                yield cur
-            finally:
-                if transaction and not self._unit.active:
-                    self.conn.commit()
-                cur.close()
-
-
 class Store:
-    def __init__(self, conn: sqlite3.Connection):
-        """The store takes ``conn`` for its own: everything else that uses it (the
-        LangGraph checkpointer, ``checkpointer()``) goes through the store's lock."""
-        self._conn = conn
-        self._lock = threading.RLock()
-        self._unit = _Unit()
-        with self._lock, self._conn:
-            self._retire_first_audit_table()
-            self._conn.executescript(_SCHEMA)
-            self._add_transcript_digests()
-            self._add_owners()
-            self._one_rating_per_message()
-            self._add_key_limits()
+    def __init__(self, db: Database):
+        """The store takes ``db`` for its own and brings its schema up to date (``migrate``):
+        everything else that uses it (the LangGraph checkpointer, ``checkpointer()``) goes
+        through the store's lock."""
+        self._db = db
+        self._conn = db  # ``execute`` as on a DB-API connection, in the store's own SQL
+        self._lock = db.lock
+        self._unit = db.unit
+        migrate(db)
 
-    def checkpointer(self) -> UnitSaver:
+    @property
+    def database(self) -> Database:
+        return self._db
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def checkpointer(self) -> Any:
         """A LangGraph checkpointer on this store's connection, sharing its lock and units."""
-        return UnitSaver(self._conn, self._lock, self._unit)
+        return self._db.checkpointer()
 
     @contextlib.contextmanager
     def unit(self) -> Iterator[None]:
@@ -242,12 +64,8 @@ class Store:
                 return
             self._unit.active = True
             try:
-                yield
-            except BaseException:
-                self._conn.rollback()
-                raise
-            else:
-                self._conn.commit()
+                with self._db.transaction():
+                    yield
             finally:
                 self._unit.active = False
 
@@ -258,59 +76,15 @@ class Store:
             if self._unit.active:
                 yield
             else:
-                with self._conn:
+                with self._db.transaction():
                     yield
-
-    def _add_transcript_digests(self) -> None:
-        """Databases made before continuation by resent history lack its column; their
-        conversations continue by id only until their next turn records a digest."""
-        columns = {row[1] for row in self._conn.execute("PRAGMA table_info(conversations)")}
-        if "transcript_digest" not in columns:
-            self._conn.execute("ALTER TABLE conversations ADD COLUMN transcript_digest TEXT")
-        self._conn.execute("CREATE INDEX IF NOT EXISTS conversations_by_transcript"
-                           " ON conversations (tenant_id, transcript_digest)")
-
-    def _add_owners(self) -> None:
-        """Conversations made before API keys have no owner: only keyless callers and the
-        admin routes read them."""
-        columns = {row[1] for row in self._conn.execute("PRAGMA table_info(conversations)")}
-        if "owner" not in columns:
-            self._conn.execute("ALTER TABLE conversations ADD COLUMN owner TEXT")
-
-    def _add_key_limits(self) -> None:
-        """API keys made before per-key limits have none: the server's limits apply to them."""
-        columns = {row[1] for row in self._conn.execute("PRAGMA table_info(api_keys)")}
-        for column, kind in (("max_tokens", "INTEGER"), ("max_seconds", "REAL")):
-            if column not in columns:
-                self._conn.execute(f"ALTER TABLE api_keys ADD COLUMN {column} {kind}")
-
-    def _one_rating_per_message(self) -> None:
-        """One rating per message (a new one replaces it): databases from before kept every
-        rating; the latest of each message stays."""
-        if self._conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'feedback_one_per_message'").fetchone():
-            return
-        self._conn.execute("DELETE FROM feedback WHERE id NOT IN (SELECT MAX(id) FROM feedback"
-                           " GROUP BY tenant_id, conversation_id, message_index)")
-        self._conn.execute("CREATE UNIQUE INDEX feedback_one_per_message"
-                           " ON feedback (tenant_id, conversation_id, message_index)")
-
-    def _retire_first_audit_table(self) -> None:
-        """Databases made before decisions were audited have an ``audit_log`` of another
-        layout that nothing wrote to: drop it when empty, else keep it as ``audit_log_v1``."""
-        columns = {row[1] for row in self._conn.execute("PRAGMA table_info(audit_log)")}
-        if "subject" not in columns:
-            return
-        if self._conn.execute("SELECT COUNT(*) FROM audit_log").fetchone()[0]:
-            self._conn.execute("ALTER TABLE audit_log RENAME TO audit_log_v1")
-        else:
-            self._conn.execute("DROP TABLE audit_log")
 
     def ping(self) -> bool:
         """Whether the database answers a query."""
         try:
             with self._lock:
                 self._conn.execute("SELECT 1").fetchone()
-        except sqlite3.Error:
+        except self._db.error:
             return False
         return True
 
@@ -347,7 +121,7 @@ class Store:
         with self._lock:
             rows = self._conn.execute(
                 "SELECT conversation_id FROM conversations WHERE tenant_id = ? AND transcript_digest = ?"
-                " AND owner IS ? LIMIT 2",
+                f" AND owner {self._db.same} ? LIMIT 2",
                 (tenant_id, digest, owner),
             ).fetchall()
         return rows[0][0] if len(rows) == 1 else None
@@ -374,14 +148,15 @@ class Store:
                 " (tenant_id, conversation_id, created_at, updated_at, last_skill, turns, transcript_digest, owner)"
                 " VALUES (?, ?, ?, ?, ?, 1, ?, ?)"
                 " ON CONFLICT (tenant_id, conversation_id) DO UPDATE SET"
-                " updated_at = excluded.updated_at, last_skill = excluded.last_skill, turns = turns + 1,"
+                " updated_at = excluded.updated_at, last_skill = excluded.last_skill, turns = conversations.turns + 1,"
                 " transcript_digest = excluded.transcript_digest",
                 (tenant_id, conversation_id, now, now, skill, digest, owner),
             )
             if prompt_system is not None and answer_index is not None:
                 self._conn.execute(
-                    "INSERT OR REPLACE INTO answer_prompts (tenant_id, conversation_id, message_index, system)"
-                    " VALUES (?, ?, ?, ?)",
+                    "INSERT INTO answer_prompts (tenant_id, conversation_id, message_index, system)"
+                    " VALUES (?, ?, ?, ?) ON CONFLICT (tenant_id, conversation_id, message_index)"
+                    " DO UPDATE SET system = excluded.system",
                     (tenant_id, conversation_id, answer_index, prompt_system),
                 )
 
@@ -643,9 +418,11 @@ class Store:
     def set_server_secret_hash(self, name: str, secret_hash: str, *, replace: bool) -> bool:
         """Keep ``secret_hash`` under ``name``; without ``replace``, only if there is none. True if stored."""
         with self._write():
-            verb = "INSERT OR REPLACE" if replace else "INSERT OR IGNORE"
-            cursor = self._conn.execute(f"{verb} INTO server_secrets (name, secret_hash, created_at) VALUES (?, ?, ?)",
-                                        (name, secret_hash, time.time()))
+            cursor = self._conn.execute(
+                "INSERT INTO server_secrets (name, secret_hash, created_at) VALUES (?, ?, ?) ON CONFLICT (name) "
+                + ("DO UPDATE SET secret_hash = excluded.secret_hash, created_at = excluded.created_at"
+                   if replace else "DO NOTHING"),
+                (name, secret_hash, time.time()))
         return cursor.rowcount == 1
 
     # -- identity secrets --------------------------------------------------------------
@@ -657,9 +434,11 @@ class Store:
     def set_identity_secret(self, tenant_id: str, secret: str, *, replace: bool) -> str:
         """Store ``secret`` for the tenant unless it has one and ``replace`` is false; returns the one in force."""
         with self._write():
-            verb = "INSERT OR REPLACE" if replace else "INSERT OR IGNORE"
-            self._conn.execute(f"{verb} INTO identity_secrets (tenant_id, secret, created_at) VALUES (?, ?, ?)",
-                               (tenant_id, secret, time.time()))
+            self._conn.execute(
+                "INSERT INTO identity_secrets (tenant_id, secret, created_at) VALUES (?, ?, ?) ON CONFLICT (tenant_id) "
+                + ("DO UPDATE SET secret = excluded.secret, created_at = excluded.created_at"
+                   if replace else "DO NOTHING"),
+                (tenant_id, secret, time.time()))
             return self._conn.execute("SELECT secret FROM identity_secrets WHERE tenant_id = ?",
                                       (tenant_id,)).fetchone()[0]
 
@@ -677,7 +456,7 @@ class Store:
     def _bump_data_skills(self, tenant_id: str) -> None:
         self._conn.execute(
             "INSERT INTO data_skill_revisions (tenant_id, revision) VALUES (?, 1)"
-            " ON CONFLICT (tenant_id) DO UPDATE SET revision = revision + 1", (tenant_id,))
+            " ON CONFLICT (tenant_id) DO UPDATE SET revision = data_skill_revisions.revision + 1", (tenant_id,))
 
     def add_data_skill(self, tenant_id: str, name: str, *, description: str, examples: list[str], prompt: str,
                        collection: str | None) -> None:
@@ -687,7 +466,7 @@ class Store:
                 self._conn.execute(
                     f"INSERT INTO data_skills (tenant_id, {self._DATA_SKILL_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
                     (tenant_id, name, description, json.dumps(examples), prompt, collection, time.time()))
-            except sqlite3.IntegrityError:
+            except self._db.integrity_error:
                 raise ValueError(f"tenant {tenant_id!r} already has a skill named {name!r}") from None
             self._bump_data_skills(tenant_id)
 
@@ -720,3 +499,8 @@ class Store:
             row = self._conn.execute("SELECT revision FROM data_skill_revisions WHERE tenant_id = ?",
                                      (tenant_id,)).fetchone()
         return row[0] if row else 0
+
+
+def open_store(settings: Any) -> Store:
+    """The store on the database the settings name (``assistant.database.open_database``)."""
+    return Store(open_database(settings))

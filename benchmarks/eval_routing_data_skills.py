@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 from assistant.routing_eval import evaluate_routing, read_dialogues  # noqa: E402
 from assistant.settings import Settings  # noqa: E402
-from assistant.store import Store, connect  # noqa: E402
+from assistant.store import open_store  # noqa: E402
 from assistant.tenant_skills import create_data_skill  # noqa: E402
 from skills import installed_names  # noqa: E402
 from skills.data_skill import read_examples  # noqa: E402
@@ -49,7 +49,7 @@ def main() -> None:
     for name, dialogues in sets.items():
         result["before"][name] = evaluate_routing(settings, dialogues)["accuracy"]
 
-    store = Store(connect(settings.db_path))
+    store = open_store(settings)
     installed = installed_names()
     for skill, description in json.loads((args.skills / "skills.json").read_text()).items():
         folder = args.skills / skill

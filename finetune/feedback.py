@@ -28,7 +28,8 @@ from typing import Any
 
 from assistant.guards import clean_message
 from assistant.settings import Settings
-from assistant.store import Store, connect
+from assistant.database import records_exist
+from assistant.store import open_store
 
 from .errors import FinetuneError
 
@@ -51,11 +52,10 @@ def _committed_histories(saver, tenant: str, conversation: str) -> dict[int, tup
 def export_feedback(settings: Settings, skill: str, out: Path, tenant: str | None = None) -> dict[str, Any]:
     """Write ``skill``'s usable feedback of ``tenant`` to ``out`` (JSONL); returns counts."""
     tenant = tenant or settings.default_tenant
-    if not settings.db_path.is_file():
+    if not records_exist(settings):
         raise FinetuneError(f"there is no database at {settings.db_path}: no feedback has been recorded")
-    conn = connect(settings.db_path)
+    store = open_store(settings)
     try:
-        store = Store(conn)
         saver = store.checkpointer()
         counts: Counter = Counter()
         rows: list[dict[str, Any]] = []
@@ -92,7 +92,7 @@ def export_feedback(settings: Settings, skill: str, out: Path, tenant: str | Non
                                     "corrected": bool(fb["correction"] and fb["rating"] < 0)}})
             counts["thumbs_up" if fb["rating"] > 0 else "corrections"] += 1
     finally:
-        conn.close()
+        store.close()
     if not rows:
         raise FinetuneError(
             f"no usable feedback for skill {skill!r} of tenant {tenant!r} "

@@ -16,7 +16,7 @@ from skills.cli_types import TENANT
 
 from assistant import Settings
 from assistant.cli_support import pass_settings
-from assistant.store import Store, connect
+from assistant.store import Store, open_store
 
 from .api_keys import API_KEY_PREFIX, AdminToken, ApiKeys
 from .keys import SELF_ORIGIN, WidgetKeys, normalize_origin, snippet
@@ -26,11 +26,11 @@ __all__ = ["keys_group"]
 
 @contextlib.contextmanager
 def _store(settings: Settings) -> Iterator[Store]:
-    conn = connect(settings.db_path)
+    store = open_store(settings)
     try:
-        yield Store(conn)
+        yield store
     finally:
-        conn.close()
+        store.close()
 
 
 @contextlib.contextmanager

@@ -14,7 +14,7 @@ from assistant import Assistant
 from assistant.adapters import AdapterRegistry
 from assistant.cli import main
 from assistant.settings import Settings
-from assistant.store import Store, connect
+from assistant.store import open_store
 from retrieval import KnowledgeStore
 
 EXAMPLES = [
@@ -77,7 +77,7 @@ def data_skills(data_dir: Path, tenant: str = "default") -> list[dict]:
     settings = Settings(data_dir=data_dir)
     if not settings.db_path.exists():
         return []
-    return Store(connect(settings.db_path)).data_skills(tenant)
+    return open_store(settings).data_skills(tenant)
 
 
 def collections(data_dir: Path, tenant: str = "default") -> list[str]:

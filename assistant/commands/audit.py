@@ -50,15 +50,16 @@ Examples:
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write to this file instead of stdout.")
 @pass_settings
 def export(settings, tenant: str | None, since: float | None, skill: str | None, out: Path | None) -> None:
-    from ..store import Store, connect
+    from ..database import records_exist
+    from ..store import open_store
 
-    if not settings.db_path.is_file():
+    if not records_exist(settings):
         raise click.ClickException(f"no database at {settings.db_path}: nothing has been recorded there yet")
-    conn = connect(settings.db_path)
+    store = open_store(settings)
     try:
-        entries = Store(conn).audit_entries(tenant or settings.default_tenant, since=since, skill=skill)
+        entries = store.audit_entries(tenant or settings.default_tenant, since=since, skill=skill)
     finally:
-        conn.close()
+        store.close()
     lines = "".join(
         json.dumps({**e, "time": datetime.fromtimestamp(e["created_at"], timezone.utc).isoformat()}) + "\n"
         for e in entries

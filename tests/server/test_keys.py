@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from assistant import Settings
-from assistant.store import Store, connect
+from assistant.store import open_store
 from server.cli_keys import keys_group
 from server.errors import ApiError
 from server.keys import SELF_ORIGIN, WidgetKeys, normalize_origin, snippet
@@ -24,9 +24,9 @@ def settings(tmp_path) -> Settings:
 
 @pytest.fixture
 def keys(settings):
-    conn = connect(settings.db_path)
-    yield WidgetKeys(Store(conn))
-    conn.close()
+    store = open_store(settings)
+    yield WidgetKeys(store)
+    store.close()
 
 
 ORIGINS = [
