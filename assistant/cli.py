@@ -10,6 +10,7 @@
     lepton keys …                     public widget keys (server/)
     lepton finetune …                 prepare data, train/evaluate/export LoRA adapters (finetune/)
     lepton audit export               a tenant's audit log as JSON lines
+    lepton db status|migrate|migrate-from-sqlite   the records database (SQLite or PostgreSQL)
     lepton <skill group> …            a skill's own commands, e.g. lepton customer-service …
 
 The core's command groups come from the ``lepton.commands`` entry-point group

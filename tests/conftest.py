@@ -124,3 +124,19 @@ def start_server():
 @pytest.fixture
 def live(settings, assistant, start_server) -> LiveServer:
     return start_server(settings, assistant)
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A real PostgreSQL server on loopback, started once per session (tests/postgres.py)."""
+    from tests.postgres import PostgresServer
+
+    server = PostgresServer(free_port()).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_server) -> str:
+    """A new, empty PostgreSQL database for one test."""
+    return postgres_server.new_database()
