@@ -16,5 +16,14 @@ if [ ! -x /usr/bin/chromium ]; then
          "install it with: sudo apt-get install -y --no-install-recommends chromium" >&2
   fi
 fi
+# The PostgreSQL store's tests start a throwaway server from Debian's postgresql programs.
+if ! command -v initdb >/dev/null && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql
+  else
+    echo "note: PostgreSQL's server programs are missing, so the PostgreSQL tests will fail;" \
+         "install them with: sudo apt-get install -y --no-install-recommends postgresql" >&2
+  fi
+fi
 export HF_HUB_OFFLINE=1
 exec .venv/bin/python -m pytest --durations=15 "$@"
