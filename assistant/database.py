@@ -403,7 +403,8 @@ CREATE INDEX IF NOT EXISTS conversations_by_transcript ON conversations (tenant_
 CREATE UNIQUE INDEX IF NOT EXISTS feedback_one_per_message ON feedback (tenant_id, conversation_id, message_index);
 """
 
-#: Every table, in the order ``lepton db migrate-from-sqlite`` copies them.
+#: Every table, in the order ``lepton db migrate-from-sqlite`` copies them (not the
+#: rate-limit buckets: a minute after the copy they would all be full again anyway).
 RECORD_TABLE_NAMES = ("conversations", "feedback", "audit_log", "handoffs", "answer_prompts", "widget_keys",
                       "data_skills", "data_skill_revisions", "api_keys", "server_secrets", "identity_secrets")
 
@@ -457,6 +458,25 @@ def _handoffs_by_state(db: Database) -> None:
     db.execute("CREATE INDEX IF NOT EXISTS handoffs_by_state ON handoffs (tenant_id, state, requested_at)")
 
 
+RATE_BUCKETS = """
+CREATE TABLE IF NOT EXISTS rate_buckets (
+    name TEXT NOT NULL,
+    key TEXT NOT NULL,
+    tokens REAL NOT NULL,
+    at REAL NOT NULL,
+    capacity REAL NOT NULL,
+    per_second REAL NOT NULL,
+    granted INTEGER NOT NULL,
+    PRIMARY KEY (name, key)
+)
+"""
+
+
+def _rate_buckets(db: Database) -> None:
+    db.execute(_for(db, RATE_BUCKETS))
+    db.execute("CREATE INDEX IF NOT EXISTS rate_buckets_by_time ON rate_buckets (at)")
+
+
 @dataclass(frozen=True)
 class Migration:
     version: int
@@ -469,6 +489,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "records: conversations, feedback, audit log, handoffs, prompts, keys, data skills, secrets",
               _records),
     Migration(2, "index of handoffs by state (the handoff queue)", _handoffs_by_state),
+    Migration(3, "rate-limit token buckets, shared by every API worker", _rate_buckets),
 )
 
 _VERSIONS = """

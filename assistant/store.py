@@ -79,6 +79,39 @@ class Store:
                 with self._db.transaction():
                     yield
 
+    # -- rate limits ---------------------------------------------------------------------
+
+    def take_token(self, name: str, key: str, capacity: float, per_second: float, now: float) -> float:
+        """Take a token from the bucket ``key`` of the limit ``name`` (``server.limits``):
+        0.0 if there was one, else the seconds until there is. One statement, so two
+        workers taking the bucket's last token at once cannot both get it. A bucket
+        refills at ``per_second`` up to ``capacity``; a clock that steps back refills
+        nothing (workers on several machines read their own clocks)."""
+        # In an upsert, ``excluded`` is the row this call offers and ``rate_buckets`` the
+        # stored one; every expression reads the stored row as it was.
+        elapsed = "(CASE WHEN excluded.at > rate_buckets.at THEN excluded.at - rate_buckets.at ELSE 0 END)"
+        grown = f"rate_buckets.tokens + {elapsed} * excluded.per_second"
+        refilled = f"(CASE WHEN {grown} >= excluded.capacity THEN excluded.capacity ELSE {grown} END)"
+        with self._write():
+            tokens, granted = self._conn.execute(
+                "INSERT INTO rate_buckets (name, key, tokens, at, capacity, per_second, granted)"
+                " VALUES (?, ?, ?, ?, ?, ?, 1) ON CONFLICT (name, key) DO UPDATE SET"
+                f" tokens = CASE WHEN {refilled} >= 1 THEN {refilled} - 1 ELSE {refilled} END,"
+                f" granted = CASE WHEN {refilled} >= 1 THEN 1 ELSE 0 END,"
+                " at = CASE WHEN excluded.at > rate_buckets.at THEN excluded.at ELSE rate_buckets.at END,"
+                " capacity = excluded.capacity, per_second = excluded.per_second"
+                " RETURNING tokens, granted",
+                (name, key, capacity - 1.0, now, capacity, per_second),
+            ).fetchone()
+        return 0.0 if granted else (1.0 - tokens) / per_second
+
+    def forget_buckets(self, name: str, untouched_since: float) -> int:
+        """Delete the buckets of ``name`` untouched since ``untouched_since`` (full again by
+        now, so the same as no bucket); returns how many."""
+        with self._write():
+            return self._conn.execute("DELETE FROM rate_buckets WHERE name = ? AND at < ?",
+                                      (name, untouched_since)).rowcount
+
     def ping(self) -> bool:
         """Whether the database answers a query."""
         try:

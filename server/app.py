@@ -46,18 +46,23 @@ def announce_admin_token(token: str | None) -> None:
                     "`lepton keys admin-token --rotate` makes a new one): %s", token)
 
 
-def create_app(settings: Settings, assistant: Assistant | None = None, *, close_assistant: bool = False) -> FastAPI:
+def create_app(settings: Settings, assistant: Assistant | None = None, *, close_assistant: bool = False,
+               prepare: bool = True) -> FastAPI:
     """``close_assistant``: close a given assistant at shutdown (``lepton serve`` hands over
-    the one it built, whose managed vLLM must stop before the process exits)."""
+    the one it built, whose managed vLLM must stop before the process exits).
+    ``prepare``: let an assistant made here add the demo data (a worker of ``lepton serve
+    --workers`` does not: its parent has)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         owned = assistant is None or close_assistant
         app.state.assistant = assistant or Assistant.from_settings(settings)
-        if assistant is None:  # a fresh install gets a help centre to try the widget on
+        if assistant is None and prepare:  # a fresh install gets a help centre to try the widget on
             app.state.assistant.ensure_demo_data()
         app.state.chat = ChatService(app.state.assistant)
         app.state.widget_keys = WidgetKeys(app.state.assistant.store)
+        # In the records database: every worker on it counts against the same buckets.
+        app.state.limits = WidgetLimits(settings, store=app.state.assistant.store)
         app.state.api_keys = ApiKeys(app.state.assistant.store, settings)
         app.state.admin_token = AdminToken(app.state.assistant.store, settings)
         if settings.admin_access == "token":
@@ -83,7 +88,6 @@ def create_app(settings: Settings, assistant: Assistant | None = None, *, close_
         return running is not None and running.llm.health().ok
 
     app.state.metrics = Metrics(backend_up)
-    app.state.limits = WidgetLimits(settings)
     install_error_handlers(app)
     app.add_middleware(WidgetCors)
     app.add_middleware(AdminGuard)  # outside the routes: authenticates /admin before any body is read

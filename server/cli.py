@@ -21,8 +21,10 @@ __all__ = ["serve"]
 @click.option("--openai-base-url", help="Endpoint for --backend openai.")
 @click.option("--vllm-url", help="Attach to this external vLLM instead of starting one (implies --backend vllm); "
               "several comma-separated URLs are replicas.")
+@click.option("--workers", type=click.IntRange(min=1), help="API server processes sharing the port and the "
+              "database (default 1; more than one needs LEPTON_CHROMA_URL, see docs/deploy.md).")
 @pass_settings
-def serve(settings, host, port, backend, model, openai_base_url, vllm_url) -> None:
+def serve(settings, host, port, backend, model, openai_base_url, vllm_url, workers) -> None:
     import uvicorn
 
     from assistant.core import Assistant
@@ -31,6 +33,7 @@ def serve(settings, host, port, backend, model, openai_base_url, vllm_url) -> No
     from .observability import configure_logging
     from .app import create_app
     from .serving import uvicorn_config
+    from .workers import check_workers, serve_workers
 
     if vllm_url and backend not in (None, "vllm"):
         raise click.UsageError(f"--vllm-url needs --backend vllm, not --backend {backend}")
@@ -38,6 +41,10 @@ def serve(settings, host, port, backend, model, openai_base_url, vllm_url) -> No
         backend = "vllm"
     settings = with_overrides(settings, host=host, port=port, backend=backend, model=model,
                               openai_base_url=openai_base_url, vllm_url=vllm_url)
+    workers = workers or 1
+    problem = check_workers(settings, workers)
+    if problem:
+        raise click.UsageError(problem)
     configure_logging(settings.log_format, settings.access_log,
                       verbose=logging.getLogger().isEnabledFor(logging.INFO))
     assistant = Assistant.from_settings(settings, progress=lambda m: click.echo(m, err=True))
@@ -52,6 +59,9 @@ def serve(settings, host, port, backend, model, openai_base_url, vllm_url) -> No
             if token:
                 click.echo(f"Admin token for the /admin routes, shown once (keep it; `lepton keys admin-token "
                            f"--rotate` makes a new one): {token}", err=True)
+        if workers > 1:
+            serve_workers(settings, workers, assistant, progress=lambda m: click.echo(m, err=True))
+            return
         app = create_app(settings, assistant, close_assistant=True)
     except BaseException:
         assistant.close()  # a managed vLLM must not outlive a failed start

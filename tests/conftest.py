@@ -28,6 +28,23 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def wait_until_serving(process, url: str, log, ready=lambda: True, timeout: float = 300) -> None:  # noqa: ANN001
+    """Wait for a `lepton serve` ``process`` to answer 200 at ``url`` (and ``ready()``), or
+    fail the test with its log if it exits or takes longer than ``timeout`` seconds."""
+    import httpx
+
+    deadline = time.time() + timeout
+    while True:
+        assert process.poll() is None, log.read_text()
+        try:
+            if ready() and httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        assert time.time() < deadline, "lepton serve did not come up: " + log.read_text()[-2000:]
+        time.sleep(1)
+
+
 @pytest.fixture(scope="session")
 def session_dir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("lepton-session")

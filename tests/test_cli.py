@@ -66,6 +66,8 @@ def test_chat_against_a_running_server(live, tmp_path):
     (["skills", "list"], {"LEPTON_ROUTER_THRESHOLD": "5"}, "router_threshold"),
     (["serve", "--port", "70000"], {}, "port"),
     (["serve", "--backend", "openai"], {}, "openai_base_url"),
+    (["serve", "--workers", "2"], {}, "needs a Chroma server the workers share: set LEPTON_CHROMA_URL"),
+    (["serve", "--workers", "0"], {}, "--workers"),
     (["nonsense"], {}, "No such command"),
 ])
 def test_user_errors_print_one_line_and_exit_non_zero(tmp_path, args, env, message):
@@ -126,12 +128,11 @@ def test_lepton_serve_starts_the_whole_product(tmp_path, model_path):
     """What `bash scripts/serve.sh` ends in: a real `lepton serve` process with the demo
     page, the widget, the demo help centre and the API, stopped cleanly by SIGTERM."""
     import signal
-    import time
 
     import httpx
     import openai
 
-    from tests.conftest import free_port
+    from tests.conftest import free_port, wait_until_serving
 
     port = free_port()
     env = {**os.environ, "LEPTON_DATA_DIR": str(tmp_path), "LEPTON_MODEL": model_path}
@@ -141,16 +142,7 @@ def test_lepton_serve_starts_the_whole_product(tmp_path, model_path):
                                stdout=subprocess.PIPE, stderr=log_file, text=True)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.time() + 300
-        while True:
-            assert process.poll() is None, log.read_text()
-            try:
-                if httpx.get(base + "/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.time() < deadline, "lepton serve did not come up"
-            time.sleep(1)
+        wait_until_serving(process, base + "/healthz", log)
         page = httpx.get(base + "/").text
         assert "/widget.js" in page and "data-key=" in page
         api = openai.OpenAI(base_url=base + "/v1", api_key="unused")

@@ -2,7 +2,8 @@
 PostgreSQL server on loopback (tests/postgres.py). The same store calls give the same
 records on each; a unit commits records and conversation state together or not at
 all; the schema is created from nothing and migrated from the previous version; two
-assistants ("workers") on one PostgreSQL share conversations and skill state; and
+assistants ("workers") on one PostgreSQL share conversations and skill state; workers
+on one database share the rate limits' buckets; and
 `lepton db migrate-from-sqlite` copies a SQLite data directory over, verifiably."""
 
 from __future__ import annotations
@@ -136,6 +137,63 @@ def test_a_database_newer_than_this_release_is_refused(store_settings):
     db.close()
     with pytest.raises(RuntimeError, match=f"schema version {NEWEST + 1}, newer than this release's {NEWEST}"):
         open_store(store_settings)
+
+
+# -- rate limits shared by workers ---------------------------------------------------------
+
+def test_two_workers_on_one_database_draw_from_the_same_rate_limit(store_settings, store):
+    from server.errors import ApiError
+    from server.limits import RateLimiter
+
+    other = open_store(store_settings)  # a second worker: its own connection to the same database
+    try:
+        now = [1000.0]
+        one, two = (RateLimiter(3, "from this address", store=s, name="ip", clock=lambda: now[0])
+                    for s in (store, other))
+        one.check("1.2.3.4")
+        two.check("1.2.3.4")
+        one.check("1.2.3.4")
+        with pytest.raises(ApiError) as refused:  # 3 a minute between them, not 3 each
+            two.check("1.2.3.4")
+        assert refused.value.status == 429 and refused.value.headers["Retry-After"] == "20"
+        two.check("5.6.7.8")  # another address has its own bucket
+        now[0] += 20.0
+        two.check("1.2.3.4")  # one token back after 20 s, for either worker
+        with pytest.raises(ApiError):
+            one.check("1.2.3.4")
+        now[0] -= 30.0  # a worker whose clock is behind refills nothing
+        with pytest.raises(ApiError):
+            one.check("1.2.3.4")
+    finally:
+        other.close()
+
+
+def test_workers_racing_for_a_bucket_get_exactly_its_tokens(store_settings, store):
+    stores = [store, open_store(store_settings)]
+    granted = []
+
+    def take(s) -> None:
+        for _ in range(40):
+            if s.take_token("race", "k", 50.0, 50 / 60, 1000.0) == 0.0:
+                granted.append(1)
+
+    threads = [threading.Thread(target=take, args=(s,)) for s in stores]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        assert len(granted) == 50  # 80 tries at one instant, 50 tokens: never one more
+    finally:
+        stores[1].close()
+
+
+def test_full_buckets_are_forgotten(store):
+    store.take_token("ip", "old", 3.0, 0.05, 1000.0)
+    store.take_token("ip", "new", 3.0, 0.05, 1100.0)
+    store.take_token("key", "old", 3.0, 0.05, 1000.0)
+    assert store.forget_buckets("ip", 1040.0) == 1
+    assert store.forget_buckets("ip", 1040.0) == 0 and store.forget_buckets("key", 1040.0) == 1
 
 
 def test_workers_starting_together_migrate_once(postgres_url, tmp_path):

@@ -1,7 +1,8 @@
 """Two API servers ("workers") on one real PostgreSQL database (tests/postgres.py),
 with the real embedded model, driven by the official openai client and plain HTTP:
-a conversation started on one continues on the other, and a handoff opened on one
-is seen, answered and released on the other."""
+a conversation started on one continues on the other, a handoff opened on one
+is seen, answered and released on the other, and the rate limits count the
+requests to both."""
 
 from __future__ import annotations
 
@@ -16,16 +17,25 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def workers(tmp_path, model_path, llm, postgres_url, start_server):
+def start_workers(tmp_path, model_path, llm, postgres_url, start_server):
     made = []
-    for name in ("one", "two"):
-        settings = Settings(data_dir=tmp_path / name, model=model_path, max_tokens=8, admin_access="loopback",
-                            database_url=postgres_url)
-        assistant = Assistant.from_settings(settings, llm=llm)
-        made.append((start_server(settings, assistant), assistant))
-    yield [server for server, _ in made]
+
+    def start(**settings):
+        for name in ("one", "two"):
+            worker = Settings(data_dir=tmp_path / name, model=model_path, max_tokens=8, admin_access="loopback",
+                              database_url=postgres_url, **settings)
+            assistant = Assistant.from_settings(worker, llm=llm)
+            made.append((start_server(worker, assistant), assistant))
+        return [server for server, _ in made]
+
+    yield start
     for _, assistant in made:
         assistant.close()
+
+
+@pytest.fixture
+def workers(start_workers):
+    return start_workers()
 
 
 def client(server) -> openai.OpenAI:
@@ -71,3 +81,15 @@ def test_a_handoff_opened_on_one_worker_is_handled_on_the_other(workers):
     assert back.model_extra["lepton"]["skill"] != "handoff" and back.choices[0].message.content
     messages = httpx.get(f"{two.base_url}/v1/conversations/{conversation}").json()["messages"]
     assert {"role": "assistant", "content": "Sam here.", "agent": "Sam"} in messages
+
+
+def test_the_rate_limit_counts_requests_to_every_worker(start_workers):
+    one, two = start_workers(ip_rate_per_minute=4)
+    for server in (one, two, one, two):
+        assert client(server).models.list().data  # 4 a minute from this address, both workers together
+    for server in (one, two):
+        with pytest.raises(openai.RateLimitError) as refused:
+            client(server).models.list()
+        assert refused.value.body["code"] == "rate_limit_exceeded"
+        assert "4 per minute" in refused.value.body["message"]
+        assert refused.value.response.headers["Retry-After"] == "15"
