@@ -258,10 +258,10 @@ class HandoffService:
         """Open the handoff a turn asked for, or forward a waiting conversation's new
         message to the webhook; returns the handoff as clients see it."""
         if reason is not None:
-            handoff = self.view(self.store.open_handoff(tenant_id, conversation_id, reason))
-            log.info("conversation %s handed off: %s", conversation_id, reason)
-            self._notify("handoff.requested", tenant_id, conversation_id, reason=reason, transcript=transcript)
-            return handoff
+            if self.store.open_handoff(tenant_id, conversation_id, reason):
+                log.info("conversation %s handed off: %s", conversation_id, reason)
+                self._notify("handoff.requested", tenant_id, conversation_id, reason=reason, transcript=transcript)
+            return self.state(tenant_id, conversation_id)
         if was_pending:
             said = next((m for m in reversed(transcript) if m["role"] == "user"), None)
             self._notify("handoff.message", tenant_id, conversation_id, message=said)

@@ -294,17 +294,19 @@ class Store:
             ).fetchone()
         return dict(zip(self._HANDOFF_COLUMNS, row)) if row else None
 
-    def open_handoff(self, tenant_id: str, conversation_id: str, reason: str) -> dict[str, Any]:
+    def open_handoff(self, tenant_id: str, conversation_id: str, reason: str) -> bool:
+        """Hand the conversation to a person; False when it already waits for one (so of
+        two workers opening it at once, one opens it and one sends the webhook)."""
         with self._write():
-            self._conn.execute(
+            opened = self._conn.execute(
                 "INSERT INTO handoffs (tenant_id, conversation_id, state, reason, requested_at)"
                 " VALUES (?, ?, 'pending', ?, ?)"
                 " ON CONFLICT (tenant_id, conversation_id) DO UPDATE SET state = 'pending',"
                 " reason = excluded.reason, requested_at = excluded.requested_at, released_at = NULL,"
-                " webhook_status = NULL",
+                " webhook_status = NULL WHERE handoffs.state <> 'pending' RETURNING 1",
                 (tenant_id, conversation_id, reason, time.time()),
-            )
-        return self.handoff(tenant_id, conversation_id)  # type: ignore[return-value]
+            ).fetchone()
+        return opened is not None
 
     def release_handoff(self, tenant_id: str, conversation_id: str) -> bool:
         """Release a pending handoff; False when the conversation has none pending."""

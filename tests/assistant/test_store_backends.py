@@ -54,7 +54,9 @@ def test_the_same_calls_give_the_same_records_on_both_engines(store):
     assert store.add_feedback("acme", "c1", 1, -1, "Say sorry first.") == first  # one rating per message
     assert [(f["rating"], f["correction"]) for f in store.feedback("acme")] == [(-1, "Say sorry first.")]
 
-    store.open_handoff("acme", "c1", "asked for a person")
+    # Opened and released once each, whichever worker asks first (each sends the webhook once).
+    assert store.open_handoff("acme", "c1", "asked for a person") and not store.open_handoff("acme", "c1", "angry")
+    assert store.handoff("acme", "c1")["reason"] == "asked for a person"
     assert store.release_handoff("acme", "c1") and not store.release_handoff("acme", "c1")
     assert store.handoffs("acme", state="released")[0]["reason"] == "asked for a person"
 
