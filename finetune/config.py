@@ -8,6 +8,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from assistant.llm.local import native_bf16
+
 from .errors import FinetuneError
 
 __all__ = ["TrainConfig", "load_config"]
@@ -30,9 +32,11 @@ class TrainConfig:
     max_length: int = field(default=256, metadata={"help": "Rows longer than this (in tokens) are cut on the left."})
     seed: int = field(default=0, metadata={"help": "Seeds LoRA initialisation, data order and dropout."})
     bf16: bool = field(
-        default=True,
-        metadata={"help": "bf16 autocast for matmuls; measured faster on CPUs with AVX-512 BF16 "
-                          "(benchmarks/finetune_banking77.py prints both)."},
+        # Emulated bfloat16 (a CPU without AVX-512 BF16 or AMX) is slower than float32, so the
+        # default follows the CPU; the value used is saved with the adapter like the rest.
+        default_factory=lambda: native_bf16(),
+        metadata={"help": "bf16 autocast for matmuls; default: on where the CPU computes bf16 natively "
+                          "(AVX-512 BF16 or AMX), off elsewhere (benchmarks/finetune_banking77.py prints both)."},
     )
     save_every: int = field(default=50, metadata={"help": "Write a resumable checkpoint every N steps."})
     threads: int | None = field(default=None, metadata={"help": "torch threads; empty: torch's default."})

@@ -158,3 +158,15 @@ def test_export_feedback_without_database(tmp_path, capsys):
                        "--skill", "customer_service", "--out", str(tmp_path / "fb.jsonl"))
     assert code == 1 and "no feedback has been recorded" in only_line(err)
     assert not (tmp_path / "fb.jsonl").exists()
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_bf16_autocast_defaults_to_what_the_cpu_computes_natively(monkeypatch, native):
+    """A CPU without native bfloat16 trains in float32 by default (emulated bf16 is slower);
+    a config file's explicit choice wins, and the value used is what the adapter saves."""
+    import finetune.config as config_module
+    from finetune.config import TrainConfig, load_config
+
+    monkeypatch.setattr(config_module, "native_bf16", lambda: native)
+    assert TrainConfig().bf16 is native and TrainConfig().to_dict()["bf16"] is native
+    assert load_config(None, bf16=not native).bf16 is (not native)
