@@ -2,6 +2,8 @@
 
     python benchmarks/load_test.py [--conversations 64] [--turns 10] [--max-tokens 8]
         [--backend local|vllm] [--kill-backend-after N] [--time-limit 1500] [--json]
+        [--workers N] [--database-url postgresql://...] [--chroma-url URL] [--vllm-url URL]
+        [--compare-workers 1,2,4]
 
 Starts ``lepton serve`` on loopback on a fresh data directory (built-in skills, no
 demo data), makes an API key, and runs ``--conversations`` clients at once, each
@@ -24,13 +26,24 @@ seconds; clients still running then stop and the run says so.
 
 The server runs with a local queue and key rate limit large enough for the clients
 (``LEPTON_MAX_QUEUE``, ``LEPTON_KEY_RATE_PER_MINUTE``): what is measured is
-the server under load, not its refusals. Ends with "done".
+the server under load, not its refusals.
+
+``--workers N`` runs ``lepton serve --workers N``; past one worker the documents must
+be in a Chroma server, so without ``--chroma-url`` the script starts one on loopback.
+``--database-url`` puts the records in PostgreSQL instead of the data directory's
+SQLite file; ``--vllm-url`` attaches the server to a running vLLM.
+
+``--compare-workers 1,2,4`` measures throughput by worker count: it starts one managed
+vLLM (as ``lepton serve --backend vllm`` would), then runs the same load once per
+count against it, each on a fresh data directory, and reports each run with its
+answered turns per second as a ratio to the first count's. Ends with "done".
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -81,25 +94,34 @@ class Tally:
     answered: int = 0
 
 
-def start_server(data_dir: Path, backend: str, queue: int) -> tuple[subprocess.Popen, str, str, Path]:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "LEPTON_DATA_DIR": str(data_dir), "LEPTON_BACKEND": backend,
+def start_server(data_dir: Path, args: argparse.Namespace, queue: int) -> tuple[subprocess.Popen, str, str, Path]:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "LEPTON_DATA_DIR": str(data_dir), "LEPTON_BACKEND": args.backend,
            "LEPTON_SKILLS": BUILT_IN, "LEPTON_DEMO_KNOWLEDGE": "false", "LEPTON_DEMO_SKILLS": "false",
            "LEPTON_MAX_QUEUE": str(queue), "LEPTON_KEY_RATE_PER_MINUTE": "1000000",
            "LEPTON_ACCESS_LOG": "false", "LEPTON_ADMIN_ACCESS": "loopback"}
+    for name, value in (("LEPTON_DATABASE_URL", args.database_url), ("LEPTON_CHROMA_URL", args.chroma_url)):
+        if value:
+            env[name] = value
     made = subprocess.run([sys.executable, "-m", "assistant", "keys", "create", "--tenant", "load", "--json"],
-                          env=env, capture_output=True, text=True, check=True)
+                          env=env, capture_output=True, text=True)
+    if made.returncode:
+        raise SystemExit(f"lepton keys create failed: {made.stderr.strip()[-2000:]}")
     key = json.loads(made.stdout.strip().splitlines()[-1])["key"]
     port = free_port()
     log = data_dir.parent / "serve.log"
-    process = subprocess.Popen([sys.executable, "-m", "assistant", "serve", "--port", str(port)], env=env,
-                               stdout=subprocess.DEVNULL, stderr=log.open("w"))
+    command = [sys.executable, "-m", "assistant", "serve", "--port", str(port), "--workers", str(args.workers)]
+    if args.vllm_url:
+        command += ["--vllm-url", args.vllm_url]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=log.open("w"))
     base = f"http://127.0.0.1:{port}"
     deadline = time.time() + 900
     while True:
         if process.poll() is not None:
             raise SystemExit(f"lepton serve exited: {log.read_text()[-2000:]}")
         try:
-            if httpx.get(base + "/readyz", timeout=2).status_code == 200:
+            # Past one worker, /readyz answers from the first one up: wait for them all.
+            if httpx.get(base + "/readyz", timeout=2).status_code == 200 and \
+                    (args.workers == 1 or log.read_text().count(" ready\n") >= args.workers):
                 return process, base, key, log
         except httpx.TransportError:
             pass
@@ -240,6 +262,87 @@ async def load(base: str, key: str, args: argparse.Namespace, server: subprocess
     }
 
 
+def run_once(args: argparse.Namespace) -> dict:
+    """One load run on a fresh data directory: start the server, load it, stop it."""
+    with tempfile.TemporaryDirectory(prefix="lepton-load-") as tmp:
+        server, base, key, log = start_server(Path(tmp) / "data", args, queue=args.conversations * 2)
+        try:
+            result = asyncio.run(load(base, key, args, server))
+        finally:
+            server.send_signal(signal.SIGTERM)
+            try:
+                server.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                server.kill()
+        result["workers"] = args.workers
+        result["server_exit"] = server.returncode
+        result["tracebacks_in_server_log"] = log.read_text().count("Traceback")
+    return result
+
+
+@contextlib.contextmanager
+def chroma_server(folder: Path):
+    """A Chroma server on loopback (the workers' shared document store); yields its URL."""
+    port = free_port()
+    command = [str(Path(sys.executable).with_name("chroma")), "run", "--path", str(folder), "--host", "127.0.0.1",
+               "--port", str(port)]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               env={**os.environ, "ANONYMIZED_TELEMETRY": "False"})
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 60
+        while True:
+            try:
+                if httpx.get(url + "/api/v2/heartbeat", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if process.poll() is not None or time.time() > deadline:
+                raise SystemExit("the Chroma server did not start")
+            time.sleep(0.3)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+@contextlib.contextmanager
+def managed_vllm(folder: Path):
+    """One vLLM started as `lepton serve --backend vllm` starts it; yields its URL."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from assistant import Settings
+    from assistant.llm.vllm import start_managed_vllm
+    from assistant.models import resolve_model
+
+    model = resolve_model(Settings(data_dir=os.environ.get("LEPTON_DATA_DIR") or folder / "model"))
+    settings = Settings(data_dir=folder / "vllm", model=model, backend="vllm", demo_knowledge=False)
+    llm = start_managed_vllm(settings, model, progress=lambda m: print(m, file=sys.stderr))
+    try:
+        yield llm.root_url
+    finally:
+        llm.close()
+
+
+def compare_workers(args: argparse.Namespace, counts: list[int]) -> dict:
+    """The same load once per worker count, against one vLLM; ratios to the first count."""
+    with contextlib.ExitStack() as stack:
+        folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="lepton-workers-")))
+        if not args.vllm_url:
+            args.vllm_url = stack.enter_context(managed_vllm(folder))
+        if not args.chroma_url and max(counts) > 1:
+            args.chroma_url = stack.enter_context(chroma_server(folder / "chroma"))
+        args.backend = "vllm"
+        runs = []
+        for count in counts:
+            args.workers = count
+            runs.append(run_once(args))
+            print(f"{count} worker(s): {runs[-1]['answered_per_s']} turns/s", file=sys.stderr)
+    first = runs[0]["answered_per_s"]
+    for run in runs:
+        run["ratio_to_first"] = round(run["answered_per_s"] / first, 3) if first else None
+    return {"runs": runs, "cpus": os.cpu_count()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--conversations", type=int, default=64)
@@ -249,24 +352,41 @@ def main() -> None:
     parser.add_argument("--kill-backend-after", type=int, default=0, metavar="N",
                         help="SIGKILL the managed vLLM once N turns are answered (--backend vllm).")
     parser.add_argument("--time-limit", type=float, default=1500.0, help="Seconds the clients may run.")
+    parser.add_argument("--workers", type=int, default=1, help="API worker processes (lepton serve --workers).")
+    parser.add_argument("--database-url", help="Keep the records in this PostgreSQL database.")
+    parser.add_argument("--chroma-url", help="The Chroma server the workers share (started here if needed).")
+    parser.add_argument("--vllm-url", help="Attach the server to this running vLLM.")
+    parser.add_argument("--compare-workers", metavar="1,2,4",
+                        help="Run the load once per worker count against one vLLM and compare throughput.")
     parser.add_argument("--json", action="store_true", help="Print the result as one JSON object.")
     args = parser.parse_args()
-    if args.kill_backend_after and args.backend != "vllm":
-        parser.error("--kill-backend-after needs --backend vllm (the local model runs inside the server)")
-    with tempfile.TemporaryDirectory(prefix="lepton-load-") as tmp:
-        server, base, key, log = start_server(Path(tmp) / "data", args.backend, queue=args.conversations * 2)
+    if args.kill_backend_after and (args.backend != "vllm" or args.vllm_url or args.compare_workers):
+        parser.error("--kill-backend-after needs --backend vllm with the server's own vLLM "
+                     "(the local model runs inside the server)")
+    if args.workers < 1:
+        parser.error("--workers must be 1 or more")
+    if args.vllm_url:
+        args.backend = "vllm"
+    if args.compare_workers:
         try:
-            result = asyncio.run(load(base, key, args, server))
-        finally:
-            server.send_signal(signal.SIGTERM)
-            try:
-                server.wait(timeout=120)
-            except subprocess.TimeoutExpired:
-                server.kill()
-        result["server_exit"] = server.returncode
-        result["tracebacks_in_server_log"] = log.read_text().count("Traceback")
+            counts = [int(n) for n in args.compare_workers.split(",")]
+        except ValueError:
+            parser.error("--compare-workers takes worker counts separated by commas, e.g. 1,2,4")
+        if not counts or min(counts) < 1:
+            parser.error("--compare-workers takes worker counts of 1 or more")
+        result = compare_workers(args, counts)
+    else:
+        with contextlib.ExitStack() as stack:
+            if args.workers > 1 and not args.chroma_url:
+                folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="lepton-chroma-"))
+                args.chroma_url = stack.enter_context(chroma_server(Path(folder)))
+            result = run_once(args)
     if args.json:
         print(json.dumps(result))
+    elif "runs" in result:
+        for run in result["runs"]:
+            print(f"{run['workers']:>3} worker(s): {run['answered_per_s']} turns/s, ratio {run['ratio_to_first']}, "
+                  f"p50 {run['latency_p50_s']} s, {run['answered_turns']} answered, {run['server_errors']} server errors")
     else:
         for name, value in result.items():
             print(f"{name:>26}: {value}")

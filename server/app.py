@@ -13,6 +13,7 @@ import gc
 import logging
 import time
 from contextlib import asynccontextmanager
+from typing import Callable
 
 from fastapi import Depends, FastAPI, Request, Response
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
@@ -47,11 +48,11 @@ def announce_admin_token(token: str | None) -> None:
 
 
 def create_app(settings: Settings, assistant: Assistant | None = None, *, close_assistant: bool = False,
-               prepare: bool = True) -> FastAPI:
+               prepare: bool = True, ready: Callable[[], None] | None = None) -> FastAPI:
     """``close_assistant``: close a given assistant at shutdown (``lepton serve`` hands over
     the one it built, whose managed vLLM must stop before the process exits).
     ``prepare``: let an assistant made here add the demo data (a worker of ``lepton serve
-    --workers`` does not: its parent has)."""
+    --workers`` does not: its parent has). ``ready``: called once the app has started."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -74,6 +75,8 @@ def create_app(settings: Settings, assistant: Assistant | None = None, *, close_
         # flight (measured: benchmarks/README.md, Measurement records by commit).
         app.state.assistant.turn_observers.append(app.state.metrics.observe_turn)
         gc.freeze()
+        if ready is not None:
+            ready()
         yield
         app.state.assistant.turn_observers.remove(app.state.metrics.observe_turn)
         app.state.chat.close()

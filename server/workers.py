@@ -21,6 +21,7 @@ workers have stopped.
 from __future__ import annotations
 
 import os
+import sys
 from typing import Callable
 
 from assistant import Settings
@@ -47,7 +48,12 @@ def worker_app():  # noqa: ANN201  (a FastAPI app; uvicorn calls this in each wo
     """One worker's app: the parent's settings, its own assistant (made at start-up)."""
     from .app import create_app
 
-    return create_app(_settings_from_environment(), prepare=False)
+    return create_app(_settings_from_environment(), prepare=False, ready=_announce_ready)
+
+
+def _announce_ready() -> None:
+    # One line per worker once it answers: how an operator (or a load test) knows all N are up.
+    print(f"Worker {os.getpid()} ready", file=sys.stderr, flush=True)
 
 
 def _worker_protocol() -> type:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -61,4 +62,5 @@ def test_two_workers_answer_on_one_port_and_share_the_rate_limit(tmp_path, model
         process.wait(timeout=60)
     err = log.read_text()
     assert "Starting 2 workers" in err
+    assert len(re.findall(r"^Worker \d+ ready$", err, re.M)) == 2, err[-3000:]  # each says when it is up
     assert "Traceback" not in err, err[-3000:]
