@@ -157,3 +157,20 @@ def postgres_server():
 def postgres_url(postgres_server) -> str:
     """A new, empty PostgreSQL database for one test."""
     return postgres_server.new_database()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def records(request) -> str | None:
+    """The records database a test runs on, once each: None for the SQLite file under the
+    data directory, else the URL of a new PostgreSQL database (LEPTON_DATABASE_URL)."""
+    return request.getfixturevalue("postgres_url") if request.param == "postgresql" else None
+
+
+def stored_text(settings: Settings) -> bytes:
+    """Everything the records database holds, to search for what must never be stored."""
+    if settings.database_url is None:
+        return settings.db_path.read_bytes()
+    from tests.postgres import database_text
+
+    return database_text(settings.database_url).encode()
+

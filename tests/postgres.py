@@ -70,3 +70,15 @@ class PostgresServer:
             self._run(self._pg_ctl, "-D", str(self._data), "-m", "immediate", "stop")
         finally:
             shutil.rmtree(self._folder, ignore_errors=True)
+
+
+def database_text(url: str) -> str:
+    """Every row of every table of the database at ``url``, as JSON text."""
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        tables = [name for (name,) in conn.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY tablename")]
+        return "\n".join(row for table in tables for (row,) in conn.execute(
+            f'SELECT row_to_json(t)::text FROM "{table}" t'))
+

@@ -14,6 +14,12 @@ from assistant import Assistant
 pytestmark = pytest.mark.slow
 
 
+@pytest.fixture
+def settings(settings, records):
+    """Every test of this file runs on the SQLite file and again on PostgreSQL."""
+    return settings.model_copy(update={"database_url": records})
+
+
 def client(live) -> openai.OpenAI:
     return openai.OpenAI(base_url=live.base_url + "/v1", api_key="unused", max_retries=0)
 

@@ -63,10 +63,11 @@ def receiver():
     r.close()
 
 
-def test_handoff_round_trip(tmp_path, model_path, llm, receiver, start_server):
+def test_handoff_round_trip(tmp_path, model_path, llm, receiver, start_server, records):
+    """On the SQLite file and on PostgreSQL."""
     settings = Settings(
         data_dir=tmp_path / "data", model=model_path, max_tokens=12, admin_access="loopback",
-        handoff_webhook_url=receiver.url, handoff_webhook_secret=SECRET,
+        handoff_webhook_url=receiver.url, handoff_webhook_secret=SECRET, database_url=records,
     )
     assistant = Assistant.from_settings(settings, llm=llm)
     live = start_server(settings, assistant)

@@ -17,8 +17,15 @@ from assistant import Assistant, Settings
 from server.api_keys import AdminToken, ApiKeys
 from server.cli_keys import keys_group
 from server.keys import WidgetKeys
+from tests.conftest import stored_text
 
 USER = [{"role": "user", "content": "My parcel never arrived"}]
+
+
+@pytest.fixture
+def settings(settings, records):
+    """Every test of this file runs on the SQLite file and again on PostgreSQL."""
+    return settings.model_copy(update={"database_url": records})
 
 
 def chat(live, key: str | None, *, messages=USER, **body) -> httpx.Response:
@@ -148,9 +155,10 @@ def test_json_routes_refuse_bodies_not_declared_json_and_store_nothing(live, ass
 
 
 @pytest.fixture
-def token_server(tmp_path, model_path, llm, start_server):
+def token_server(tmp_path, model_path, llm, start_server, records):
     """A server in the default admin mode, with its generated token and keys."""
-    settings = Settings(data_dir=tmp_path / "data", model=model_path, max_tokens=8, max_admin_request_bytes=4096)
+    settings = Settings(data_dir=tmp_path / "data", model=model_path, max_tokens=8, max_admin_request_bytes=4096,
+                        database_url=records)
     assistant = Assistant.from_settings(settings, llm=llm)
     token = AdminToken(assistant.store, settings).ensure()
     keys = ApiKeys(assistant.store, settings)
@@ -270,7 +278,7 @@ def test_lepton_keys_create_prints_the_key_once_and_stores_only_its_hash(setting
     assert record["key"].startswith("sk_") and record["tenant"] == "acme" and record["skills"] == ["customer_service"]
     listed = runner.invoke(keys_group, ["list"], obj=settings).output
     assert record["id"] in listed and record["key"] not in listed
-    assert record["key"].encode() not in settings.db_path.read_bytes()
+    assert record["key"].encode() not in stored_text(settings)
     bad = runner.invoke(keys_group, ["create", "--tenant", "Acme Corp"], obj=settings)
     assert bad.exit_code == 2 and "invalid tenant name 'Acme Corp'" in bad.output
     revoked = runner.invoke(keys_group, ["revoke", record["key"]], obj=settings)
