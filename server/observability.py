@@ -4,6 +4,8 @@
   requests, latency and errors per route; turns, latency and tokens per skill;
   routing decisions, safety triggers, and whether the model backend answers.
   Each app has its own registry, so several apps in one process never mix counts.
+  Under ``lepton serve --workers N`` (``PROMETHEUS_MULTIPROC_DIR`` set), prometheus_client's
+  multi-process mode sums every worker's counts, so any worker answers for all of them.
 - ``X-Request-Id`` on every response: the client's own (letters, digits, ``.-_``,
   up to 64) or a new one. It is in the access log line and in every log record
   written while the request runs (``request_id``), so one request can be followed
@@ -24,17 +26,22 @@ import contextvars
 import datetime
 import json
 import logging
+import os
 import re
 import time
 import uuid
 from typing import Any, Callable
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = ["JsonFormatter", "Metrics", "RequestContext", "configure_logging", "request_id"]
 
 access_log = logging.getLogger("lepton.access")
+
+#: Where the workers of one `lepton serve --workers N` keep their metrics (prometheus_client reads it).
+MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
 
 _REQUEST_ID = contextvars.ContextVar("lepton_request_id", default=None)
 _GOOD_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
@@ -88,10 +95,10 @@ class Metrics:
                                ["skill"], registry=r)
         self.safety = Counter("lepton_safety_triggers", "Turns answered by the safety guard's fixed reply.",
                               ["kind"], registry=r)
+        # Checked when scraped; across workers the latest check is the value.
         self.backend_up = Gauge("lepton_backend_up", "1 when the model backend answers a health check, else 0.",
-                                registry=r)
-        if backend_up is not None:
-            self.backend_up.set_function(lambda: 1.0 if backend_up() else 0.0)
+                                registry=r, multiprocess_mode="mostrecent")
+        self._backend_check = backend_up
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
         self.requests.labels(route, method, str(status)).inc()
@@ -116,7 +123,14 @@ class Metrics:
             self.safety.labels(str(safety)).inc()
 
     def render(self) -> tuple[bytes, str]:
-        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+        if self._backend_check is not None:
+            self.backend_up.set(1.0 if self._backend_check() else 0.0)
+        if not os.environ.get(MULTIPROCESS_DIR):
+            return generate_latest(self.registry), CONTENT_TYPE_LATEST
+        # Every worker's metrics, from the files they all write (prometheus_client's multi-process mode).
+        everyone = CollectorRegistry()
+        MultiProcessCollector(everyone)
+        return generate_latest(everyone), CONTENT_TYPE_LATEST
 
 
 def _route_of(scope: Scope) -> str:

@@ -11,7 +11,8 @@ same settings (``worker_app``), so what they must agree on lives outside them:
 - the tenants' documents in a Chroma server (``LEPTON_CHROMA_URL``): the embedded
   Chroma is one process's, so more than one worker refuses to start without it;
 - the model: with ``--backend vllm`` one vLLM (started here once, or
-  ``--vllm-url``); the embedded model is loaded by every worker.
+  ``--vllm-url``); the embedded model is loaded by every worker;
+- the metrics in prometheus_client's multi-process folder (``_metrics_folder``).
 
 Before the workers start, this process prepares what a start prepares once (the
 demo data, the admin token) and, for a managed vLLM, starts it and keeps it until the
@@ -20,11 +21,16 @@ workers have stopped.
 
 from __future__ import annotations
 
+import glob
 import os
+import shutil
 import sys
+import tempfile
 from typing import Callable
 
 from assistant import Settings
+
+from .observability import MULTIPROCESS_DIR
 
 __all__ = ["WORKER_SETTINGS", "check_workers", "serve_workers", "worker_app", "WorkerProtocol"]
 
@@ -69,6 +75,23 @@ def __getattr__(name: str):  # noqa: ANN202  (uvicorn imports the protocol by na
     raise AttributeError(name)
 
 
+def _metrics_folder() -> str | None:
+    """Prepare prometheus_client's multi-process mode for the workers: every worker writes
+    its metrics to files in one folder, and whichever answers /metrics reads them all.
+    The folder is ``PROMETHEUS_MULTIPROC_DIR`` when the operator set it (emptied of an
+    earlier run's files, as prometheus_client requires), else a new one, returned so it is
+    removed when the workers stop. Set before the workers start, so they inherit it."""
+    given = os.environ.get(MULTIPROCESS_DIR)
+    if given:
+        os.makedirs(given, exist_ok=True)
+        for stale in glob.glob(os.path.join(given, "*.db")):
+            os.unlink(stale)
+        return None
+    made = tempfile.mkdtemp(prefix="lepton-metrics-")
+    os.environ[MULTIPROCESS_DIR] = made
+    return made
+
+
 def serve_workers(settings: Settings, workers: int, assistant, progress: Callable[[str], None]) -> None:  # noqa: ANN001
     """Run ``workers`` workers until a signal stops them. ``assistant`` is this process's,
     already prepared; it is kept while they run only if it manages the vLLM they use."""
@@ -85,6 +108,7 @@ def serve_workers(settings: Settings, workers: int, assistant, progress: Callabl
     else:
         assistant.close()  # the workers load their own
     os.environ[WORKER_SETTINGS] = settings.model_dump_json()
+    metrics_dir = _metrics_folder()
     base = uvicorn_config(None, settings)
     config = uvicorn.Config(
         "server.workers:worker_app", factory=True, workers=workers, host=base.host, port=base.port,
@@ -98,5 +122,7 @@ def serve_workers(settings: Settings, workers: int, assistant, progress: Callabl
     try:
         Multiprocess(config, sockets=[config.bind_socket()]).run()
     finally:
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
         if server is not None:
             assistant.close()

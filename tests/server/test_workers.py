@@ -1,6 +1,6 @@
 """`lepton serve --workers 2` as a user starts it: two worker processes on one port, a
 Chroma server on loopback for the documents, the SQLite records database under the
-data directory; the rate limits count the requests both workers answer."""
+data directory; the rate limits count the requests both workers answer, and /metrics reports both."""
 
 from __future__ import annotations
 
@@ -34,11 +34,23 @@ def _workers_of(pid: int) -> list[int]:
     return found
 
 
-def test_two_workers_answer_on_one_port_and_share_the_rate_limit(tmp_path, model_path, chroma_url):  # noqa: F811
+def _models_requests(exposition: str) -> dict[str, float]:
+    """GET /v1/models requests by status, from a /metrics page."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {sample.labels["status"]: sample.value
+            for family in text_string_to_metric_families(exposition) if family.name == "lepton_http_requests"
+            for sample in family.samples
+            if sample.name == "lepton_http_requests_total" and sample.labels["route"] == "/v1/models"}
+
+
+def test_two_workers_answer_on_one_port_and_share_the_rate_limit_and_the_metrics(tmp_path, model_path, chroma_url):  # noqa: F811
     port = free_port()
     env = {**os.environ, "LEPTON_DATA_DIR": str(tmp_path / "data"), "LEPTON_MODEL": model_path,
            "LEPTON_CHROMA_URL": chroma_url, "LEPTON_DEMO_KNOWLEDGE": "false", "LEPTON_DEMO_SKILLS": "false",
-           "LEPTON_IP_RATE_PER_MINUTE": "6"}
+           "LEPTON_IP_RATE_PER_MINUTE": "6", "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics")}
+    (tmp_path / "metrics").mkdir()
+    (tmp_path / "metrics" / "counter_1.db").write_bytes(b"an earlier run's counts")  # must not be added in
     log = tmp_path / "serve.err"
     with log.open("w") as log_file:
         process = subprocess.Popen([sys.executable, "-m", "assistant", "serve", "--port", str(port), "--workers", "2"],
@@ -57,6 +69,14 @@ def test_two_workers_answer_on_one_port_and_share_the_rate_limit(tmp_path, model
                 statuses.append(fresh.get("/v1/models").status_code)
         # 6 a minute from this address, both workers together: the chat and 5 more.
         assert statuses == [200] * 5 + [429] * 6, statuses
+        # Both workers keep metrics, and whichever answers /metrics reports them all.
+        workers = set(_workers_of(process.pid))
+        writers = {int(f.stem.rsplit("_", 1)[1]) for f in (tmp_path / "metrics").glob("counter_*.db")}
+        assert writers == workers, (writers, workers)
+        for _ in range(4):
+            with httpx.Client(base_url=base) as fresh:
+                scraped = _models_requests(fresh.get("/metrics").text)
+            assert scraped == {"200": 5.0, "429": 6.0}, scraped
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=60)
