@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import os
 import sqlite3
 import threading
@@ -31,6 +32,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 __all__ = ["MIGRATIONS", "Database", "open_database", "sqlite_database", "postgres_database"]
+
+log = logging.getLogger(__name__)
 
 
 class _Unit(threading.local):
@@ -79,6 +82,10 @@ class Database:
         """Held while the schema is checked and migrated (one process at a time)."""
         with self.lock:
             yield
+
+    def reopen_if_lost(self) -> None:
+        """Open the connection again if the last one was lost (PostgreSQL only; a SQLite
+        file does not go away). Called before a write or a unit begins."""
 
     def close(self) -> None:
         self.conn.close()
@@ -203,18 +210,33 @@ class PostgresDatabase(Database):
         self.integrity_error = psycopg.errors.UniqueViolation
         self.error = psycopg.Error
 
+    def reopen_if_lost(self) -> None:
+        """A connection the server dropped (a restart, a failover, an idle timeout) is
+        *broken* in psycopg's terms: the statement that met it failed, and its caller got
+        the error. The next statement outside a unit opens a new connection instead of
+        failing the same way until the worker restarts. Inside a unit the connection is
+        the unit's transaction, so it is never swapped there."""
+        if not self.conn.broken or self.unit.active:
+            return
+        with self.lock:
+            if self.conn.broken:
+                log.warning("the connection to %s was lost; connecting again", self.describe())
+                self.conn = _connect(self.url)
+
     def execute(self, sql: str, args: Any = ()) -> Any:
+        self.reopen_if_lost()
         return self.conn.execute(_postgres_sql(sql), tuple(args))
 
     def transaction(self) -> contextlib.AbstractContextManager:
+        self.reopen_if_lost()
         return self.conn.transaction()
 
     def executescript(self, script: str) -> None:
         self.conn.execute(script, prepare=False)  # several statements: sent as one simple query
 
     def columns(self, table: str) -> set[str]:
-        rows = self.conn.execute("SELECT column_name FROM information_schema.columns"
-                                 " WHERE table_schema = current_schema() AND table_name = %s", (table,))
+        rows = self.execute("SELECT column_name FROM information_schema.columns"
+                            " WHERE table_schema = current_schema() AND table_name = ?", (table,))
         return {row[0] for row in rows}
 
     @contextlib.contextmanager
@@ -232,7 +254,21 @@ class PostgresDatabase(Database):
     def checkpointer(self) -> Any:
         from langgraph.checkpoint.postgres import PostgresSaver
 
-        saver = PostgresSaver(self.conn)
+        db = self
+
+        class ReconnectingSaver(PostgresSaver):
+            """LangGraph's PostgreSQL checkpointer on the store's current connection: it
+            overrides ``PostgresSaver._cursor``, through which the saver runs every
+            statement, only to pick up a connection opened again after a loss."""
+
+            @contextlib.contextmanager
+            def _cursor(self, *, pipeline: bool = False) -> Iterator[Any]:
+                db.reopen_if_lost()
+                self.conn = db.conn
+                with super()._cursor(pipeline=pipeline) as cur:
+                    yield cur
+
+        saver = ReconnectingSaver(self.conn)
         saver.lock = self.lock  # type: ignore[assignment]  # reentrant, and shared with the store's units
         # Its batched writes then run in a (nested) transaction rather than a pipeline, so
         # inside a unit they are part of the unit's transaction.
@@ -254,10 +290,13 @@ class PostgresDatabase(Database):
 def postgres_database(url: str) -> PostgresDatabase:
     """A connection to PostgreSQL at ``url``, in autocommit mode (LangGraph's checkpointer
     needs it; the store opens explicit transactions for its writes)."""
+    return PostgresDatabase(_connect(url), url)
+
+
+def _connect(url: str) -> Any:
     import psycopg
 
-    conn = psycopg.connect(url, autocommit=True, connect_timeout=10)
-    return PostgresDatabase(conn, url)
+    return psycopg.connect(url, autocommit=True, connect_timeout=10)
 
 
 def records_exist(settings: Any) -> bool:

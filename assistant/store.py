@@ -62,6 +62,7 @@ class Store:
             if self._unit.active:  # already inside one: part of it
                 yield
                 return
+            self._db.reopen_if_lost()
             self._unit.active = True
             try:
                 with self._db.transaction():
@@ -113,13 +114,17 @@ class Store:
                                       (name, untouched_since)).rowcount
 
     def ping(self) -> bool:
-        """Whether the database answers a query."""
-        try:
-            with self._lock:
-                self._conn.execute("SELECT 1").fetchone()
-        except self._db.error:
-            return False
-        return True
+        """Whether the database answers a query. A connection found lost by this query is
+        opened again and asked once more, so the answer is about the database, not about
+        a connection it dropped earlier."""
+        for _ in range(2):
+            try:
+                with self._lock:
+                    self._conn.execute("SELECT 1").fetchone()
+                return True
+            except self._db.error:
+                continue
+        return False
 
     def conversation_exists(self, tenant_id: str, conversation_id: str, owner: object = ANY_OWNER) -> bool:
         """Whether the tenant has this conversation and, unless ``owner`` is ANY_OWNER, it

@@ -4,6 +4,7 @@ failure — validation, unknown route, our own errors — look the same to clien
 from __future__ import annotations
 
 import logging
+import sys
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -71,8 +72,19 @@ def api_error_from(exc: Exception) -> ApiError:
                         code="knowledge_unavailable", headers={"Retry-After": "5"})
     if isinstance(exc, LeptonError):
         return ApiError(400, str(exc))
+    if _database_unreachable(exc):
+        # The connection is opened again on the next request (assistant.database).
+        log.error("the records database failed: %s", exc)
+        return ApiError(503, "The records database is unavailable, retry shortly", "server_error",
+                        code="database_unavailable", headers={"Retry-After": "2"})
     log.exception("unexpected error", exc_info=exc)
     return ApiError(500, "Internal server error", "server_error")
+
+
+def _database_unreachable(exc: Exception) -> bool:
+    """PostgreSQL's connection failed or was lost (psycopg's OperationalError)."""
+    psycopg = sys.modules.get("psycopg")  # imported only when the records are in PostgreSQL
+    return psycopg is not None and isinstance(exc, psycopg.OperationalError)
 
 
 def validation_message(exc: ValidationError | RequestValidationError) -> tuple[str, str | None]:

@@ -180,6 +180,41 @@ def test_the_backend_coming_back_needs_no_restart(settings, llm, start_server, t
     upstream.close()
 
 
+def _drop_connections(url: str) -> int:
+    """What a PostgreSQL restart or failover does to Lepton: its connections are ended
+    by the server. Returns how many were."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as admin:
+        return admin.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                             " WHERE datname = current_database() AND pid <> pg_backend_pid()").fetchone()[0]
+
+
+def test_a_lost_database_connection_is_a_503_and_the_next_request_connects_again(settings, llm, start_server,
+                                                                                   postgres_url):
+    """PostgreSQL drops the worker's connection: the request that meets the loss gets 503
+    database_unavailable with Retry-After; the next one is answered on a new connection,
+    in the same conversation, and /readyz recovers without a restart."""
+    settings = settings.model_copy(update={"database_url": postgres_url})
+    assistant = Assistant.from_settings(settings, llm=llm)
+    live = start_server(settings, assistant)
+    first = chat(live.base_url, max_tokens=2)
+    assert first.status_code == 200, first.text
+    conversation = first.json()["lepton"]["conversation_id"]
+    assert _drop_connections(postgres_url) >= 1
+    again = {"lepton": {"conversation_id": conversation}, "max_tokens": 2}
+    lost = chat(live.base_url, **again)
+    assert lost.status_code == 503 and lost.headers["Retry-After"] == "2", lost.text
+    assert lost.json()["error"]["code"] == "database_unavailable"
+    back = chat(live.base_url, **again)
+    assert back.status_code == 200, back.text
+    history = httpx.get(f"{live.base_url}/v1/conversations/{conversation}").json()["messages"]
+    assert [m["role"] for m in history] == ["user", "assistant"] * 2
+    assert _drop_connections(postgres_url) >= 1
+    assert httpx.get(live.base_url + "/readyz").status_code == 200  # its check connects again
+    assistant.close()
+
+
 def test_slow_headers_are_cut_off_and_surplus_connections_get_a_503(settings, assistant, start_server):
     """A client that sends its headers too slowly is disconnected after LEPTON_HEADER_TIMEOUT
     (an idle kept-alive connection is not, until LEPTON_KEEPALIVE_TIMEOUT);
